@@ -1,0 +1,11 @@
+"""ClickHouse schema (ordered migrations) and the analytics SQL, each written once in this folder.
+
+`connect` opens either a ClickHouse server (`http://user:pass@host:8123/db`) or embedded chDB
+(`chdb:///path`); the same migrations and queries run on both.
+"""
+
+from clickhouse._client import ClickHouseUnavailable, connect, query_rows
+from clickhouse._migrations import migrate
+from clickhouse._queries import load_query
+
+__all__ = ["ClickHouseUnavailable", "connect", "load_query", "migrate", "query_rows"]

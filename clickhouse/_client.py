@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from clickhouse._queries import load_query
+
+
+class ClickHouseUnavailable(RuntimeError):
+    """The DSN could not be opened (server down, or a chDB directory held by another process)."""
+
+
+def connect(dsn: str) -> Client:
+    try:
+        return clickhouse_connect.get_client(dsn=dsn)
+    except Exception as error:  # the driver raises many types; callers need one clear message
+        where = dsn.split("@")[-1]  # never echo a password
+        raise ClickHouseUnavailable(f"cannot open ClickHouse at {where}: {error}") from error
+
+
+def query_rows(client: Client, name: str, **parameters: Any) -> list[dict[str, Any]]:
+    """Run the named query of `clickhouse/queries/` and return its rows as dicts."""
+    result = client.query(load_query(name), parameters=parameters)
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]

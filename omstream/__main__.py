@@ -1,0 +1,3 @@
+from omstream.cli import main
+
+main()

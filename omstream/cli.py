@@ -1,0 +1,233 @@
+"""The `omstream` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+import clickhouse
+from omstream.settings import Settings
+from stream.kafka import BrokerUnreachable
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_EXPECTED_ERRORS = (
+    BrokerUnreachable,
+    clickhouse.ClickHouseUnavailable,
+    FileNotFoundError,
+    TimeoutError,
+    RuntimeError,
+    ValueError,
+)
+
+
+def one_line_errors(command: F) -> F:
+    """Bad input or an unreachable server ends the command with one clear line, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ValidationError as error:
+            raise click.ClickException(f"invalid settings: {error.errors()[0]['msg']}") from error
+        except _EXPECTED_ERRORS as error:
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise click.ClickException(message) from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _terminate_as_interrupt() -> None:
+    # SIGTERM unwinds like Ctrl-C, so `finally` blocks stop the processes this command started.
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """OMStream: user-behaviour analytics over Kafka, Faust and ClickHouse."""
+
+
+@main.command()
+@click.option("--events", "-n", default=200_000, show_default=True, help="events to generate")
+@click.option("--data", type=click.Path(path_type=Path), help="replay this Taobao CSV instead of generating")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@one_line_errors
+def demo(events: int, data: Path | None, seed: int, as_json: bool) -> None:
+    """Start the embedded stack, replay data through it, and summarise what ClickHouse stored."""
+    from omstream.demo import run_demo
+    from omstream.report import render_text
+
+    _terminate_as_interrupt()
+    if data is not None and not data.is_file():
+        raise FileNotFoundError(f"no such file: {data}")
+    result = run_demo(Settings(), events, data, seed)
+    emitted = result.emitted
+    summary = {"sent": emitted.sent, "rejected": dict(emitted.rejected), **result.report}
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+        return
+    click.echo(
+        f"sent {emitted.sent:,} events; rejected {sum(emitted.rejected.values()):,} "
+        f"{dict(emitted.rejected) or ''}\n"
+    )
+    click.echo(render_text(result.report))
+
+
+@main.command()
+@one_line_errors
+def up() -> None:
+    """Run the embedded stack (broker + stream worker) until Ctrl-C."""
+    from omstream.stack import broker, worker_process
+
+    _terminate_as_interrupt()
+    settings = Settings()
+    with broker(settings) as bootstrap, worker_process(settings, bootstrap) as worker:
+        click.echo(f"omstream up: Kafka at {bootstrap}, worker pid {worker.pid}; Ctrl-C to stop")
+        try:
+            while worker.poll() is None:
+                time.sleep(0.5)
+            raise RuntimeError(f"the worker exited with code {worker.returncode}; see {settings.state_dir}")
+        except KeyboardInterrupt:
+            click.echo("stopping")
+
+
+@main.command()
+@one_line_errors
+def worker() -> None:
+    """Run a stream worker (Faust) against KAFKA_BOOTSTRAP, writing to CLICKHOUSE_DSN."""
+    from prometheus_client import start_http_server
+
+    from omstream.stack import resolve_bootstrap
+    from stream.worker import run_worker
+
+    settings = Settings()
+    bootstrap = resolve_bootstrap(settings)
+    client = clickhouse.connect(settings.resolved_clickhouse_dsn)
+    try:
+        clickhouse.migrate(client)
+        server, _ = start_http_server(settings.metrics_port)
+        click.echo(f"worker: Kafka {bootstrap}, metrics on :{server.server_port}", err=True)
+        run_worker(settings, bootstrap, client)
+    finally:
+        client.close()
+
+
+@main.command()
+@one_line_errors
+def migrate() -> None:
+    """Apply the ClickHouse migrations (idempotent)."""
+    settings = Settings()
+    client = clickhouse.connect(settings.resolved_clickhouse_dsn)
+    try:
+        applied = clickhouse.migrate(client)
+    finally:
+        client.close()
+    click.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@main.command()
+@click.option("--events", "-n", required=True, type=click.IntRange(min=1), help="clean events to write")
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--out", "-o", required=True, type=click.Path(path_type=Path), help="CSV file (.gz to compress)"
+)
+@click.option("--dirty", is_flag=True, help="add dirty rows: duplicates, out-of-window times, garbage")
+@one_line_errors
+def generate(events: int, seed: int, out: Path, dirty: bool) -> None:
+    """Write a deterministic Taobao-shaped UserBehavior CSV."""
+    from omstream.demo import generate_with_progress
+
+    started = time.monotonic()
+    generate_with_progress(out, events, seed, dirty)
+    click.echo(f"wrote {events:,} events to {out} in {time.monotonic() - started:.1f} s")
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="events per second")
+@click.option("--speedup", type=click.FloatRange(min=0, min_open=True), help="event time sped up X times")
+@click.option("--sort", "sort_first", is_flag=True, help="time-order a user-sorted file first (via chDB)")
+@click.option("--pack", type=click.IntRange(min=1), help="events per Kafka message [default: settings]")
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def replay(
+    file: Path, rate: float | None, speedup: float | None, sort_first: bool, pack: int | None, as_json: bool
+) -> None:
+    """Replay a Taobao UserBehavior CSV (plain or .gz) onto the events topic."""
+    from omstream.demo import replay_file, time_ordered
+    from omstream.stack import resolve_bootstrap
+    from stream.replay import Pacer
+
+    if not file.is_file():
+        raise FileNotFoundError(f"no such file: {file}")
+    settings = Settings()
+    bootstrap = resolve_bootstrap(settings)
+    pacer = Pacer(rate=rate, speedup=speedup)
+    source = time_ordered(file, settings) if sort_first else file
+    report = asyncio.run(replay_file(source, settings, bootstrap, pack or settings.pack_size, pacer))
+    summary = {
+        "sent": report.sent,
+        "messages": report.messages,
+        "rejected": dict(report.rejected),
+        "failed": report.failed,
+        "errors": report.errors,
+    }
+    click.echo(json.dumps(summary) if as_json else _replay_summary_text(summary))
+    if report.failed:
+        sys.exit(1)
+
+
+def _replay_summary_text(summary: dict[str, Any]) -> str:
+    rejected = ", ".join(f"{reason} {count:,}" for reason, count in sorted(summary["rejected"].items()))
+    text = (
+        f"sent {summary['sent']:,} events in {summary['messages']:,} messages; rejected: {rejected or 'none'}"
+    )
+    return text + (f"; FAILED {summary['failed']:,}: {summary['errors'][:3]}" if summary["failed"] else "")
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="same as --format json")
+@one_line_errors
+def report(fmt: str, as_json: bool) -> None:
+    """Print the analyses from ClickHouse."""
+    from omstream.report import build_report, render_text
+
+    settings = Settings()
+    client = clickhouse.connect(settings.resolved_clickhouse_dsn)
+    try:
+        result = build_report(client, settings)
+    finally:
+        client.close()
+    click.echo(json.dumps(result, default=str) if as_json or fmt == "json" else render_text(result))
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks (performance targets live here, not in tests)."""
+
+
+@bench.command("ingest")
+@click.option("--events", "-n", default=1_000_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def bench_ingest(events: int, as_json: bool) -> None:
+    """Generate, produce and sink rates, with peak RSS."""
+    from omstream.bench import run_ingest_bench
+
+    result = run_ingest_bench(events)
+    click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))

@@ -1,0 +1,83 @@
+"""`omstream demo` and the replay it is built on: the whole pipeline on one machine."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stream.sources.generator import generate_csv
+
+import clickhouse
+from omstream.progress import progress_bar
+from omstream.report import build_report
+from omstream.settings import Settings
+from omstream.stack import broker, state_path, wait_until_consumed, worker_process
+from stream.emitter import EmitReport, Emitter
+from stream.replay import Pacer, replay
+from stream.sources.taobao import read_csv, sort_by_time
+
+_CONSUME_TIMEOUT_S = 900.0
+
+
+@dataclass
+class DemoResult:
+    emitted: EmitReport
+    report: dict[str, Any]
+
+
+def generate_with_progress(out: Path, events: int, seed: int, dirty: bool) -> None:
+    with progress_bar(total=events, unit="ev", desc="generate") as bar:
+        generate_csv(out, events=events, seed=seed, dirty=dirty, on_progress=bar.update_to)
+
+
+async def replay_file(
+    path: Path, settings: Settings, bootstrap: str, pack: int, pacer: Pacer | None = None
+) -> EmitReport:
+    async with Emitter(
+        bootstrap,
+        settings.events_topic,
+        settings.dlq_topic,
+        settings.accept_range,
+        pack=pack,
+        source="replay",
+    ) as emitter:
+        with progress_bar(total=path.stat().st_size, unit="B", desc=f"replay {path.name}") as bar:
+            return await replay(
+                read_csv(path, settings.accept_range, on_progress=bar.update_to), emitter, pacer
+            )
+
+
+def produced_targets(settings: Settings, emitted: EmitReport) -> dict[tuple[str, int], int]:
+    """The last offset written per (topic, partition): what the worker must have committed past."""
+    targets = {
+        (settings.events_topic, partition): offset for partition, offset in emitted.last_offsets.items()
+    }
+    targets.update({(settings.dlq_topic, p): offset for p, offset in emitted.dead_letter_offsets.items()})
+    return targets
+
+
+def run_demo(settings: Settings, events: int, data: Path | None, seed: int) -> DemoResult:
+    source = data or state_path(settings, "demo-events.csv")
+    if data is None:
+        generate_with_progress(source, events, seed, dirty=True)
+    ordered = time_ordered(source, settings)
+    with broker(settings) as bootstrap, worker_process(settings, bootstrap) as worker:
+        emitted = asyncio.run(replay_file(ordered, settings, bootstrap, settings.pack_size))
+        if emitted.failed:
+            raise RuntimeError(f"{emitted.failed} events were not delivered: {emitted.errors[:3]}")
+        targets = produced_targets(settings, emitted)
+        wait_until_consumed(bootstrap, settings.consumer_group, targets, _CONSUME_TIMEOUT_S, alive=worker)
+    client = clickhouse.connect(settings.resolved_clickhouse_dsn)
+    try:
+        return DemoResult(emitted, build_report(client, settings))
+    finally:
+        client.close()
+
+
+def time_ordered(source: Path, settings: Settings) -> Path:
+    """The Taobao file (like our generator's output) is sorted by user; replay wants event time."""
+    ordered = state_path(settings, f"{source.name.removesuffix('.gz')}.time-ordered.csv")
+    sort_by_time(source, ordered)
+    return ordered

@@ -1,0 +1,77 @@
+"""Settings for every OMStream component, from environment variables and an optional `.env` file.
+
+Only the two connection settings shared with the rest of a deployment use bare names
+(`KAFKA_BOOTSTRAP`, `CLICKHOUSE_DSN`); everything else is prefixed `OMSTREAM_`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The Taobao UserBehavior window (China time); events outside it are dead-lettered as `out_of_window`.
+TAOBAO_FROM = datetime.fromisoformat("2017-11-25T00:00:00+08:00")
+TAOBAO_TO = datetime.fromisoformat("2017-12-04T00:00:00+08:00")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OMSTREAM_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    kafka_bootstrap: str = Field(
+        "",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "OMSTREAM_KAFKA_BOOTSTRAP"),
+        description="host:port[,host:port]; empty = the embedded Tansu broker of `omstream up`/`demo`",
+    )
+    clickhouse_dsn: str = Field(
+        "",
+        validation_alias=AliasChoices("CLICKHOUSE_DSN", "OMSTREAM_CLICKHOUSE_DSN"),
+        description="e.g. http://user:pass@clickhouse:8123/omstream; empty = chDB under the state directory",
+    )
+    state_dir: Path = Path(".omstream")
+    timezone: str = "Asia/Shanghai"
+
+    events_topic: str = "events"
+    dlq_topic: str = "events.dlq"
+    events_partitions: int = Field(default=4, ge=1)
+    consumer_group: str = "omstream"
+
+    accept_from: datetime = TAOBAO_FROM
+    accept_to: datetime = TAOBAO_TO
+
+    pack_size: int = Field(default=250, ge=1, description="events per batched Kafka message (emitter)")
+    sink_batch_size: int = Field(default=50_000, ge=1, description="max events per ClickHouse insert")
+    sink_batch_seconds: float = Field(
+        default=0.5, gt=0, description="max wait before a partial batch is flushed"
+    )
+    metrics_port: int = Field(
+        default=0, ge=0, description="Prometheus /metrics port of a service; 0 = any free port"
+    )
+    session_timeout_s: float = Field(
+        4.0, gt=0, description="Kafka consumer session timeout; Tansu holds a JoinGroup for half of it"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises on an unknown zone, so a typo fails at start, not in a query
+        return value
+
+    @cached_property
+    def chdb_dir(self) -> Path:
+        return (self.state_dir / "clickhouse").resolve()
+
+    @property
+    def resolved_clickhouse_dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{self.chdb_dir}"
+
+    @property
+    def accept_range(self) -> tuple[int, int]:
+        """Accepted event times as [from, to) Unix seconds."""
+        return int(self.accept_from.timestamp()), int(self.accept_to.timestamp())

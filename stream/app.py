@@ -1,0 +1,39 @@
+"""The Faust application and its topics, configured from `Settings`."""
+
+from __future__ import annotations
+
+import faust
+
+from omstream.settings import Settings
+
+
+def create_app(settings: Settings, bootstrap: str) -> faust.App:
+    return faust.App(
+        settings.consumer_group,
+        broker=f"kafka://{bootstrap}",
+        datadir=str(settings.state_dir / "faust"),
+        # No tables or repartitioned streams: state lives in ClickHouse, so Faust needs no leader
+        # topic, no changelogs and no recovery, each of which costs a rebalance or a wait at start.
+        topic_disable_leader=True,
+        topic_allow_declare=False,
+        web_enabled=False,
+        # Tansu answers a JoinGroup only after half the session timeout: a short session makes the
+        # first assignment (and the recovery from a killed member) take seconds, not half a minute.
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.session_timeout_s / 4,
+        broker_rebalance_timeout=settings.session_timeout_s * 2,
+        stream_recovery_delay=0.0,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        broker_max_poll_records=5_000,
+        stream_buffer_maxsize=20_000,
+        producer_linger_ms=5,
+    )
+
+
+def events_topic(app: faust.App, settings: Settings) -> faust.TopicT:
+    return app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
+
+
+def dlq_topic(app: faust.App, settings: Settings) -> faust.TopicT:
+    return app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")

@@ -1,0 +1,72 @@
+"""Kafka connections shared by the emitter, the worker and the CLI: reachability, topics, partitioning."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
+
+
+class BrokerUnreachable(RuntimeError):
+    """No Kafka broker answers at the configured bootstrap address."""
+
+
+def _first_address(bootstrap: str) -> tuple[str, int]:
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    return host or "localhost", int(port)
+
+
+def broker_accepts(bootstrap: str, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection(_first_address(bootstrap), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def require_broker(bootstrap: str) -> None:
+    if not broker_accepts(bootstrap, timeout=3.0):
+        raise BrokerUnreachable(f"Kafka broker unreachable at {bootstrap}")
+
+
+async def ensure_topics(bootstrap: str, partitions: dict[str, int]) -> None:
+    """Create the topics that do not exist yet (existing ones are left as they are)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=count, replication_factor=1)
+            for name, count in partitions.items()
+            if name not in existing
+        ]
+        if missing:
+            await admin.create_topics(missing)
+            await _wait_for_topics(admin, [topic.name for topic in missing])
+    finally:
+        await admin.close()
+
+
+async def _wait_for_topics(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    for _ in range(50):
+        if set(names) <= set(await admin.list_topics()):
+            return
+        await asyncio.sleep(0.1)
+    raise BrokerUnreachable(f"topics {names} were not created")
+
+
+class Partitioner:
+    """Kafka's default key partitioning (murmur2 of the key), memoised per user."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self._memo: dict[int, int] = {}
+
+    def __call__(self, user_id: int) -> int:
+        partition = self._memo.get(user_id)
+        if partition is None:
+            partition = (murmur2(str(user_id).encode()) & 0x7FFFFFFF) % self.partitions
+            self._memo[user_id] = partition
+        return partition

@@ -1,0 +1,25 @@
+"""Prometheus metrics of the stream worker (served by `omstream worker` on its metrics port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+EVENTS_IN = Counter("omstream_events_in_total", "Events decoded from the events topic")
+EVENTS_STORED = Counter("omstream_events_stored_total", "Events written to the raw events table")
+MESSAGES_IN = Counter("omstream_messages_in_total", "Kafka messages read from the events topic")
+DEAD_LETTERS = Counter(
+    "omstream_dead_letters_total", "Rejected inputs sent to the dead-letter topic", ["reason"]
+)
+DEAD_LETTERS_STORED = Counter("omstream_dead_letters_stored_total", "Dead letters written to ClickHouse")
+INSERT_SECONDS = Histogram(
+    "omstream_clickhouse_insert_seconds",
+    "ClickHouse insert latency",
+    ["table"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+INSERT_ROWS = Histogram(
+    "omstream_clickhouse_insert_rows",
+    "Rows per ClickHouse insert",
+    ["table"],
+    buckets=(1, 10, 100, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000),
+)

@@ -1,0 +1,54 @@
+"""Replay a stream of parsed rows onto Kafka through the emitter, optionally paced."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from stream.emitter import EmitReport, Emitter
+from stream.events import Event, Rejected
+
+_PACE_EVERY = 1_000  # events between pacing checks: sleeping per event would cap the rate itself
+
+
+class Pacer:
+    """Holds emission to `rate` events/s, or to event time sped up `speedup` times (one of them)."""
+
+    def __init__(self, rate: float | None = None, speedup: float | None = None) -> None:
+        if rate is not None and speedup is not None:
+            raise ValueError("give either a rate or a speedup, not both")
+        self.rate = rate
+        self.speedup = speedup
+        self._started = time.monotonic()
+        self._first_ts: int | None = None
+        self._count = 0
+
+    def due_in(self, event: Event) -> float:
+        """Seconds to wait before this event may be sent (0 when unpaced or behind schedule)."""
+        self._count += 1
+        if self._first_ts is None:
+            self._first_ts = event.ts
+        if self.rate:
+            target = self._count / self.rate
+        elif self.speedup:
+            target = (event.ts - self._first_ts) / self.speedup
+        else:
+            return 0.0
+        return max(0.0, target - (time.monotonic() - self._started))
+
+
+async def replay(
+    rows: Iterable[Event | Rejected], emitter: Emitter, pacer: Pacer | None = None
+) -> EmitReport:
+    """Emit every event, dead-letter every rejection, and wait for all acknowledgements."""
+    pacer = pacer or Pacer()
+    for number, row in enumerate(rows, 1):
+        if isinstance(row, Event):
+            wait = pacer.due_in(row)
+            if wait > 0 and (number % _PACE_EVERY == 0 or wait > 0.05):
+                await asyncio.sleep(wait)
+            await emitter.emit(row)
+        else:
+            await emitter.reject(row)
+    return await emitter.flush()
