@@ -1,0 +1,55 @@
+from pathlib import Path
+
+from stream.events import Event, Rejected
+from stream.sources.taobao import parse_line, read_csv, sort_by_time
+
+WINDOW = (1_511_539_200, 1_512_316_800)
+
+
+def test_parse_line_accepts_a_taobao_row() -> None:
+    event = parse_line("1,2268318,2520377,pv,1511544070", WINDOW)
+    assert event == Event(user_id=1, item_id=2268318, category_id=2520377, behavior="pv", ts=1511544070)
+
+
+def test_parse_line_rejects_each_kind_of_bad_row_with_a_reason() -> None:
+    cases = {
+        "garbage,,x": "malformed",
+        "1,2,3,pv": "malformed",
+        "1,2,x,pv,1511544070": "invalid",
+        "1,2,3,like,1511544070": "unknown_behavior",
+        "1,2,3,pv,1505117799": "out_of_window",
+    }
+    for line, reason in cases.items():
+        result = parse_line(line, WINDOW)
+        assert isinstance(result, Rejected), line
+        assert (result.reason.value, result.payload) == (reason, line)
+
+
+def test_read_csv_streams_plain_and_gzip_alike(tmp_path: Path) -> None:
+    import gzip
+
+    text = "1,2,3,pv,1511544070\nbad\n2,2,3,buy,1511544071\n"
+    plain, packed = tmp_path / "a.csv", tmp_path / "a.csv.gz"
+    plain.write_text(text)
+    packed.write_bytes(gzip.compress(text.encode()))
+    seen: list[int] = []
+    results = list(read_csv(plain, WINDOW, on_progress=seen.append))
+    assert results == list(read_csv(packed, WINDOW))
+    assert [isinstance(result, Event) for result in results] == [True, False, True]
+    assert seen[-1] == plain.stat().st_size
+
+
+def test_sort_by_time_orders_by_timestamp_and_keeps_every_line(tmp_path: Path, taobao_sample: Path) -> None:
+    target = tmp_path / "sorted.csv"
+    sort_by_time(taobao_sample, target)
+    lines = target.read_text().splitlines()
+    assert sorted(lines) == sorted(taobao_sample.read_text().splitlines())
+    stamps = [int(line.rsplit(",", 1)[1]) for line in lines]
+    assert stamps == sorted(stamps)
+
+
+def test_sort_by_time_keeps_unparseable_lines(tmp_path: Path) -> None:
+    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_text("1,2,3,pv,20\ngarbage\n1,2,3,pv,10\n")
+    sort_by_time(source, target)
+    assert target.read_text().splitlines() == ["garbage", "1,2,3,pv,10", "1,2,3,pv,20"]

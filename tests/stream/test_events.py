@@ -1,0 +1,50 @@
+import orjson
+import pytest
+
+from stream.events import Event, Rejected, RejectReason, decode_message, encode_events
+
+WINDOW = (1_511_539_200, 1_512_316_800)
+GOOD = {"user_id": 1, "item_id": 2, "category_id": 3, "behavior": "pv", "ts": 1_511_544_070}
+
+
+def reasons(results: list[Event | Rejected]) -> list[str]:
+    return ["ok" if isinstance(result, Event) else result.reason.value for result in results]
+
+
+def test_single_and_batched_messages_decode_to_the_same_events() -> None:
+    events = [Event.model_validate({**GOOD, "user_id": user}) for user in (1, 2, 3)]
+    assert decode_message(encode_events(events[:1]), WINDOW) == events[:1]
+    assert decode_message(encode_events(events), WINDOW) == events
+    assert encode_events(events[:1]).startswith(b"{")
+
+
+def test_optional_emitter_fields_are_kept_and_unknown_ones_ignored() -> None:
+    payload = orjson.dumps({**GOOD, "channel": "app", "event_id": "e-1", "extra": [1]})
+    [event] = decode_message(payload, WINDOW)
+    assert isinstance(event, Event)
+    assert (event.channel, event.event_id) == ("app", "e-1")
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"garbage", RejectReason.MALFORMED),
+        (b'{"user_id": 1', RejectReason.MALFORMED),
+        (orjson.dumps({k: v for k, v in GOOD.items() if k != "item_id"}), RejectReason.INVALID),
+        (orjson.dumps({**GOOD, "user_id": "1"}), RejectReason.INVALID),
+        (orjson.dumps({**GOOD, "user_id": -1}), RejectReason.INVALID),
+        (orjson.dumps({**GOOD, "behavior": "like"}), RejectReason.UNKNOWN_BEHAVIOR),
+        (orjson.dumps({**GOOD, "ts": 1_505_117_799}), RejectReason.OUT_OF_WINDOW),
+        (b"42", RejectReason.INVALID),
+    ],
+)
+def test_bad_input_is_rejected_with_its_reason_and_kept_verbatim(payload: bytes, reason: RejectReason) -> None:
+    [result] = decode_message(payload, WINDOW)
+    assert isinstance(result, Rejected)
+    assert result.reason == reason
+    assert result.payload
+
+
+def test_one_bad_event_in_a_batch_does_not_lose_the_good_ones() -> None:
+    batch = orjson.dumps([GOOD, {**GOOD, "behavior": "like"}, {**GOOD, "user_id": 9}])
+    assert reasons(decode_message(batch, WINDOW)) == ["ok", "unknown_behavior", "ok"]
