@@ -54,7 +54,9 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Prometheus /metrics port of a service; 0 = any free port"
     )
     session_timeout_s: float = Field(
-        4.0, gt=0, description="Kafka consumer session timeout; Tansu holds a JoinGroup for half of it"
+        default=3.0,
+        gt=0,
+        description="Kafka consumer session timeout; Tansu holds a JoinGroup for half of it",
     )
 
     @field_validator("timezone")

@@ -47,13 +47,15 @@ def broker(settings: Settings) -> Iterator[str]:
 
 
 def service_env(settings: Settings, bootstrap: str) -> dict[str, str]:
+    """The environment that makes a child process load exactly these settings."""
     env = dict(os.environ)
-    env.update(
-        KAFKA_BOOTSTRAP=bootstrap,
-        OMSTREAM_STATE_DIR=str(settings.state_dir.resolve()),
-        OMSTREAM_TIMEZONE=settings.timezone,
-        OMSTREAM_EVENTS_PARTITIONS=str(settings.events_partitions),
-    )
+    for name, value in settings.model_dump(
+        mode="json", exclude={"kafka_bootstrap", "clickhouse_dsn"}
+    ).items():
+        env[f"OMSTREAM_{name.upper()}"] = str(value)
+    env["KAFKA_BOOTSTRAP"] = bootstrap
+    env["CLICKHOUSE_DSN"] = settings.clickhouse_dsn
+    env["OMSTREAM_STATE_DIR"] = str(settings.state_dir.resolve())
     return env
 
 

@@ -25,8 +25,9 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         stream_recovery_delay=0.0,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        consumer_max_fetch_size=8 << 20,
         broker_max_poll_records=5_000,
-        stream_buffer_maxsize=20_000,
+        stream_buffer_maxsize=65_536,
         producer_linger_ms=5,
     )
 

@@ -102,8 +102,9 @@ def decode_message(value: bytes, accept_range: tuple[int, int]) -> list[Event | 
 
 def encode_events(events: Sequence[Event]) -> bytes:
     """One event as an object, several as an array (the batched wire format)."""
-    dumped = [event.model_dump(exclude_defaults=True) for event in events]
-    return orjson.dumps(dumped[0] if len(dumped) == 1 else dumped)
+    if len(events) == 1:
+        return events[0].model_dump_json(exclude_defaults=True).encode()
+    return _EVENT_LIST.dump_json(list(events), exclude_defaults=True)
 
 
 def encode_rejected(rejected: Rejected, source: str) -> bytes:

@@ -17,22 +17,27 @@ from pydantic import ValidationError
 
 from stream.events import Event, Rejected, RejectReason, check_window, classify_error
 
-_FIELDS = ("user_id", "item_id", "category_id", "behavior", "ts")
+_FIELD_COUNT = 5
 _PROGRESS_EVERY = 20_000  # lines between progress callbacks: cheap, yet smooth for a progress bar
 
 
 def parse_line(line: str, accept_range: tuple[int, int]) -> Event | Rejected:
     parts = line.split(",")
-    if len(parts) != len(_FIELDS):
+    if len(parts) != _FIELD_COUNT:
         return Rejected(RejectReason.MALFORMED, f"expected 5 comma-separated fields, got {len(parts)}", line)
+    user_id, item_id, category_id, behavior, ts = parts
     try:
-        record = dict(zip(_FIELDS, parts, strict=True))
-        numbers = {name: int(record[name]) for name in ("user_id", "item_id", "category_id", "ts")}
-        event = Event.model_validate({**numbers, "behavior": record["behavior"]})
+        event = Event(
+            user_id=int(user_id),
+            item_id=int(item_id),
+            category_id=int(category_id),
+            behavior=behavior,
+            ts=int(ts),
+        )
+    except ValidationError as error:
+        reason, detail = classify_error(error)
+        return Rejected(reason, detail, line)
     except ValueError as error:
-        if isinstance(error, ValidationError):
-            reason, detail = classify_error(error)
-            return Rejected(reason, detail, line)
         return Rejected(RejectReason.INVALID, f"not an integer: {error}", line)
     result = check_window(event, accept_range)
     return result if isinstance(result, Event) else Rejected(result.reason, result.detail, line)
@@ -82,7 +87,10 @@ def _sort_here(source: str, target: str) -> None:
     chdb.query(
         f"SELECT line FROM file('{_quoted(source)}', 'LineAsString', 'line String') "
         "ORDER BY toInt64OrZero(splitByChar(',', line)[5]) "
-        f"INTO OUTFILE '{_quoted(target)}' FORMAT LineAsString"
+        f"INTO OUTFILE '{_quoted(target)}' FORMAT LineAsString "
+        # Spill to disk instead of holding the whole file in memory (both settings are needed).
+        "SETTINGS max_bytes_before_external_sort = 100000000, max_bytes_ratio_before_external_sort = 0, "
+        "storage_file_read_method = 'pread'"
     )
 
 

@@ -36,7 +36,9 @@ def test_emitter_packs_each_users_events_on_their_partition(bootstrap: str, sett
             await emitter.emit_item({**GOOD, "user_id": 2, "ts": 5})
             report = await emitter.flush()
         assert (report.sent, report.failed, dict(report.rejected)) == (
-            200, 0, {"unknown_behavior": 1, "out_of_window": 1},
+            200,
+            0,
+            {"unknown_behavior": 1, "out_of_window": 1},
         )
         messages = await read_all(bootstrap, settings.events_topic, report.messages)
         partition_of = Partitioner(settings.events_partitions)

@@ -38,7 +38,9 @@ def test_optional_emitter_fields_are_kept_and_unknown_ones_ignored() -> None:
         (b"42", RejectReason.INVALID),
     ],
 )
-def test_bad_input_is_rejected_with_its_reason_and_kept_verbatim(payload: bytes, reason: RejectReason) -> None:
+def test_bad_input_is_rejected_with_its_reason_and_kept_verbatim(
+    payload: bytes, reason: RejectReason
+) -> None:
     [result] = decode_message(payload, WINDOW)
     assert isinstance(result, Rejected)
     assert result.reason == reason

@@ -25,7 +25,9 @@ def stored_totals(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
         totals = {row["behavior"]: row["events"] for row in clickhouse.query_rows(client, "behavior_totals")}
-        dead = {row["reason"]: row["rejected"] for row in clickhouse.query_rows(client, "dead_letters_by_reason")}
+        dead = {
+            row["reason"]: row["rejected"] for row in clickhouse.query_rows(client, "dead_letters_by_reason")
+        }
     finally:
         client.close()
     return totals, dead
@@ -49,7 +51,9 @@ def test_replaying_a_file_twice_stores_each_distinct_event_once(
     with worker_process(settings, bootstrap) as worker:
         for _ in range(2):
             emitted = replay(dirty_file, settings, bootstrap)
-            wait_until_consumed(bootstrap, settings.consumer_group, produced_targets(settings, emitted), 120, worker)
+            wait_until_consumed(
+                bootstrap, settings.consumer_group, produced_targets(settings, emitted), 120, worker
+            )
     totals, dead = stored_totals(settings)
     assert totals == {name: count for name, count in expected.items() if count}
     assert sum(emitted.rejected.values()) > 0
@@ -68,7 +72,9 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
         killer.join()
         assert doomed.wait(5) == -signal.SIGKILL
     with worker_process(small_batches, bootstrap, name="restarted") as worker:
-        wait_until_consumed(bootstrap, settings.consumer_group, produced_targets(settings, emitted), 120, worker)
+        wait_until_consumed(
+            bootstrap, settings.consumer_group, produced_targets(settings, emitted), 120, worker
+        )
     totals, _ = stored_totals(settings)
     assert totals == {name: count for name, count in expected.items() if count}
 

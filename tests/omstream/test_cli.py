@@ -1,0 +1,76 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from omstream.settings import Settings
+from stream.sources.generator import generate_csv
+from tests.expected import behavior_totals, daily_pv_uv, distinct_valid_rows
+
+
+def omstream(*args: str, state: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "OMSTREAM_STATE_DIR": str(state), "KAFKA_BOOTSTRAP": "", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "omstream", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_help_everywhere(tmp_path: Path) -> None:
+    for command in ([], ["demo"], ["replay"], ["generate"], ["report"], ["worker"], ["bench", "ingest"]):
+        done = omstream(*command, "--help", state=tmp_path)
+        assert done.returncode == 0 and "Usage:" in done.stdout, command
+
+
+def test_missing_file_is_one_clear_line(tmp_path: Path) -> None:
+    assert "no such file" in one_line_error(omstream("replay", str(tmp_path / "nope.csv"), state=tmp_path))
+    assert "no such file" in one_line_error(omstream("demo", "--data", "nope.csv", state=tmp_path))
+
+
+def test_unreachable_broker_is_one_clear_line(tmp_path: Path) -> None:
+    data = tmp_path / "a.csv"
+    data.write_text("1,2,3,pv,1511544070\n")
+    error = one_line_error(omstream("replay", str(data), state=tmp_path, KAFKA_BOOTSTRAP="127.0.0.1:9"))
+    assert "unreachable at 127.0.0.1:9" in error
+    assert "no Kafka broker" in one_line_error(omstream("replay", str(data), state=tmp_path))
+
+
+@pytest.mark.integration
+def test_demo_reports_exactly_what_an_independent_computation_finds(tmp_path: Path) -> None:
+    data = tmp_path / "events.csv.gz"
+    generate_csv(data, events=60_000, seed=11, dirty=True)
+    state = tmp_path / "state"
+    demo = omstream("demo", "--data", str(data), "--json", state=state)
+    assert demo.returncode == 0, demo.stderr
+    report = json.loads(omstream("report", "--json", state=state).stdout)
+    rows = distinct_valid_rows(data, Settings().accept_range)
+    assert report["behavior_totals"] == behavior_totals(rows)
+    assert report["daily"] == daily_pv_uv(rows, "Asia/Shanghai")
+    assert json.loads(demo.stdout)["daily"] == report["daily"]
+
+
+@pytest.mark.integration
+def test_demo_on_the_real_sample_stores_in_window_rows_and_reports_the_rejected_one(
+    tmp_path: Path, taobao_sample: Path
+) -> None:
+    demo = omstream("demo", "--data", str(taobao_sample), "--json", state=tmp_path / "state")
+    assert demo.returncode == 0, demo.stderr
+    summary = json.loads(demo.stdout)
+    rows = distinct_valid_rows(taobao_sample, Settings().accept_range)
+    assert len(rows) == 4_320
+    assert summary["behavior_totals"] == behavior_totals(rows)
+    assert summary["rejected"] == {"out_of_window": 1}
+    assert summary["dead_letters"] == [{"reason": "out_of_window", "source": "replay", "rejected": 1}]
