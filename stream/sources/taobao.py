@@ -31,7 +31,7 @@ def parse_line(line: str, accept_range: tuple[int, int]) -> Event | Rejected:
             user_id=int(user_id),
             item_id=int(item_id),
             category_id=int(category_id),
-            behavior=behavior,
+            behavior=behavior,  # type: ignore[arg-type]  # pydantic checks the value
             ts=int(ts),
         )
     except ValidationError as error:
