@@ -46,10 +46,15 @@ class Settings(BaseSettings):
     accept_to: datetime = TAOBAO_TO
 
     pack_size: int = Field(default=250, ge=1, description="events per batched Kafka message (emitter)")
-    sink_batch_size: int = Field(default=50_000, ge=1, description="max events per ClickHouse insert")
+    sink_batch_messages: int = Field(
+        default=400,
+        ge=1,
+        description="Kafka messages per ClickHouse insert (a message holds up to pack_size events)",
+    )
     sink_batch_seconds: float = Field(
         default=0.5, gt=0, description="max wait before a partial batch is flushed"
     )
+    log_level: str = "WARNING"
     metrics_port: int = Field(
         default=0, ge=0, description="Prometheus /metrics port of a service; 0 = any free port"
     )

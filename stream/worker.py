@@ -66,7 +66,7 @@ def build_worker_app(settings: Settings, bootstrap: str, client: Client) -> faus
     accept_range = settings.accept_range
 
     async def store_events(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take(settings.sink_batch_size, within=settings.sink_batch_seconds):
+        async for batch in stream.take(settings.sink_batch_messages, within=settings.sink_batch_seconds):
             results = [result for value in batch for result in decode_message(value, accept_range)]
             metrics.MESSAGES_IN.inc(len(batch))
             events, rejected = split(results)
@@ -76,7 +76,7 @@ def build_worker_app(settings: Settings, bootstrap: str, client: Client) -> faus
             metrics.EVENTS_STORED.inc(len(events))
 
     async def store_dead_letters(stream: faust.StreamT[bytes]) -> None:
-        batches = stream.take_events(settings.sink_batch_size, within=settings.sink_batch_seconds)  # type: ignore[attr-defined]
+        batches = stream.take_events(settings.sink_batch_messages, within=settings.sink_batch_seconds)  # type: ignore[attr-defined]
         async for batch in batches:
             rows = [_dead_letter_row(event) for event in batch]
             await sink.dead_letters(rows)
@@ -96,5 +96,5 @@ async def _dead_letter(topic: faust.TopicT, rejected: Sequence[Rejected]) -> Non
 def run_worker(settings: Settings, bootstrap: str, client: Client) -> None:
     """Run the worker until SIGTERM/SIGINT (Faust handles both and stops cleanly)."""
     app = build_worker_app(settings, bootstrap, client)
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -64,7 +64,7 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
     dirty_file: Path, settings: Settings, bootstrap: str
 ) -> None:
     expected = behavior_totals(distinct_valid_rows(dirty_file, settings.accept_range))
-    small_batches = settings.model_copy(update={"pack_size": 20, "sink_batch_size": 500})
+    small_batches = settings.model_copy(update={"pack_size": 20, "sink_batch_messages": 25})
     with worker_process(small_batches, bootstrap, name="doomed") as doomed:
         killer = threading.Thread(target=kill_once_storing, args=(doomed.pid, settings, bootstrap))
         killer.start()
