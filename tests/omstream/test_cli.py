@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,30 @@ def test_demo_on_the_real_sample_stores_in_window_rows_and_reports_the_rejected_
     assert summary["behavior_totals"] == behavior_totals(rows)
     assert summary["rejected"] == {"out_of_window": 1}
     assert summary["dead_letters"] == [{"reason": "out_of_window", "source": "replay", "rejected": 1}]
+
+
+@pytest.mark.integration
+def test_up_serves_other_commands_and_stops_everything_it_started_on_ctrl_c(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    environment = {**os.environ, "OMSTREAM_STATE_DIR": str(state), "KAFKA_BOOTSTRAP": ""}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "omstream", "up"], env=environment, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        banner = up.stdout.readline() if up.stdout else ""
+        assert "Kafka at" in banner
+        broker = json.loads((state / "broker.json").read_text())
+        data = tmp_path / "a.csv"
+        data.write_text("1,2,3,pv,1511544070\n1,2,3,like,1511544070\n")
+        replayed = omstream("replay", str(data), "--json", state=state)
+        assert json.loads(replayed.stdout)["rejected"] == {"unknown_behavior": 1}
+        up.send_signal(signal.SIGINT)
+        assert up.wait(30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert not (state / "broker.json").exists()
+    worker_pid = int(banner.split("worker pid ")[1].split(";")[0])
+    for pid in (broker["pid"], worker_pid):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
