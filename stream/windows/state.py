@@ -1,0 +1,224 @@
+"""Per-partition window state, rebuilt exactly from a checkpoint after a crash or a rebalance.
+
+Every result is a deterministic function of the partition's messages in offset order:
+- the watermark advances per message (max event time so far); an event older than the watermark
+  before its message minus the grace is late, so a window never receives an event after it closed;
+- windows close when the watermark minus the grace passes their end, and their row is then final;
+- the checkpoint is the first offset that still feeds an open window, with the watermark just
+  before it. Re-reading from there rebuilds the open windows exactly; rows of windows that were
+  already final (end ≤ `closed_before`) are not written again. Offsets before the checkpoint are
+  never acknowledged to Kafka until the checkpoint has passed them, so nothing it needs is skipped.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.windows.buckets import DAY, HOUR, MINUTE, ROLLING_SIZE, ROLLING_STEP, Bools, Bucketer, Int64s
+from stream.windows.funnel import funnel_users
+
+TUMBLING = {"minute": MINUTE, "hour": HOUR, "day": DAY}
+FUNNEL_KINDS = ("hour", "day")
+NO_TIME = -(1 << 62)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    partition: int
+    offset: int  # first source offset that still feeds an open window
+    watermark: int  # the watermark just before that offset
+    closed_before: int  # every window ending at or before this is final in ClickHouse
+    version: int
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    kind: str
+    window_start: int
+    partition: int
+    pv: int
+    fav: int
+    cart: int
+    buy: int
+    uv: int
+    final: int
+    version: int
+
+
+@dataclass(frozen=True)
+class FunnelRow:
+    kind: str
+    window_start: int
+    partition: int
+    pv_users: int
+    cart_users: int
+    buy_users: int
+    final: int
+    version: int
+
+
+@dataclass
+class Tally:
+    first_offset: int
+    watermark_before: int
+    counts: Int64s = field(default_factory=lambda: np.zeros(4, dtype=np.int64))
+    users: set[int] = field(default_factory=set)
+    funnel: list[tuple[Int64s, Int64s, Int64s]] = field(default_factory=list)
+    closed: bool = False
+    dirty: bool = True
+
+
+@dataclass
+class Batch:
+    """One partition's messages of a take, flattened: per event its message index."""
+
+    offsets: list[int]
+    message_index: Int64s
+    users: Int64s
+    ts: Int64s
+    codes: Int64s
+
+
+class PartitionWindows:
+    def __init__(
+        self, partition: int, bucketer: Bucketer, grace: int, conversion: int, checkpoint: Checkpoint | None
+    ) -> None:
+        self.partition = partition
+        self.bucketer = bucketer
+        self.grace = grace
+        self.conversion = conversion
+        self.resume_offset = checkpoint.offset if checkpoint else 0
+        self.watermark = checkpoint.watermark if checkpoint else NO_TIME
+        self.final_horizon = checkpoint.closed_before if checkpoint else NO_TIME
+        self.last_offset = self.resume_offset - 1
+        self.tallies: dict[tuple[str, int], Tally] = {}
+        self.next_rolling: int | None = None
+
+    @property
+    def close_point(self) -> int:
+        return self.watermark - self.grace
+
+    def add(self, batch: Batch) -> Bools:
+        """Apply a batch; returns the mask of its events that are late (excluded from the windows)."""
+        fresh = np.asarray(batch.offsets, dtype=np.int64)[batch.message_index] >= self.resume_offset
+        watermark_before = self._advance_watermark(batch, fresh)
+        late = fresh & (batch.ts < watermark_before - self.grace)
+        used = fresh & ~late
+        if used.any():
+            offsets = np.asarray(batch.offsets, dtype=np.int64)[batch.message_index[used]]
+            self._tally(batch.users[used], batch.ts[used], batch.codes[used], offsets, watermark_before[used])
+        self.last_offset = max(self.last_offset, batch.offsets[-1])
+        return late
+
+    def _advance_watermark(self, batch: Batch, fresh: Bools) -> Int64s:
+        """Per event, the watermark before its message; advances self.watermark past the batch."""
+        per_message = np.full(len(batch.offsets), NO_TIME, dtype=np.int64)
+        np.maximum.at(per_message, batch.message_index[fresh], batch.ts[fresh])
+        after = np.maximum.accumulate(np.maximum(per_message, self.watermark))
+        before = np.concatenate(([self.watermark], after[:-1]))
+        self.watermark = int(after[-1])
+        return before[batch.message_index]
+
+    def _tally(self, users: Int64s, ts: Int64s, codes: Int64s, offsets: Int64s, watermarks: Int64s) -> None:
+        for kind, size in TUMBLING.items():
+            starts = self.bucketer.starts(size, ts)
+            for start, rows in _groups(starts):
+                tally = self.tallies.get((kind, start))
+                if tally is None:
+                    tally = self._open(kind, start, int(offsets[rows[0]]), int(watermarks[rows[0]]))
+                tally.counts += np.bincount(codes[rows], minlength=4)
+                tally.users.update(users[rows].tolist())
+                if kind in FUNNEL_KINDS:
+                    tally.funnel.append((users[rows], ts[rows], codes[rows]))
+                tally.dirty = True
+
+    def _open(self, kind: str, start: int, offset: int, watermark: int) -> Tally:
+        tally = self.tallies[(kind, start)] = Tally(offset, watermark)
+        if kind == "minute":
+            first_rolling = start - ROLLING_SIZE + ROLLING_STEP
+            current = self.next_rolling
+            self.next_rolling = first_rolling if current is None else min(current, first_rolling)
+        return tally
+
+    def collect(self, everything: bool) -> tuple[list[WindowRow], list[FunnelRow]]:
+        """Rows to write: every window that closed, and (when `everything`) open windows that changed."""
+        windows: list[WindowRow] = []
+        funnels: list[FunnelRow] = []
+        for (kind, start), tally in sorted(self.tallies.items()):
+            end = start + TUMBLING[kind]
+            final = end <= self.close_point
+            if tally.closed or not (final or (everything and tally.dirty)):
+                continue
+            tally.dirty = False
+            tally.closed = final
+            if end <= self.final_horizon:
+                continue  # already final in ClickHouse before a restart; rebuilt only to feed others
+            windows.append(self._window_row(kind, start, tally.counts, len(tally.users), final))
+            if kind in FUNNEL_KINDS:
+                funnels.append(self._funnel_row(kind, start, tally, final))
+        windows += list(self._close_rolling())
+        self._forget_closed()
+        return windows, funnels
+
+    def _window_row(self, kind: str, start: int, counts: Int64s, uv: int, final: bool) -> WindowRow:
+        pv, fav, cart, buy = (int(count) for count in counts)
+        return WindowRow(kind, start, self.partition, pv, fav, cart, buy, uv, int(final), self.last_offset)
+
+    def _funnel_row(self, kind: str, start: int, tally: Tally, final: bool) -> FunnelRow:
+        users, ts, codes = (np.concatenate(parts) for parts in zip(*tally.funnel, strict=True))
+        tally.funnel = [(users, ts, codes)]  # compacted: later flushes concatenate less
+        reached = funnel_users(users, ts, codes, self.conversion)
+        return FunnelRow(kind, start, self.partition, *reached, int(final), self.last_offset)
+
+    def _close_rolling(self) -> Iterator[WindowRow]:
+        minutes = sorted(start for kind, start in self.tallies if kind == "minute")
+        while self.next_rolling is not None and self.next_rolling + ROLLING_SIZE <= self.close_point:
+            start = self.next_rolling
+            end = start + ROLLING_SIZE
+            inside = minutes[bisect.bisect_left(minutes, start) : bisect.bisect_left(minutes, end)]
+            if inside and end > self.final_horizon:
+                tallies = [self.tallies[("minute", minute)] for minute in inside]
+                counts = np.sum([tally.counts for tally in tallies], axis=0)
+                users = set().union(*(tally.users for tally in tallies))
+                yield self._window_row("rolling_1h", start, counts, len(users), final=True)
+            self.next_rolling = self._next_rolling_after(start, minutes, bool(inside))
+
+    @staticmethod
+    def _next_rolling_after(start: int, minutes: list[int], had_data: bool) -> int | None:
+        if had_data:
+            return start + ROLLING_STEP
+        # an empty stretch: jump to the first window over the next minute with data (None: no data yet)
+        later = minutes[bisect.bisect_left(minutes, start + ROLLING_SIZE) :]
+        return later[0] - ROLLING_SIZE + ROLLING_STEP if later else None
+
+    def _forget_closed(self) -> None:
+        """Drop closed windows; a minute stays until the last rolling window over it has closed."""
+        for key, tally in list(self.tallies.items()):
+            kind, start = key
+            keep_until = start + (ROLLING_SIZE if kind == "minute" else TUMBLING[kind])
+            if tally.closed and keep_until <= self.close_point:
+                del self.tallies[key]
+
+    def checkpoint(self) -> Checkpoint:
+        if self.tallies:
+            first = min(self.tallies.values(), key=lambda tally: tally.first_offset)
+            offset, watermark = first.first_offset, first.watermark_before
+        else:
+            offset, watermark = self.last_offset + 1, self.watermark
+        closed_before = max(self.close_point, self.final_horizon)
+        return Checkpoint(self.partition, offset, watermark, closed_before, self.last_offset)
+
+
+def _groups(keys: Int64s) -> Iterator[tuple[int, Int64s]]:
+    """(key, row indices in their original order) per distinct key."""
+    unique, inverse = np.unique(keys, return_inverse=True)
+    if unique.size == 1:
+        yield int(unique[0]), np.arange(keys.size)
+        return
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse))[:-1]
+    yield from zip(unique.tolist(), np.split(order, bounds), strict=True)
