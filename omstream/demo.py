@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stream.sources.generator import generate_csv
-
 import clickhouse
 from omstream.progress import progress_bar
 from omstream.report import build_report
 from omstream.settings import Settings
-from omstream.stack import broker, state_path, wait_until_consumed, worker_process
+from omstream.stack import broker, state_path, wait_until_processed, worker_process
 from stream.emitter import EmitReport, Emitter
 from stream.replay import Pacer, replay
+from stream.sources.generator import generate_csv
 from stream.sources.taobao import read_csv, sort_by_time
 
 _CONSUME_TIMEOUT_S = 900.0
@@ -68,7 +67,7 @@ def run_demo(settings: Settings, events: int, data: Path | None, seed: int) -> D
         if emitted.failed:
             raise RuntimeError(f"{emitted.failed} events were not delivered: {emitted.errors[:3]}")
         targets = produced_targets(settings, emitted)
-        wait_until_consumed(bootstrap, settings.consumer_group, targets, _CONSUME_TIMEOUT_S, alive=worker)
+        wait_until_processed(settings, bootstrap, targets, _CONSUME_TIMEOUT_S, alive=worker)
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
         return DemoResult(emitted, build_report(client, settings))

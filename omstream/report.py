@@ -18,6 +18,10 @@ def build_report(client: Client, settings: Settings) -> dict[str, Any]:
         "behavior_totals": {behavior: int(totals.get(behavior, 0)) for behavior in BEHAVIORS},
         "daily": query_rows(client, "daily_activity", tz=settings.timezone),
         "dead_letters": query_rows(client, "dead_letters_by_reason"),
+        "realtime": {
+            "hourly": query_rows(client, "realtime_hourly", tz=settings.timezone),
+            "funnel_daily": query_rows(client, "realtime_funnel_daily", tz=settings.timezone),
+        },
     }
 
 

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
 
     events_topic: str = "events"
     dlq_topic: str = "events.dlq"
+    processed_topic: str = "omstream.processed"
     events_partitions: int = Field(default=4, ge=1)
     consumer_group: str = "omstream"
 
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
     sink_batch_seconds: float = Field(
         default=0.5, gt=0, description="max wait before a partial batch is flushed"
     )
+    grace_seconds: int = Field(default=600, ge=0, description="allowed lateness of the real-time windows")
+    funnel_conversion_seconds: int = Field(default=86_400, gt=0, description="pv -> buy conversion window")
+    window_flush_seconds: float = Field(default=2.0, gt=0, description="how often open windows are written")
     log_level: str = "WARNING"
     metrics_port: int = Field(
         default=0, ge=0, description="Prometheus /metrics port of a service; 0 = any free port"

@@ -7,19 +7,21 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from omstream.embedded import running_broker, stop_process, tansu_broker
 from omstream.settings import Settings
 from stream.kafka import BrokerUnreachable, ensure_topics, require_broker
+from stream.processed import ProcessedWatcher
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
-    return {settings.events_topic: settings.events_partitions, settings.dlq_topic: 1}
+    return {
+        settings.events_topic: settings.events_partitions,
+        settings.dlq_topic: 1,
+        settings.processed_topic: 1,
+    }
 
 
 def resolve_bootstrap(settings: Settings) -> str:
@@ -80,47 +82,32 @@ def worker_process(
             stop_process(process, grace=20.0)
 
 
-async def committed_offsets(
-    bootstrap: str, group: str, partitions: list[tuple[str, int]]
-) -> dict[tuple[str, int], int]:
-    # A group member that never joins only reads the group's offsets (OffsetFetch); Tansu drops the
-    # admin client's newer OffsetFetch version, so the consumer API is used.
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        offsets = {tp: await consumer.committed(TopicPartition(*tp)) for tp in partitions}
-    finally:
-        await consumer.stop()
-    return {tp: offset for tp, offset in offsets.items() if offset is not None}
-
-
-def wait_until_consumed(
+def wait_until_processed(
+    settings: Settings,
     bootstrap: str,
-    group: str,
     targets: dict[tuple[str, int], int],
     timeout: float,
     alive: subprocess.Popen[bytes] | None = None,
 ) -> None:
-    """Wait until the group has committed past each (topic, partition)'s last produced offset.
+    """Wait until the workers have stored each (topic, partition) up to its last produced offset.
 
-    Judged from the producer's own acknowledged offsets, not from the broker's end offsets, which
-    Tansu reports low after batched writes. The worker commits only what it has stored.
+    Targets come from the producer's own acknowledged offsets, not from the broker's end offsets,
+    which Tansu reports low after batched writes.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        committed = asyncio.run(committed_offsets(bootstrap, group, list(targets)))
-        behind = {tp: last for tp, last in targets.items() if committed.get(tp, 0) <= last}
-        if not behind:
-            return
+
+    def worker_alive() -> None:
         if alive is not None and alive.poll() is not None:
             raise RuntimeError(
                 f"the worker exited with code {alive.returncode}; see its log in the state dir"
             )
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"the worker did not consume everything within {timeout:.0f} s: behind on {behind}"
-            )
-        time.sleep(0.25)
+
+    async def follow() -> None:
+        async with ProcessedWatcher(bootstrap, settings.processed_topic) as watcher:
+            await watcher.wait(targets, timeout, worker_alive)
+            # the workers' own dead letters (late events, bad input from other emitters) come last
+            await watcher.wait(await watcher.dead_letter_target(settings.dlq_topic), timeout, worker_alive)
+
+    asyncio.run(follow())
 
 
 def state_path(settings: Settings, name: str) -> Path:

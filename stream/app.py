@@ -23,6 +23,9 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         broker_heartbeat_interval=settings.session_timeout_s / 4,
         broker_rebalance_timeout=settings.session_timeout_s * 2,
         stream_recovery_delay=0.0,
+        # The worker holds acknowledgements while windows are open; waiting for an empty stream on
+        # rebalance or stop would then wait forever.
+        stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         consumer_max_fetch_size=8 << 20,

@@ -107,15 +107,15 @@ def encode_events(events: Sequence[Event]) -> bytes:
     return _EVENT_LIST.dump_json(list(events), exclude_defaults=True)
 
 
-def encode_rejected(rejected: Rejected, source: str) -> bytes:
-    return orjson.dumps(
-        {
-            "reason": rejected.reason.value,
-            "detail": rejected.detail,
-            "source": source,
-            "payload": rejected.payload,
-        }
-    )
+def encode_rejected(rejected: Rejected, source: str, origin: str = "") -> bytes:
+    """A dead letter; `origin` names the input it came from, so re-processing it yields the same letter."""
+    letter = {
+        "reason": rejected.reason.value,
+        "detail": rejected.detail,
+        "source": source,
+        "payload": rejected.payload,
+    }
+    return orjson.dumps({**letter, "origin": origin} if origin else letter)
 
 
 def split(results: Iterable[Event | Rejected]) -> tuple[list[Event], list[Rejected]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_IN = Counter("omstream_events_in_total", "Events decoded from the events topic")
 EVENTS_STORED = Counter("omstream_events_stored_total", "Events written to the raw events table")
@@ -23,3 +23,14 @@ INSERT_ROWS = Histogram(
     ["table"],
     buckets=(1, 10, 100, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000),
 )
+WINDOW_ROWS = Counter("omstream_window_rows_total", "Window result rows written", ["kind", "final"])
+REROUTED = Counter(
+    "omstream_events_rerouted_total", "Events found on a partition their user does not hash to"
+)
+WATERMARK = Gauge("omstream_watermark_seconds", "Event-time watermark per source partition", ["partition"])
+WATERMARK_LAG = Gauge(
+    "omstream_watermark_lag_seconds",
+    "Wall clock minus the event-time watermark, per partition",
+    ["partition"],
+)
+HELD_MESSAGES = Gauge("omstream_held_messages", "Messages not yet acknowledged: they feed open windows")

@@ -25,11 +25,12 @@ SELECT user_id, item_id, category_id, behavior, ts, channel, device_id, event_id
 FROM events FINAL;
 
 -- Rejected input (bad JSON, invalid fields, unknown behaviour, out-of-window or late events),
--- with the reason; keyed by its dead-letter topic position so a re-consumed message stays one row.
+-- with the reason. Keyed by where the input came from (`events/<partition>/<offset>/<index>` for
+-- what the stream rejected, the dead-letter topic position otherwise), so a re-processed message
+-- or a re-consumed dead letter stays one row.
 CREATE TABLE IF NOT EXISTS dead_letters
 (
-    partition   UInt32,
-    offset      UInt64,
+    origin      String,
     reason      LowCardinality(String),
     source      LowCardinality(String),
     detail      String,
@@ -37,4 +38,4 @@ CREATE TABLE IF NOT EXISTS dead_letters
     received_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (partition, offset);
+ORDER BY origin;

@@ -1,6 +1,6 @@
-"""Batched, idempotent writes into ClickHouse: raw events and dead letters.
+"""Batched, idempotent writes into ClickHouse: raw events, dead letters, window results, checkpoints.
 
-Both tables deduplicate on their key (see `clickhouse/migrations`), so writing a batch again after a
+Every table deduplicates on its key (see `clickhouse/migrations`), so writing a batch again after a
 crash or a replay leaves the stored result unchanged; that is what makes at-least-once Kafka
 delivery exactly-once in storage.
 """
@@ -9,28 +9,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from stream.events import Event
 from stream.metrics import INSERT_ROWS, INSERT_SECONDS
+from stream.windows import Checkpoint, FunnelRow, WindowRow
 
 EVENT_COLUMNS = ("user_id", "item_id", "category_id", "behavior", "ts", "channel", "device_id", "event_id")
-DEAD_LETTER_COLUMNS = ("partition", "offset", "reason", "source", "detail", "payload")
 
 
 @dataclass(frozen=True)
 class DeadLetterRow:
-    partition: int
-    offset: int
+    origin: str
     reason: str
     source: str
     detail: str
     payload: str
 
 
-def _timed_insert(client: Client, table: str, columns: Sequence[str], data: list[list[object]]) -> None:
+def _timed_insert(client: Client, table: str, columns: Sequence[str], data: list[list[Any]]) -> None:
     started = time.perf_counter()
     client.insert(table, data, column_names=list(columns), column_oriented=True)
     INSERT_SECONDS.labels(table).observe(time.perf_counter() - started)
@@ -43,7 +43,36 @@ def insert_events(client: Client, events: Sequence[Event]) -> None:
         _timed_insert(client, "events", EVENT_COLUMNS, columns)
 
 
+def _insert_dataclasses(
+    client: Client, table: str, rows: Sequence[Any], extra: dict[str, Any] | None = None
+) -> None:
+    if not rows:
+        return
+    names = [field.name for field in fields(rows[0])]
+    columns = [list(column) for column in zip(*(astuple(row) for row in rows), strict=True)]
+    for name, value in (extra or {}).items():
+        names.append(name)
+        columns.append([value] * len(rows))
+    _timed_insert(client, table, names, columns)
+
+
 def insert_dead_letters(client: Client, rows: Sequence[DeadLetterRow]) -> None:
-    if rows:
-        columns = [[getattr(row, name) for row in rows] for name in DEAD_LETTER_COLUMNS]
-        _timed_insert(client, "dead_letters", DEAD_LETTER_COLUMNS, columns)
+    _insert_dataclasses(client, "dead_letters", rows)
+
+
+def insert_window_rows(client: Client, windows: Sequence[WindowRow], funnels: Sequence[FunnelRow]) -> None:
+    _insert_dataclasses(client, "realtime_windows", windows)
+    _insert_dataclasses(client, "realtime_funnel", funnels)
+
+
+def insert_checkpoints(client: Client, topic: str, checkpoints: Sequence[Checkpoint]) -> None:
+    _insert_dataclasses(client, "stream_checkpoints", checkpoints, extra={"topic": topic})
+
+
+def load_checkpoint(client: Client, topic: str, partition: int) -> Checkpoint | None:
+    result = client.query(
+        "SELECT partition, offset, watermark, closed_before, version FROM stream_checkpoints FINAL "
+        "WHERE topic = {topic:String} AND partition = {partition:UInt16}",
+        parameters={"topic": topic, "partition": partition},
+    )
+    return Checkpoint(*(int(value) for value in result.result_rows[0])) if result.result_rows else None

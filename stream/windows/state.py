@@ -81,6 +81,8 @@ class Batch:
     users: Int64s
     ts: Int64s
     codes: Int64s
+    items: Int64s
+    categories: Int64s
 
 
 class PartitionWindows:
@@ -97,6 +99,9 @@ class PartitionWindows:
         self.last_offset = self.resume_offset - 1
         self.tallies: dict[tuple[str, int], Tally] = {}
         self.next_rolling: int | None = None
+        # natural keys of the events counted per second of event time, back to the close point: an
+        # exact duplicate is one event (as in the raw table); older duplicates would be late anyway
+        self.recent: dict[int, set[tuple[int, ...]]] = {}
 
     @property
     def close_point(self) -> int:
@@ -107,12 +112,23 @@ class PartitionWindows:
         fresh = np.asarray(batch.offsets, dtype=np.int64)[batch.message_index] >= self.resume_offset
         watermark_before = self._advance_watermark(batch, fresh)
         late = fresh & (batch.ts < watermark_before - self.grace)
-        used = fresh & ~late
+        used = fresh & ~late & self._first_sightings(batch, fresh & ~late)
         if used.any():
             offsets = np.asarray(batch.offsets, dtype=np.int64)[batch.message_index[used]]
             self._tally(batch.users[used], batch.ts[used], batch.codes[used], offsets, watermark_before[used])
         self.last_offset = max(self.last_offset, batch.offsets[-1])
         return late
+
+    def _first_sightings(self, batch: Batch, candidates: Bools) -> Bools:
+        first = np.ones(batch.ts.size, dtype=bool)
+        columns = (batch.users, batch.items, batch.categories, batch.codes, batch.ts)
+        for position in np.flatnonzero(candidates).tolist():
+            key = tuple(int(column[position]) for column in columns)
+            seen = self.recent.setdefault(key[-1], set())
+            if key in seen:
+                first[position] = False
+            seen.add(key)
+        return first
 
     def _advance_watermark(self, batch: Batch, fresh: Bools) -> Int64s:
         """Per event, the watermark before its message; advances self.watermark past the batch."""
@@ -162,6 +178,8 @@ class PartitionWindows:
                 funnels.append(self._funnel_row(kind, start, tally, final))
         windows += list(self._close_rolling())
         self._forget_closed()
+        for second in [second for second in self.recent if second < self.close_point]:
+            del self.recent[second]
         return windows, funnels
 
     def _window_row(self, kind: str, start: int, counts: Int64s, uv: int, final: bool) -> WindowRow:

@@ -1,90 +1,167 @@
-"""The raw sink stores each distinct event exactly once: replays and a SIGKILLed worker included."""
+"""The worker against independent computations, with real Tansu and chDB: raw events stored once,
+real-time windows exact, through replays, SIGKILLs, two workers and late input."""
 
 import asyncio
 import os
+import random
 import signal
 import threading
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import clickhouse
 from omstream.demo import produced_targets, replay_file
+from omstream.report import build_report
 from omstream.settings import Settings
-from omstream.stack import committed_offsets, wait_until_consumed, worker_process
+from omstream.stack import wait_until_processed, worker_process
 from stream.emitter import EmitReport
+from stream.events import Event
+from stream.kafka import Partitioner
+from stream.processed import ProcessedWatcher
 from stream.replay import Pacer
 from stream.sources.generator import generate_csv
-from tests.expected import behavior_totals, distinct_valid_rows
+from stream.sources.taobao import parse_line, sort_by_time
+from tests.expected import behavior_totals, distinct_valid_rows, funnel_daily, hourly_activity
 
 pytestmark = pytest.mark.integration
 
 
-def stored_totals(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
+def stored(settings: Settings) -> dict[str, Any]:
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
-        totals = {row["behavior"]: row["events"] for row in clickhouse.query_rows(client, "behavior_totals")}
-        dead = {
-            row["reason"]: row["rejected"] for row in clickhouse.query_rows(client, "dead_letters_by_reason")
-        }
+        return build_report(client, settings)
     finally:
         client.close()
-    return totals, dead
+
+
+def expected(path: Path, settings: Settings) -> dict[str, Any]:
+    rows = distinct_valid_rows(path, settings.accept_range)
+    return {
+        "behavior_totals": behavior_totals(rows),
+        "hourly": hourly_activity(rows, settings.timezone),
+        "funnel_daily": funnel_daily(rows, settings.timezone),
+    }
+
+
+def assert_exact(settings: Settings, path: Path) -> dict[str, Any]:
+    report, truth = stored(settings), expected(path, settings)
+    assert report["behavior_totals"] == truth["behavior_totals"]
+    assert report["realtime"]["hourly"] == truth["hourly"]
+    assert report["realtime"]["funnel_daily"] == truth["funnel_daily"]
+    return report
 
 
 def replay(path: Path, settings: Settings, bootstrap: str, pacer: Pacer | None = None) -> EmitReport:
     return asyncio.run(replay_file(path, settings, bootstrap, settings.pack_size, pacer))
 
 
-@pytest.fixture
-def dirty_file(tmp_path: Path) -> Path:
-    path = tmp_path / "events.csv"
-    generate_csv(path, events=30_000, seed=3, dirty=True)
-    return path
+@pytest.fixture(scope="module")
+def ordered_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    generate_csv(folder / "events.csv", events=30_000, seed=3, dirty=True)
+    sort_by_time(folder / "events.csv", folder / "ordered.csv")
+    return folder / "ordered.csv"
 
 
-def test_replaying_a_file_twice_stores_each_distinct_event_once(
-    dirty_file: Path, settings: Settings, bootstrap: str
+def test_replaying_a_file_twice_changes_nothing(
+    ordered_file: Path, settings: Settings, bootstrap: str
 ) -> None:
-    expected = behavior_totals(distinct_valid_rows(dirty_file, settings.accept_range))
     with worker_process(settings, bootstrap) as worker:
         for _ in range(2):
-            emitted = replay(dirty_file, settings, bootstrap)
-            wait_until_consumed(
-                bootstrap, settings.consumer_group, produced_targets(settings, emitted), 120, worker
-            )
-    totals, dead = stored_totals(settings)
-    assert totals == {name: count for name, count in expected.items() if count}
-    assert sum(emitted.rejected.values()) > 0
-    assert set(dead) == set(emitted.rejected)
+            emitted = replay(ordered_file, settings, bootstrap)
+            wait_until_processed(settings, bootstrap, produced_targets(settings, emitted), 120, worker)
+    report = assert_exact(settings, ordered_file)
+    # the second pass is behind the windows' grace: stored once, and dead-lettered as late for the windows
+    rejected = {row["reason"]: row["rejected"] for row in report["dead_letters"] if row["source"] == "replay"}
+    assert rejected == {reason: 2 * count for reason, count in emitted.rejected.items()}
+    late = [row["rejected"] for row in report["dead_letters"] if row["reason"] == "late"]
+    assert late == [second_pass_late(ordered_file, settings)]
 
 
+def second_pass_late(path: Path, settings: Settings) -> int:
+    """Events of a repeated replay that are behind their partition's watermark by more than the grace
+    (the rest are exact duplicates of counted events, so counted once and not late)."""
+    sent = [
+        row
+        for row in (parse_line(line, settings.accept_range) for line in path.read_text().splitlines())
+        if isinstance(row, Event)
+    ]
+    partition_of = Partitioner(settings.events_partitions)
+    watermark: dict[int, int] = {}
+    for event in sent:
+        partition = partition_of(event.user_id)
+        watermark[partition] = max(watermark.get(partition, 0), event.ts)
+    return sum(event.ts < watermark[partition_of(event.user_id)] - settings.grace_seconds for event in sent)
+
+
+@pytest.mark.parametrize("kill_after_messages", [30, 400])
 def test_a_worker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
-    dirty_file: Path, settings: Settings, bootstrap: str
+    ordered_file: Path, settings: Settings, bootstrap: str, kill_after_messages: int
 ) -> None:
-    expected = behavior_totals(distinct_valid_rows(dirty_file, settings.accept_range))
-    small_batches = settings.model_copy(update={"pack_size": 20, "sink_batch_messages": 25})
-    with worker_process(small_batches, bootstrap, name="doomed") as doomed:
-        killer = threading.Thread(target=kill_once_storing, args=(doomed.pid, settings, bootstrap))
+    small = settings.model_copy(
+        update={"pack_size": 20, "sink_batch_messages": 25, "window_flush_seconds": 0.3}
+    )
+    with worker_process(small, bootstrap, name="doomed") as doomed:
+        killer = threading.Thread(
+            target=kill_when_processed, args=(doomed.pid, small, bootstrap, kill_after_messages)
+        )
         killer.start()
-        emitted = replay(dirty_file, small_batches, bootstrap, Pacer(rate=10_000))
+        emitted = replay(ordered_file, small, bootstrap, Pacer(rate=15_000))
         killer.join()
         assert doomed.wait(5) == -signal.SIGKILL
-    with worker_process(small_batches, bootstrap, name="restarted") as worker:
-        wait_until_consumed(
-            bootstrap, settings.consumer_group, produced_targets(settings, emitted), 120, worker
-        )
-    totals, _ = stored_totals(settings)
-    assert totals == {name: count for name, count in expected.items() if count}
+    with worker_process(small, bootstrap, name="restarted") as worker:
+        wait_until_processed(small, bootstrap, produced_targets(small, emitted), 120, worker)
+    assert_exact(small, ordered_file)
 
 
-def kill_once_storing(pid: int, settings: Settings, bootstrap: str) -> None:
-    """SIGKILL the worker as soon as it has committed part of the stream (so some work is in flight)."""
-    partitions = [(settings.events_topic, p) for p in range(settings.events_partitions)]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if sum(asyncio.run(committed_offsets(bootstrap, settings.consumer_group, partitions)).values()) > 20:
-            break
-        time.sleep(0.2)
+def kill_when_processed(pid: int, settings: Settings, bootstrap: str, messages: int) -> None:
+    """SIGKILL the worker once it has stored `messages` messages, whatever it is doing then."""
+
+    async def wait() -> None:
+        async with ProcessedWatcher(bootstrap, settings.processed_topic) as watcher:
+            for _ in range(600):
+                await watcher.poll(50)
+                if sum(offset + 1 for offset in watcher.positions.values()) >= messages:
+                    return
+
+    asyncio.run(wait())
     os.kill(pid, signal.SIGKILL)
+
+
+def test_events_shuffled_within_the_grace_are_exact_and_later_ones_dead_lettered(
+    ordered_file: Path, settings: Settings, bootstrap: str, tmp_path: Path
+) -> None:
+    rng = random.Random(5)
+    lines = ordered_file.read_text().splitlines()
+    jittered = sorted(lines, key=lambda line: _ts(line) + rng.randrange(300))  # out of order by < grace
+    end = max(
+        row.ts
+        for row in (parse_line(line, settings.accept_range) for line in lines)
+        if isinstance(row, Event)
+    )
+    late = [f"{900_000 + i},1,1,pv,{end - 7_200}" for i in range(5)]  # 2 h behind the end
+    shuffled = tmp_path / "shuffled.csv"
+    shuffled.write_text("\n".join(jittered + late) + "\n")
+    in_time = tmp_path / "in_time.csv"
+    in_time.write_text("\n".join(jittered) + "\n")
+    with worker_process(settings, bootstrap) as worker:
+        emitted = replay(shuffled, settings, bootstrap)
+        wait_until_processed(settings, bootstrap, produced_targets(settings, emitted), 120, worker)
+    report = stored(settings)
+    truth = expected(in_time, settings)
+    assert report["realtime"]["hourly"] == truth["hourly"]
+    assert report["realtime"]["funnel_daily"] == truth["funnel_daily"]
+    assert (
+        report["behavior_totals"]["pv"] == truth["behavior_totals"]["pv"] + 5
+    )  # late events are still stored
+    late_letters = [row for row in report["dead_letters"] if row["reason"] == "late"]
+    assert late_letters == [{"reason": "late", "source": "stream", "rejected": 5}]
+
+
+def _ts(line: str) -> int:
+    try:
+        return int(line.rsplit(",", 1)[1])
+    except (ValueError, IndexError):
+        return 0

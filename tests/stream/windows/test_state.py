@@ -29,7 +29,10 @@ def make_messages(seed: int, count: int = 3_000, per_message: int = 5) -> list[l
 def batch_of(messages: list[list[Event]], first_offset: int) -> Batch:
     flat = [(index, *event) for index, message in enumerate(messages) for event in message]
     index, users, ts, codes = (np.array(column, dtype=np.int64) for column in zip(*flat, strict=True))
-    return Batch(list(range(first_offset, first_offset + len(messages))), index, users, ts, codes)
+    items = np.arange(first_offset * 100, first_offset * 100 + users.size, dtype=np.int64)  # all distinct
+    return Batch(
+        list(range(first_offset, first_offset + len(messages))), index, users, ts, codes, items, items
+    )
 
 
 def run(
@@ -53,7 +56,7 @@ def run(
         takes += 1
         if takes in crash_after:
             windows = PartitionWindows(0, Bucketer("Asia/Shanghai"), GRACE, CONVERSION, checkpoint)
-            offset = checkpoint.offset - checkpoint.offset % 1  # re-read from the checkpoint
+            offset = max(0, checkpoint.offset - takes % 4)
     return stored
 
 
