@@ -90,17 +90,18 @@ def demo(events: int, data: Path | None, seed: int, as_json: bool) -> None:
 @main.command()
 @one_line_errors
 def up() -> None:
-    """Run the embedded stack (broker + stream worker) until Ctrl-C."""
-    from omstream.stack import broker, worker_process
+    """Run the embedded stack (broker, ClickHouse sink, stream worker) until Ctrl-C."""
+    from omstream.stack import all_alive, broker, pipeline
 
     _terminate_as_interrupt()
     settings = Settings()
-    with broker(settings) as bootstrap, worker_process(settings, bootstrap) as worker:
-        click.echo(f"omstream up: Kafka at {bootstrap}, worker pid {worker.pid}; Ctrl-C to stop")
+    with broker(settings) as bootstrap, pipeline(settings, bootstrap) as services:
+        pids = ", ".join(str(process.pid) for process in services)
+        click.echo(f"omstream up: Kafka at {bootstrap}, service pids {pids}; Ctrl-C to stop")
         try:
-            while worker.poll() is None:
+            while True:
+                all_alive(services)
                 time.sleep(0.5)
-            raise RuntimeError(f"the worker exited with code {worker.returncode}; see {settings.state_dir}")
         except KeyboardInterrupt:
             click.echo("stopping")
 
@@ -108,22 +109,40 @@ def up() -> None:
 @main.command()
 @one_line_errors
 def worker() -> None:
-    """Run a stream worker (Faust) against KAFKA_BOOTSTRAP, writing to CLICKHOUSE_DSN."""
-    from prometheus_client import start_http_server
-
+    """Run a stream worker: real-time windows of its share of the events topic (KAFKA_BOOTSTRAP)."""
     from omstream.stack import resolve_bootstrap
-    from stream.worker import run_worker
+    from stream.sink import run_faust
+    from stream.worker import build_worker_app
+
+    settings = Settings()
+    bootstrap = resolve_bootstrap(settings)
+    _serve_metrics("worker", bootstrap, settings)
+    run_faust(build_worker_app(settings, bootstrap), settings)
+
+
+@main.command()
+@one_line_errors
+def sink() -> None:
+    """Run the ClickHouse sink: raw events, dead letters and window results into CLICKHOUSE_DSN."""
+    from omstream.stack import resolve_bootstrap
+    from stream.sink import build_sink_app, run_faust
 
     settings = Settings()
     bootstrap = resolve_bootstrap(settings)
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
         clickhouse.migrate(client)
-        server, _ = start_http_server(settings.metrics_port)
-        click.echo(f"worker: Kafka {bootstrap}, metrics on :{server.server_port}", err=True)
-        run_worker(settings, bootstrap, client)
+        _serve_metrics("sink", bootstrap, settings)
+        run_faust(build_sink_app(settings, bootstrap, client), settings)
     finally:
         client.close()
+
+
+def _serve_metrics(service: str, bootstrap: str, settings: Settings) -> None:
+    from prometheus_client import start_http_server
+
+    server, _ = start_http_server(settings.metrics_port)
+    click.echo(f"{service}: Kafka {bootstrap}, metrics on :{server.server_port}", err=True)
 
 
 @main.command()
@@ -230,4 +249,17 @@ def bench_ingest(events: int, as_json: bool) -> None:
     from omstream.bench import run_ingest_bench
 
     result = run_ingest_bench(events)
+    click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+@bench.command("stream")
+@click.option("--events", "-n", default=1_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def bench_stream(events: int, as_json: bool) -> None:
+    """End-to-end worker rates (batched, and one event per message) beside a plain consumer and bare Faust."""
+    from omstream.bench import run_stream_bench
+
+    _terminate_as_interrupt()
+    result = run_stream_bench(events)
     click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))

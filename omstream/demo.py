@@ -11,7 +11,7 @@ import clickhouse
 from omstream.progress import progress_bar
 from omstream.report import build_report
 from omstream.settings import Settings
-from omstream.stack import broker, state_path, wait_until_processed, worker_process
+from omstream.stack import broker, pipeline, state_path, wait_until_processed
 from stream.emitter import EmitReport, Emitter
 from stream.replay import Pacer, replay
 from stream.sources.generator import generate_csv
@@ -62,12 +62,12 @@ def run_demo(settings: Settings, events: int, data: Path | None, seed: int) -> D
     if data is None:
         generate_with_progress(source, events, seed, dirty=True)
     ordered = time_ordered(source, settings)
-    with broker(settings) as bootstrap, worker_process(settings, bootstrap) as worker:
+    with broker(settings) as bootstrap, pipeline(settings, bootstrap) as services:
         emitted = asyncio.run(replay_file(ordered, settings, bootstrap, settings.pack_size))
         if emitted.failed:
             raise RuntimeError(f"{emitted.failed} events were not delivered: {emitted.errors[:3]}")
         targets = produced_targets(settings, emitted)
-        wait_until_processed(settings, bootstrap, targets, _CONSUME_TIMEOUT_S, alive=worker)
+        wait_until_processed(settings, bootstrap, targets, _CONSUME_TIMEOUT_S, alive=services)
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
         return DemoResult(emitted, build_report(client, settings))

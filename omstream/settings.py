@@ -40,20 +40,23 @@ class Settings(BaseSettings):
     events_topic: str = "events"
     dlq_topic: str = "events.dlq"
     processed_topic: str = "omstream.processed"
+    windows_topic: str = "omstream.windows"
+    checkpoints_topic: str = "omstream.checkpoints"
     events_partitions: int = Field(default=4, ge=1)
-    consumer_group: str = "omstream"
+    consumer_group: str = Field(default="omstream", description="consumer group of the stream workers")
+    sink_group: str = Field(default="omstream-sink", description="consumer group of the ClickHouse sink")
 
     accept_from: datetime = TAOBAO_FROM
     accept_to: datetime = TAOBAO_TO
 
     pack_size: int = Field(default=250, ge=1, description="events per batched Kafka message (emitter)")
-    sink_batch_messages: int = Field(
+    take_messages: int = Field(
         default=400,
         ge=1,
-        description="Kafka messages per ClickHouse insert (a message holds up to pack_size events)",
+        description="Kafka messages per take of a worker or the sink (a message holds pack_size events)",
     )
-    sink_batch_seconds: float = Field(
-        default=0.5, gt=0, description="max wait before a partial batch is flushed"
+    take_seconds: float = Field(
+        default=0.5, gt=0, description="max wait for a take to fill before it is processed"
     )
     grace_seconds: int = Field(default=600, ge=0, description="allowed lateness of the real-time windows")
     funnel_conversion_seconds: int = Field(default=86_400, gt=0, description="pv -> buy conversion window")

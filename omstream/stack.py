@@ -7,7 +7,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from omstream.embedded import running_broker, stop_process, tansu_broker
@@ -21,6 +21,8 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         settings.events_topic: settings.events_partitions,
         settings.dlq_topic: 1,
         settings.processed_topic: 1,
+        settings.windows_topic: 1,
+        settings.checkpoints_topic: 1,
     }
 
 
@@ -62,15 +64,15 @@ def service_env(settings: Settings, bootstrap: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def worker_process(
-    settings: Settings, bootstrap: str, name: str = "worker"
+def service_process(
+    settings: Settings, bootstrap: str, command: str, name: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """An `omstream worker` child process, stopped (SIGTERM, then SIGKILL) when the block ends."""
+    """An `omstream <command>` child process, stopped (SIGTERM, then SIGKILL) when the block ends."""
     log_path = settings.state_dir / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "omstream", "worker"],
+            [sys.executable, "-m", "omstream", command],
             env=service_env(settings, bootstrap),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -82,30 +84,51 @@ def worker_process(
             stop_process(process, grace=20.0)
 
 
+def worker_process(
+    settings: Settings, bootstrap: str, name: str = "worker"
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    return service_process(settings, bootstrap, "worker", name)
+
+
+@contextlib.contextmanager
+def pipeline(settings: Settings, bootstrap: str, workers: int = 1) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The sink (the one ClickHouse writer) and `workers` stream workers, as child processes."""
+    with contextlib.ExitStack() as stack:
+        processes = [stack.enter_context(service_process(settings, bootstrap, "sink", "sink"))]
+        for number in range(workers):
+            processes.append(stack.enter_context(worker_process(settings, bootstrap, f"worker-{number}")))
+        yield processes
+
+
+def all_alive(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is not None:
+            command = " ".join(str(part) for part in process.args[3:])  # type: ignore[index]
+            raise RuntimeError(
+                f"`omstream {command}` exited with code {process.returncode}; see the state dir logs"
+            )
+
+
 def wait_until_processed(
     settings: Settings,
     bootstrap: str,
     targets: dict[tuple[str, int], int],
     timeout: float,
-    alive: subprocess.Popen[bytes] | None = None,
+    alive: Sequence[subprocess.Popen[bytes]] = (),
 ) -> None:
-    """Wait until the workers have stored each (topic, partition) up to its last produced offset.
+    """Wait until each (topic, partition) is stored up to its last produced offset, windows included.
 
     Targets come from the producer's own acknowledged offsets, not from the broker's end offsets,
     which Tansu reports low after batched writes.
     """
-
-    def worker_alive() -> None:
-        if alive is not None and alive.poll() is not None:
-            raise RuntimeError(
-                f"the worker exited with code {alive.returncode}; see its log in the state dir"
-            )
+    stages = {settings.events_topic: {"raw", "windows"}, settings.dlq_topic: {"dead_letters"}}
 
     async def follow() -> None:
         async with ProcessedWatcher(bootstrap, settings.processed_topic) as watcher:
-            await watcher.wait(targets, timeout, worker_alive)
+            await watcher.wait(targets, stages, timeout, lambda: all_alive(alive))
             # the workers' own dead letters (late events, bad input from other emitters) come last
-            await watcher.wait(await watcher.dead_letter_target(settings.dlq_topic), timeout, worker_alive)
+            dead_letters = await watcher.dead_letter_target(settings.dlq_topic)
+            await watcher.wait(dead_letters, stages, timeout, lambda: all_alive(alive))
 
     asyncio.run(follow())
 

@@ -1,9 +1,10 @@
 """The `processed` topic: how far each source partition is stored in ClickHouse, windows included.
 
 Kafka's committed offsets cannot say this: the worker holds acknowledgements while windows are open.
-After every write the worker publishes `{"topic", "partition", "offset"}` (last offset whose effects
-are all in ClickHouse), so a demo, a benchmark or a test can wait for "everything is stored" with any
-number of workers, without reading ClickHouse (which chDB would not allow from a second process).
+After every write the sink publishes `{"stage", "topic", "partition", "offset"}`: the last source
+offset whose effects of that stage (`raw` events, `windows`, `dead_letters`) are all in ClickHouse.
+A demo, a benchmark or a test can so wait for "everything is stored" with any number of workers,
+without reading ClickHouse (which chDB would not allow from a second process).
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 Position = tuple[str, int]
+STAGES = {"raw", "windows", "dead_letters"}
 
 
-def encode_processed(topic: str, partition: int, offset: int) -> bytes:
-    return orjson.dumps({"topic": topic, "partition": partition, "offset": offset})
+def encode_processed(stage: str, topic: str, partition: int, offset: int) -> bytes:
+    return orjson.dumps({"stage": stage, "topic": topic, "partition": partition, "offset": offset})
 
 
 class ProcessedWatcher:
-    """Follows the processed topic from the beginning; `reached` tells whether targets are stored."""
+    """Follows the processed topic from the beginning: the offset each (stage, topic, partition) reached."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self.positions: dict[Position, int] = {}
+        self.stages: dict[tuple[str, str, int], int] = {}
         self._bootstrap = bootstrap
         self._consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
 
@@ -41,11 +43,16 @@ class ProcessedWatcher:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms)
         for record in (record for records in batches.values() for record in records):
             body = orjson.loads(record.value)
-            position = (str(body["topic"]), int(body["partition"]))
-            self.positions[position] = max(self.positions.get(position, -1), int(body["offset"]))
+            key = (str(body["stage"]), str(body["topic"]), int(body["partition"]))
+            self.stages[key] = max(self.stages.get(key, -1), int(body["offset"]))
 
-    def behind(self, targets: dict[Position, int]) -> dict[Position, int]:
-        return {tp: last for tp, last in targets.items() if self.positions.get(tp, -1) < last}
+    def behind(self, targets: dict[Position, int], stages: dict[str, set[str]]) -> dict[Position, int]:
+        """Targets some required stage has not reached; `stages` names the required stages per topic."""
+        return {
+            (topic, partition): last
+            for (topic, partition), last in targets.items()
+            if any(self.stages.get((stage, topic, partition), -1) < last for stage in stages[topic])
+        }
 
     async def dead_letter_target(self, topic: str) -> dict[Position, int]:
         """The last offset of the (one-partition) dead-letter topic, from a fetch's high-water mark:
@@ -62,14 +69,18 @@ class ProcessedWatcher:
             await consumer.stop()
         return {(topic, 0): highwater - 1} if highwater else {}
 
-    async def wait(self, targets: dict[Position, int], timeout: float, check: Callable[[], None]) -> None:
+    async def wait(
+        self,
+        targets: dict[Position, int],
+        stages: dict[str, set[str]],
+        timeout: float,
+        check: Callable[[], None],
+    ) -> None:
         """Until every (topic, partition) is processed up to its target offset; `check` may raise."""
         deadline = time.monotonic() + timeout
-        while self.behind(targets):
+        while behind := self.behind(targets, stages):
             check()
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"not everything was stored within {timeout:.0f} s: behind on {self.behind(targets)}"
-                )
+                raise TimeoutError(f"not everything was stored within {timeout:.0f} s: behind on {behind}")
             await self.poll()
             await asyncio.sleep(0)

@@ -1,31 +1,30 @@
-"""The stream worker: one Faust agent that stores raw events and computes the real-time windows.
+"""The stream worker: a Faust agent computing the real-time windows of its partitions.
 
-In embedded mode this process is the only one that opens chDB; everything else reaches it via Kafka.
-Per take of messages the agent (1) dead-letters bad input, (2) writes the valid events to the raw
-table, (3) updates each partition's windows and writes their rows and checkpoints, and only then
-(4) acknowledges the messages that no open window needs any more. Kafka offsets therefore never
-pass a checkpoint: a crash re-delivers what the windows need, and every table absorbs the repeats.
+Workers never open ClickHouse (in embedded mode only the sink may): they publish window rows to
+`omstream.windows`, checkpoints to `omstream.checkpoints`, and bad or late input to the dead-letter
+topic. Per take of messages the agent updates each partition's windows, sends the rows and the
+checkpoints, waits until Kafka has them, and only then acknowledges the messages that no open window
+needs any more. Kafka offsets therefore never pass a checkpoint: a crash re-delivers what the
+windows need, rebuilding them exactly, and the sink's tables absorb the repeated rows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import numpy as np
-import orjson
-from clickhouse_connect.driver.client import Client
 from faust.types import TP, EventT
 
 from omstream.settings import Settings
 from stream import metrics
-from stream.app import create_app, dlq_topic, events_topic
+from stream.app import create_app, raw_topic
+from stream.checkpoints import encode_checkpoint, latest_checkpoints
 from stream.events import (
     BEHAVIORS,
     Event,
@@ -36,37 +35,15 @@ from stream.events import (
     encode_rejected,
 )
 from stream.kafka import Partitioner
-from stream.processed import encode_processed
-from stream.sinks.clickhouse import (
-    DeadLetterRow,
-    insert_checkpoints,
-    insert_dead_letters,
-    insert_events,
-    insert_window_rows,
-    load_checkpoint,
-)
-from stream.windows import Batch, Bucketer, PartitionWindows
-
-log = logging.getLogger(__name__)
+from stream.results import encode_results
+from stream.windows import Batch, Bucketer, Checkpoint, PartitionWindows
 
 _CODE = {behavior: code for code, behavior in enumerate(BEHAVIORS)}
-_REROUTED = "rerouted:"  # event_id prefix of an event this worker moved to its user's partition
-
-
-class Sink:
-    """Serialises ClickHouse writes: one client, used from a thread so the loop keeps fetching."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self._lock = asyncio.Lock()
-
-    async def run(self, write: Callable[..., Any], *args: Any) -> Any:
-        async with self._lock:
-            return await asyncio.to_thread(write, self.client, *args)
+_REROUTED = "rerouted:"  # event_id prefix of an event a worker moved to its user's partition
 
 
 class PartitionInput:
-    """One partition's share of a take: its messages in offset order and their valid events."""
+    """One partition's share of a take: its messages in offset order and the events to window."""
 
     def __init__(self) -> None:
         self.offsets: list[int] = []
@@ -77,14 +54,15 @@ class PartitionInput:
         def column(values: Sequence[int]) -> np.ndarray[Any, np.dtype[np.int64]]:
             return np.fromiter(values, dtype=np.int64, count=len(values))
 
+        events = self.events
         return Batch(
             self.offsets,
             column(self.message_index),
-            column([event.user_id for event in self.events]),
-            column([event.ts for event in self.events]),
-            column([_CODE[event.behavior] for event in self.events]),
-            column([event.item_id for event in self.events]),
-            column([event.category_id for event in self.events]),
+            column([event.user_id for event in events]),
+            column([event.ts for event in events]),
+            column([_CODE[event.behavior] for event in events]),
+            column([event.item_id for event in events]),
+            column([event.category_id for event in events]),
         )
 
 
@@ -92,15 +70,16 @@ class PartitionInput:
 class Topics:
     events: faust.TopicT
     dead_letters: faust.TopicT
-    processed: faust.TopicT
+    windows: faust.TopicT
+    checkpoints: faust.TopicT
 
 
 class WindowWorker:
-    """The state of the partitions assigned to this worker, and the processing of one take."""
+    """The window state of the partitions assigned to this worker, and the processing of one take."""
 
-    def __init__(self, settings: Settings, sink: Sink, topics: Topics) -> None:
+    def __init__(self, settings: Settings, bootstrap: str, topics: Topics) -> None:
         self.settings = settings
-        self.sink = sink
+        self.bootstrap = bootstrap
         self.topics = topics
         self.partitioner = Partitioner(settings.events_partitions)
         self.bucketer = Bucketer(settings.timezone)
@@ -108,8 +87,10 @@ class WindowWorker:
         self.held: dict[int, deque[EventT]] = defaultdict(deque)
         self.rerouted_seen: dict[int, dict[str, int]] = defaultdict(dict)
         self.last_flush = 0.0
+        self.sent_positions: dict[int, int] = {}
+        self.sent_checkpoints: dict[int, Checkpoint] = {}
         self._lock = asyncio.Lock()  # a take and the flush timer never interleave
-        self._in_flight: list[Awaitable[Any]] = []  # dead letters and re-routed events being sent
+        self._in_flight: list[Awaitable[Any]] = []  # sends to wait for before acknowledging
 
     def revoke(self, partitions: set[int]) -> None:
         """Forget revoked partitions: their next owner rebuilds them from the checkpoint."""
@@ -117,22 +98,19 @@ class WindowWorker:
             self.windows.pop(partition, None)
             self.held.pop(partition, None)
             self.rerouted_seen.pop(partition, None)
+            self.sent_checkpoints.pop(partition, None)
 
     async def process(self, batch: Sequence[EventT]) -> None:
         async with self._lock:
             inputs: dict[int, PartitionInput] = defaultdict(PartitionInput)
-            stored: list[Event] = []
             for event in batch:
                 self.held[event.message.partition].append(event)
-                stored += await self._route(event, inputs[event.message.partition])
+                await self._route(event, inputs[event.message.partition])
             metrics.MESSAGES_IN.inc(len(batch))
-            metrics.EVENTS_IN.inc(len(stored))
-            await self.sink.run(insert_events, stored)
             await self._add_to_windows(inputs)
-            await self._write_windows(
-                everything=time.monotonic() - self.last_flush >= self.settings.window_flush_seconds
-            )
-            metrics.EVENTS_STORED.inc(len(stored))
+            due = time.monotonic() - self.last_flush >= self.settings.window_flush_seconds
+            await self._write_windows(everything=due)
+            metrics.EVENTS_IN.inc(sum(len(into.events) for into in inputs.values()))
 
     async def flush(self) -> None:
         """Write every open window that changed (on a timer, so an idle stream is written out too)."""
@@ -140,24 +118,20 @@ class WindowWorker:
             if time.monotonic() - self.last_flush >= self.settings.window_flush_seconds:
                 await self._write_windows(everything=True)
 
-    async def _route(self, event: EventT, into: PartitionInput) -> list[Event]:
-        """Decode one message; returns its valid events (all stored raw), windowing only those in place."""
+    async def _route(self, event: EventT, into: PartitionInput) -> None:
+        """Decode one message; window the events of users of this partition, re-route the others."""
         partition, offset = event.message.partition, event.message.offset
         into.offsets.append(offset)
         index = len(into.offsets) - 1
-        valid: list[Event] = []
         for position, result in enumerate(decode_message(event.value, self.settings.accept_range)):
             origin = f"{self.settings.events_topic}/{partition}/{offset}/{position}"
             if isinstance(result, Rejected):
                 await self._dead_letter(result, origin)
-                continue
-            valid.append(result)
-            if self.partitioner(result.user_id) != partition:
+            elif self.partitioner(result.user_id) != partition:
                 await self._reroute(result, origin)
             elif not self._seen_before(partition, result):
                 into.events.append(result)
                 into.message_index.append(index)
-        return valid
 
     def _seen_before(self, partition: int, event: Event) -> bool:
         """A re-routed event can arrive twice (its sender re-processed after a crash): count it once."""
@@ -172,17 +146,15 @@ class WindowWorker:
     async def _reroute(self, event: Event, origin: str) -> None:
         metrics.REROUTED.inc()
         moved = event.model_copy(update={"event_id": _REROUTED + origin})
-        self._in_flight.append(
-            await self.topics.events.send(
-                key=moved.key, value=encode_events([moved]), partition=self.partitioner(event.user_id)
-            )
-        )
+        partition = self.partitioner(event.user_id)
+        await self._send(self.topics.events, encode_events([moved]), key=moved.key, partition=partition)
 
     async def _dead_letter(self, rejected: Rejected, origin: str) -> None:
         metrics.DEAD_LETTERS.labels(rejected.reason.value).inc()
-        self._in_flight.append(
-            await self.topics.dead_letters.send(value=encode_rejected(rejected, "stream", origin))
-        )
+        await self._send(self.topics.dead_letters, encode_rejected(rejected, "stream", origin))
+
+    async def _send(self, topic: faust.TopicT, value: bytes, **options: Any) -> None:
+        self._in_flight.append(await topic.send(value=value, **options))
 
     async def _add_to_windows(self, inputs: dict[int, PartitionInput]) -> None:
         for partition, into in inputs.items():
@@ -190,13 +162,13 @@ class WindowWorker:
             batch = into.batch()
             late = state.add(batch)
             for position in np.flatnonzero(late).tolist():
-                late_event = into.events[position]
-                origin = (
-                    f"{self.settings.events_topic}/{partition}/{batch.offsets[batch.message_index[position]]}"
+                event = into.events[position]
+                offset = batch.offsets[batch.message_index[position]]
+                detail = f"ts={event.ts} is behind watermark {state.watermark} by more than the grace"
+                letter = Rejected(RejectReason.LATE, detail, encode_events([event]).decode())
+                await self._dead_letter(
+                    letter, f"{self.settings.events_topic}/{partition}/{offset}/late/{position}"
                 )
-                detail = f"ts={late_event.ts} behind watermark {state.watermark} by more than the grace"
-                late_letter = Rejected(RejectReason.LATE, detail, encode_events([late_event]).decode())
-                await self._dead_letter(late_letter, f"{origin}/late/{position}")
 
     async def _write_windows(self, everything: bool) -> None:
         windows, funnels, checkpoints = [], [], []
@@ -206,31 +178,36 @@ class WindowWorker:
             funnels += funnel_rows
             checkpoints.append(state.checkpoint())
             self._observe(partition, state)
-        await self.sink.run(insert_window_rows, windows, funnels)
-        await self.sink.run(insert_checkpoints, self.settings.events_topic, checkpoints)
+        # only a full flush writes every open window, so only it may claim the offsets are stored
+        positions = {p: state.last_offset for p, state in self.windows.items()} if everything else {}
+        if windows or funnels or (everything and positions != self.sent_positions):
+            for payload in encode_results(windows, funnels, positions):
+                await self._send(self.topics.windows, payload)
+            self.sent_positions = positions or self.sent_positions
+        for checkpoint in checkpoints:
+            if self.sent_checkpoints.get(checkpoint.partition) != checkpoint:
+                key = str(checkpoint.partition).encode()
+                await self._send(self.topics.checkpoints, encode_checkpoint(checkpoint), key=key)
+                self.sent_checkpoints[checkpoint.partition] = checkpoint
+        await asyncio.gather(*self._in_flight)  # on Kafka before any message is acknowledged
+        self._in_flight.clear()
         for row in windows:
             metrics.WINDOW_ROWS.labels(row.kind, str(row.final)).inc()
         for checkpoint in checkpoints:
-            self._release(checkpoint.partition, checkpoint.offset)
-        if everything:  # every change is in ClickHouse or on Kafka now: tell whoever waits for it
+            self._release(checkpoint)
+        if everything:
             self.last_flush = time.monotonic()
-            await asyncio.gather(*self._in_flight)
-            self._in_flight.clear()
-            for partition, state in self.windows.items():
-                await self.topics.processed.send(
-                    value=encode_processed(self.settings.events_topic, partition, state.last_offset)
-                )
 
     async def _state(self, partition: int) -> PartitionWindows:
         state = self.windows.get(partition)
         if state is None:
-            checkpoint = await self.sink.run(load_checkpoint, self.settings.events_topic, partition)
+            checkpoints = await latest_checkpoints(self.bootstrap, self.settings.checkpoints_topic)
             state = self.windows[partition] = PartitionWindows(
                 partition,
                 self.bucketer,
                 self.settings.grace_seconds,
                 self.settings.funnel_conversion_seconds,
-                checkpoint,
+                checkpoints.get(partition),
             )
         return state
 
@@ -241,71 +218,34 @@ class WindowWorker:
         if seen:  # ids older than every open window can no longer be double counted
             self.rerouted_seen[partition] = {key: ts for key, ts in seen.items() if ts >= state.close_point}
 
-    def _release(self, partition: int, checkpoint_offset: int) -> None:
+    def _release(self, checkpoint: Checkpoint) -> None:
         """Acknowledge the messages below the checkpoint: no open window needs them any more."""
-        held = self.held[partition]
-        while held and held[0].message.offset < checkpoint_offset:
+        held = self.held[checkpoint.partition]
+        while held and held[0].message.offset < checkpoint.offset:
             held.popleft().ack()
         metrics.HELD_MESSAGES.set(sum(len(queue) for queue in self.held.values()))
 
 
-def _dead_letter_row(event: EventT, topic: str) -> DeadLetterRow:
-    message = event.message
-    position = f"{topic}/{message.partition}/{message.offset}"
-    try:
-        body = orjson.loads(event.value)
-        fields = {name: str(body[name]) for name in ("reason", "source", "detail", "payload")}
-        origin = str(body.get("origin") or position)
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-        # A dead letter is never dropped, even one written by a foreign producer in another shape.
-        raw = bytes(event.value).decode(errors="replace")
-        fields = {
-            "reason": "malformed",
-            "source": "unknown",
-            "detail": "unreadable dead letter",
-            "payload": raw,
-        }
-        origin = position
-    return DeadLetterRow(origin=origin, **fields)
-
-
-def build_worker_app(settings: Settings, bootstrap: str, client: Client) -> faust.App:
-    app = create_app(settings, bootstrap)
-    sink = Sink(client)
+def build_worker_app(settings: Settings, bootstrap: str) -> faust.App:
+    app = create_app(settings, settings.consumer_group, bootstrap)
     topics = Topics(
-        events_topic(app, settings),
-        dlq_topic(app, settings),
-        app.topic(settings.processed_topic, key_serializer="raw", value_serializer="raw"),
+        raw_topic(app, settings.events_topic),
+        raw_topic(app, settings.dlq_topic),
+        raw_topic(app, settings.windows_topic),
+        raw_topic(app, settings.checkpoints_topic),
     )
-    worker = WindowWorker(settings, sink, topics)
-    within = settings.sink_batch_seconds
+    worker = WindowWorker(settings, bootstrap, topics)
 
-    async def process_events(stream: faust.StreamT[bytes]) -> None:
+    async def compute_windows(stream: faust.StreamT[bytes]) -> None:
         # noack: the worker acknowledges a message only once no open window needs it (see module doc)
-        async for batch in stream.noack_take(settings.sink_batch_messages, within=within):  # type: ignore[attr-defined]
+        batches = stream.noack_take(settings.take_messages, within=settings.take_seconds)  # type: ignore[attr-defined]
+        async for batch in batches:
             await worker.process(batch)
-
-    async def store_dead_letters(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(settings.sink_batch_messages, within=within):  # type: ignore[attr-defined]
-            rows = [_dead_letter_row(event, settings.dlq_topic) for event in batch]
-            await sink.run(insert_dead_letters, rows)
-            metrics.DEAD_LETTERS_STORED.inc(len(rows))
-            last = {event.message.partition: event.message.offset for event in batch}
-            for partition, offset in last.items():
-                await topics.processed.send(value=encode_processed(settings.dlq_topic, partition, offset))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
         worker.revoke({tp.partition for tp in revoked if tp.topic == settings.events_topic})
 
-    app.agent(topics.events, name="process_events")(process_events)
-    app.agent(topics.dead_letters, name="store_dead_letters")(store_dead_letters)
+    app.agent(topics.events, name="compute_windows")(compute_windows)
     app.timer(settings.window_flush_seconds, name="flush_windows")(worker.flush)
     return app
-
-
-def run_worker(settings: Settings, bootstrap: str, client: Client) -> None:
-    """Run the worker until SIGTERM/SIGINT (Faust handles both and stops cleanly)."""
-    app = build_worker_app(settings, bootstrap, client)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()

@@ -35,17 +35,3 @@ CREATE TABLE IF NOT EXISTS realtime_funnel
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (kind, window_start, partition);
-
--- Per source partition: where to re-read from to rebuild the open windows, and the watermark there.
-CREATE TABLE IF NOT EXISTS stream_checkpoints
-(
-    topic         LowCardinality(String),
-    partition     UInt16,
-    offset        UInt64,
-    watermark     Int64,
-    closed_before Int64,
-    version       UInt64,
-    written_at    DateTime64(3, 'UTC') DEFAULT now64(3)
-)
-ENGINE = ReplacingMergeTree(version)
-ORDER BY (topic, partition);

@@ -1,4 +1,4 @@
-"""Batched, idempotent writes into ClickHouse: raw events, dead letters, window results, checkpoints.
+"""Batched, idempotent writes into ClickHouse: raw events, dead letters and window results.
 
 Every table deduplicates on its key (see `clickhouse/migrations`), so writing a batch again after a
 crash or a replay leaves the stored result unchanged; that is what makes at-least-once Kafka
@@ -16,7 +16,7 @@ from clickhouse_connect.driver.client import Client
 
 from stream.events import Event
 from stream.metrics import INSERT_ROWS, INSERT_SECONDS
-from stream.windows import Checkpoint, FunnelRow, WindowRow
+from stream.windows import FunnelRow, WindowRow
 
 EVENT_COLUMNS = ("user_id", "item_id", "category_id", "behavior", "ts", "channel", "device_id", "event_id")
 
@@ -63,16 +63,3 @@ def insert_dead_letters(client: Client, rows: Sequence[DeadLetterRow]) -> None:
 def insert_window_rows(client: Client, windows: Sequence[WindowRow], funnels: Sequence[FunnelRow]) -> None:
     _insert_dataclasses(client, "realtime_windows", windows)
     _insert_dataclasses(client, "realtime_funnel", funnels)
-
-
-def insert_checkpoints(client: Client, topic: str, checkpoints: Sequence[Checkpoint]) -> None:
-    _insert_dataclasses(client, "stream_checkpoints", checkpoints, extra={"topic": topic})
-
-
-def load_checkpoint(client: Client, topic: str, partition: int) -> Checkpoint | None:
-    result = client.query(
-        "SELECT partition, offset, watermark, closed_before, version FROM stream_checkpoints FINAL "
-        "WHERE topic = {topic:String} AND partition = {partition:UInt16}",
-        parameters={"topic": topic, "partition": partition},
-    )
-    return Checkpoint(*(int(value) for value in result.result_rows[0])) if result.result_rows else None

@@ -31,7 +31,18 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_help_everywhere(tmp_path: Path) -> None:
-    for command in ([], ["demo"], ["replay"], ["generate"], ["report"], ["worker"], ["bench", "ingest"]):
+    commands: tuple[list[str], ...] = (
+        [],
+        ["demo"],
+        ["up"],
+        ["replay"],
+        ["generate"],
+        ["report"],
+        ["worker"],
+        ["sink"],
+        ["bench", "ingest"],
+    )
+    for command in commands:
         done = omstream(*command, "--help", state=tmp_path)
         assert done.returncode == 0 and "Usage:" in done.stdout, command
 
@@ -98,7 +109,7 @@ def test_up_serves_other_commands_and_stops_everything_it_started_on_ctrl_c(tmp_
         if up.poll() is None:
             up.kill()
     assert not (state / "broker.json").exists()
-    worker_pid = int(banner.split("worker pid ")[1].split(";")[0])
-    for pid in (broker["pid"], worker_pid):
+    service_pids = [int(pid) for pid in banner.split("service pids ")[1].split(";")[0].split(", ")]
+    for pid in (broker["pid"], *service_pids):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

@@ -15,7 +15,7 @@ import clickhouse
 from omstream.demo import produced_targets, replay_file
 from omstream.report import build_report
 from omstream.settings import Settings
-from omstream.stack import wait_until_processed, worker_process
+from omstream.stack import pipeline, service_process, wait_until_processed, worker_process
 from stream.emitter import EmitReport
 from stream.events import Event
 from stream.kafka import Partitioner
@@ -68,10 +68,10 @@ def ordered_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_replaying_a_file_twice_changes_nothing(
     ordered_file: Path, settings: Settings, bootstrap: str
 ) -> None:
-    with worker_process(settings, bootstrap) as worker:
+    with pipeline(settings, bootstrap) as services:
         for _ in range(2):
             emitted = replay(ordered_file, settings, bootstrap)
-            wait_until_processed(settings, bootstrap, produced_targets(settings, emitted), 120, worker)
+            wait_until_processed(settings, bootstrap, produced_targets(settings, emitted), 120, services)
     report = assert_exact(settings, ordered_file)
     # the second pass is behind the windows' grace: stored once, and dead-lettered as late for the windows
     rejected = {row["reason"]: row["rejected"] for row in report["dead_letters"] if row["source"] == "replay"}
@@ -100,10 +100,11 @@ def second_pass_late(path: Path, settings: Settings) -> int:
 def test_a_worker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
     ordered_file: Path, settings: Settings, bootstrap: str, kill_after_messages: int
 ) -> None:
-    small = settings.model_copy(
-        update={"pack_size": 20, "sink_batch_messages": 25, "window_flush_seconds": 0.3}
-    )
-    with worker_process(small, bootstrap, name="doomed") as doomed:
+    small = settings.model_copy(update={"pack_size": 20, "take_messages": 25, "window_flush_seconds": 0.3})
+    with (
+        service_process(small, bootstrap, "sink", "sink") as sink,
+        worker_process(small, bootstrap, "doomed") as doomed,
+    ):
         killer = threading.Thread(
             target=kill_when_processed, args=(doomed.pid, small, bootstrap, kill_after_messages)
         )
@@ -111,9 +112,18 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
         emitted = replay(ordered_file, small, bootstrap, Pacer(rate=15_000))
         killer.join()
         assert doomed.wait(5) == -signal.SIGKILL
-    with worker_process(small, bootstrap, name="restarted") as worker:
-        wait_until_processed(small, bootstrap, produced_targets(small, emitted), 120, worker)
+        with worker_process(small, bootstrap, name="restarted") as worker:
+            wait_until_processed(small, bootstrap, produced_targets(small, emitted), 120, [sink, worker])
     assert_exact(small, ordered_file)
+
+
+def test_two_workers_sharing_the_partitions_give_the_same_results_as_one(
+    ordered_file: Path, settings: Settings, bootstrap: str
+) -> None:
+    with pipeline(settings, bootstrap, workers=2) as services:
+        emitted = replay(ordered_file, settings, bootstrap, Pacer(rate=20_000))
+        wait_until_processed(settings, bootstrap, produced_targets(settings, emitted), 120, services)
+    assert_exact(settings, ordered_file)
 
 
 def kill_when_processed(pid: int, settings: Settings, bootstrap: str, messages: int) -> None:
@@ -123,7 +133,10 @@ def kill_when_processed(pid: int, settings: Settings, bootstrap: str, messages: 
         async with ProcessedWatcher(bootstrap, settings.processed_topic) as watcher:
             for _ in range(600):
                 await watcher.poll(50)
-                if sum(offset + 1 for offset in watcher.positions.values()) >= messages:
+                if (
+                    sum(offset + 1 for (stage, _, _), offset in watcher.stages.items() if stage == "windows")
+                    >= messages
+                ):
                     return
 
     asyncio.run(wait())
@@ -146,9 +159,9 @@ def test_events_shuffled_within_the_grace_are_exact_and_later_ones_dead_lettered
     shuffled.write_text("\n".join(jittered + late) + "\n")
     in_time = tmp_path / "in_time.csv"
     in_time.write_text("\n".join(jittered) + "\n")
-    with worker_process(settings, bootstrap) as worker:
+    with pipeline(settings, bootstrap) as services:
         emitted = replay(shuffled, settings, bootstrap)
-        wait_until_processed(settings, bootstrap, produced_targets(settings, emitted), 120, worker)
+        wait_until_processed(settings, bootstrap, produced_targets(settings, emitted), 120, services)
     report = stored(settings)
     truth = expected(in_time, settings)
     assert report["realtime"]["hourly"] == truth["hourly"]
