@@ -3,19 +3,49 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import resource
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omstream.demo import produced_targets, replay_file
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from omstream.demo import replay_file
+from omstream.embedded import stop_process
 from omstream.settings import Settings
-from omstream.stack import broker, wait_until_consumed, worker_process
+from omstream.stack import all_alive, broker, service_env, service_process, worker_process
+from stream.emitter import EmitReport
+from stream.processed import ProcessedWatcher
 from stream.sources.generator import generate_csv
+from stream.sources.taobao import sort_by_time
+
+EVENTS_STORED = "omstream_events_stored_total"  # the sink: raw events written to ClickHouse
+WORKER_EVENTS = "omstream_events_in_total"  # a worker: events whose take it has fully processed
+FLOOR_RESULT_PREFIX = "faust-floor-samples: "  # the floor's stdout may carry terminal codes too
+_STAGES = ("raw", "windows")  # a message is stored end to end once both stages have passed it
+_POLL_S = 0.05
+_SINGLE_MAX_EVENTS = 100_000  # one event per message runs at Faust's per-message rate: keep it short
+_RUN_TIMEOUT_S = 600.0
+_STALL_TIMEOUT_S = 120.0  # a crashed Faust agent can leave its process alive, doing nothing
+
+
+@dataclass(frozen=True)
+class Sample:
+    """How many events a consumer had counted at a moment (`time.monotonic()`), and a peak RSS then."""
+
+    at: float
+    count: float
+    rss_mb: float = 0.0
 
 
 def _free_port() -> int:
@@ -36,55 +66,302 @@ def _scrape(port: int, metric: str) -> float:
 def peak_rss_mb(pid: int | None = None) -> float:
     if pid is None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    status = Path(f"/proc/{pid}/status").read_text()
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
     found = re.search(r"VmHWM:\s+(\d+) kB", status)
     return int(found.group(1)) / 1024 if found else 0.0
 
 
-def _time_sink(port: int, events: int, timeout: float = 600) -> tuple[float, float]:
-    """(seconds from first stored event to the last, seconds from worker start to first stored event)."""
-    started = time.monotonic()
-    first = last = None
-    while time.monotonic() - started < timeout:
-        stored = _scrape(port, "omstream_events_stored_total")
-        now = time.monotonic()
-        if stored > 0 and first is None:
-            first = now
-        if stored >= events:
-            last = now
-            break
-        time.sleep(0.05)
-    if first is None or last is None:
-        raise TimeoutError("the worker did not store every event in time")
-    return last - first, first - started
+def _watch_sink(
+    port: int, events: int, process: subprocess.Popen[bytes], timeout: float = _RUN_TIMEOUT_S
+) -> list[Sample]:
+    """Scrape a sink's stored-events counter from now until it reaches `events`; the first sample is now."""
+    samples = [Sample(time.monotonic(), 0.0)]
+    while samples[-1].count < events:
+        all_alive([process])
+        if time.monotonic() - samples[0].at > timeout:
+            raise TimeoutError("the sink did not store every event in time")
+        time.sleep(_POLL_S)
+        samples.append(Sample(time.monotonic(), _scrape(port, EVENTS_STORED)))
+    return samples
+
+
+def _first_counting(samples: Sequence[Sample]) -> int:
+    return next(index for index, sample in enumerate(samples) if sample.count > 0)
+
+
+def first_to_last_rate(samples: Sequence[Sample]) -> float:
+    """Events per second from the first sample that counted events to the last one.
+
+    Events counted by the first such sample took time before it, so they are left out. When no later
+    sample counted more (a run too small to measure), it is all events over the time since the
+    sample before the first: a rough figure only.
+    """
+    first = _first_counting(samples)
+    start, end = samples[first], samples[-1]
+    if end.count > start.count:
+        return (end.count - start.count) / (end.at - start.at)
+    return end.count / (end.at - samples[first - 1].at)
 
 
 def run_ingest_bench(events: int) -> dict[str, Any]:
+    """Generate, produce, then store raw events with the ClickHouse sink alone (no windows)."""
     with tempfile.TemporaryDirectory(prefix="omstream-bench-") as folder:
         root = Path(folder)
         data = root / "events.csv"
         started = time.monotonic()
         generate_csv(data, events=events, seed=1)
         generate_s = time.monotonic() - started
-        port = _free_port()
-        settings = Settings(
-            state_dir=root / "state", kafka_bootstrap="", clickhouse_dsn="", metrics_port=port
-        )
+        settings = _bench_settings(root / "state")
         with broker(settings) as bootstrap:
             started = time.monotonic()
             emitted = asyncio.run(replay_file(data, settings, bootstrap, settings.pack_size))
             produce_s = time.monotonic() - started
-            with worker_process(settings, bootstrap) as worker:
-                sink_s, startup_s = _time_sink(port, emitted.sent)
-                wait_until_consumed(
-                    bootstrap, settings.consumer_group, produced_targets(settings, emitted), 60
-                )
-                worker_rss = peak_rss_mb(worker.pid)
+            with service_process(settings, bootstrap, "sink", "sink") as sink:
+                samples = _watch_sink(settings.metrics_port, emitted.sent, sink)
+                sink_rss = peak_rss_mb(sink.pid)
+    first = samples[_first_counting(samples)]
     return {
         "events": events,
         "generate_events_per_min": round(events / generate_s * 60),
         "produce_events_per_s": round(emitted.sent / produce_s),
-        "sink_events_per_s": round(emitted.sent / sink_s),
-        "worker_start_to_first_store_s": round(startup_s, 2),
-        "peak_rss_mb": {"producer": round(peak_rss_mb()), "worker": round(worker_rss)},
+        "sink_events_per_s": round(first_to_last_rate(samples)),
+        "sink_start_to_first_store_s": round(first.at - samples[0].at, 2),
+        "peak_rss_mb": {"producer": round(peak_rss_mb()), "sink": round(sink_rss)},
     }
+
+
+# `omstream bench stream`: the pipeline end to end, against a plain consumer and a bare Faust agent.
+
+
+@dataclass(frozen=True)
+class PipelineSample:
+    """The sink's and the worker's counters at a moment, and the worker's peak RSS so far."""
+
+    at: float
+    worker: float  # events whose take the worker has fully processed (windows sent to Kafka)
+    sink: float  # events the sink has written to the raw table
+    rss_mb: float
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """A sink and a worker over pre-produced messages, followed until all is stored, windows included.
+
+    The first sample is the start of both services; the last is when `omstream.processed` showed
+    every message stored raw and windowed (what `omstream demo` waits for).
+    """
+
+    samples: list[PipelineSample]
+    events: int
+    worker_rss_mb: float
+    sink_rss_mb: float
+
+    def series(self, counter: str, until_done: bool) -> list[Sample]:
+        """One counter as samples, ending when it reached every event (or, with `until_done`, when
+        everything was stored); all events count as done at the last sample."""
+        series = [Sample(s.at, min(getattr(s, counter), self.events), s.rss_mb) for s in self.samples]
+        series[-1] = Sample(series[-1].at, self.events, series[-1].rss_mb)
+        end = (
+            len(series) - 1 if until_done else next(i for i, s in enumerate(series) if s.count >= self.events)
+        )
+        return series[: end + 1]
+
+    def rates(self) -> dict[str, int]:
+        return {
+            "events_per_s": round(first_to_last_rate(self.series("worker", until_done=True))),
+            "worker_events_per_s": round(first_to_last_rate(self.series("worker", until_done=False))),
+            "sink_events_per_s": round(first_to_last_rate(self.series("sink", until_done=False))),
+        }
+
+    def start_to_first_event_s(self) -> float:
+        series = self.series("worker", until_done=True)
+        return series[_first_counting(series)].at - series[0].at
+
+
+def run_stream_bench(events: int) -> dict[str, Any]:
+    """End-to-end rates, batched and one event per message, each beside its reference.
+
+    Each run has its own embedded broker, chDB and state dir. Messages are produced before any
+    consumer starts, and the reference consumers run before the pipeline, not beside it.
+    """
+    with tempfile.TemporaryDirectory(prefix="omstream-bench-stream-") as folder:
+        root = Path(folder)
+        batched, run = _batched_run(root / "batched", _time_ordered_csv(root, "batched", events))
+        single_data = _time_ordered_csv(root, "single", min(events, _SINGLE_MAX_EVENTS))
+        single = _single_run(root / "single", single_data)
+    return {
+        "batched": batched,
+        "single": single,
+        "start_to_first_event_s": round(run.start_to_first_event_s(), 2),
+        "peak_rss_mb": round(run.worker_rss_mb),
+        "sink_peak_rss_mb": round(run.sink_rss_mb),
+        "rss_mb_by_events": _rss_by_events(run.series("worker", until_done=True)),
+    }
+
+
+def _time_ordered_csv(root: Path, name: str, events: int) -> Path:
+    """Generated Taobao-shaped events in event-time order, as replay (and windows) expect them."""
+    raw, ordered = root / f"{name}.csv", root / f"{name}.time-ordered.csv"
+    generate_csv(raw, events=events, seed=1)
+    sort_by_time(raw, ordered)
+    raw.unlink()
+    return ordered
+
+
+def _bench_settings(state_dir: Path) -> Settings:
+    """The configured settings on the embedded broker and chDB, in a state dir of the bench's own."""
+    return Settings(state_dir=state_dir, kafka_bootstrap="", clickhouse_dsn="", metrics_port=_free_port())
+
+
+def _produce(data: Path, settings: Settings, bootstrap: str, pack: int) -> EmitReport:
+    emitted = asyncio.run(replay_file(data, settings, bootstrap, pack))
+    if emitted.failed or not emitted.sent:
+        raise RuntimeError(f"produced {emitted.sent} events, {emitted.failed} failed: {emitted.errors[:3]}")
+    return emitted
+
+
+def _batched_run(state_dir: Path, data: Path) -> tuple[dict[str, Any], PipelineRun]:
+    settings = _bench_settings(state_dir)
+    with broker(settings) as bootstrap:
+        emitted = _produce(data, settings, bootstrap, settings.pack_size)
+        baseline = asyncio.run(_plain_consumer(bootstrap, settings.events_topic, emitted.sent))
+        run = _pipeline_run(settings, bootstrap, emitted)
+    rates, baseline_rate = run.rates(), first_to_last_rate(baseline)
+    figures = {
+        "events": emitted.sent,
+        "messages": emitted.messages,
+        **rates,
+        "baseline_events_per_s": round(baseline_rate),
+        "ratio": round(rates["events_per_s"] / baseline_rate, 4),
+    }
+    return figures, run
+
+
+def _single_run(state_dir: Path, data: Path) -> dict[str, Any]:
+    settings = _bench_settings(state_dir)
+    with broker(settings) as bootstrap:
+        emitted = _produce(data, settings, bootstrap, pack=1)
+        floor = _faust_floor(settings, bootstrap, emitted.sent)
+        run = _pipeline_run(settings, bootstrap, emitted)
+    rates, floor_rate = run.rates(), first_to_last_rate(floor)
+    return {
+        "events": emitted.sent,
+        "messages": emitted.messages,
+        **rates,
+        "faust_floor_events_per_s": round(floor_rate),
+        "ratio_to_floor": round(rates["events_per_s"] / floor_rate, 4),
+    }
+
+
+def _pipeline_run(settings: Settings, bootstrap: str, emitted: EmitReport) -> PipelineRun:
+    """Start the sink and a worker (each with its own metrics port) and follow them to the end."""
+    sink_settings, worker_settings = (
+        settings.model_copy(update={"metrics_port": _free_port()}) for _ in "ab"
+    )
+    ports = (worker_settings.metrics_port, sink_settings.metrics_port)
+    with (
+        service_process(sink_settings, bootstrap, "sink", "sink") as sink,
+        worker_process(worker_settings, bootstrap) as worker,
+    ):
+        samples = asyncio.run(_follow_pipeline(settings, bootstrap, emitted, ports, (worker, sink)))
+        return PipelineRun(samples, emitted.sent, peak_rss_mb(worker.pid), peak_rss_mb(sink.pid))
+
+
+async def _follow_pipeline(
+    settings: Settings,
+    bootstrap: str,
+    emitted: EmitReport,
+    ports: tuple[int, int],
+    services: tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]],
+) -> list[PipelineSample]:
+    """Scrape the worker and the sink until `omstream.processed` shows every message stored."""
+    targets = {(settings.events_topic, p): last for p, last in emitted.last_offsets.items()}
+    stages = {settings.events_topic: set(_STAGES)}
+    samples = [PipelineSample(time.monotonic(), 0.0, 0.0, 0.0)]
+    async with ProcessedWatcher(bootstrap, settings.processed_topic) as watcher:
+        while True:
+            await watcher.poll(timeout_ms=round(_POLL_S * 1000))
+            worker, sink = _scrape(ports[0], WORKER_EVENTS), _scrape(ports[1], EVENTS_STORED)
+            samples.append(PipelineSample(time.monotonic(), worker, sink, peak_rss_mb(services[0].pid)))
+            if not watcher.behind(targets, stages):
+                return samples
+            _check_progress(samples, services)
+
+
+def _check_progress(samples: Sequence[PipelineSample], services: Sequence[subprocess.Popen[bytes]]) -> None:
+    all_alive(services)
+    now, last = time.monotonic(), samples[-1]
+    if now - samples[0].at > _RUN_TIMEOUT_S:
+        raise TimeoutError(f"the pipeline did not store every event within {_RUN_TIMEOUT_S:.0f} s")
+    moved = next((s.at for s in reversed(samples) if (s.worker, s.sink) != (last.worker, last.sink)), None)
+    if now - (moved or samples[0].at) > _STALL_TIMEOUT_S:
+        raise TimeoutError(
+            f"the pipeline made no progress for {_STALL_TIMEOUT_S:.0f} s; see the service logs"
+        )
+
+
+def _rss_by_events(samples: Sequence[Sample], points: int = 4) -> dict[str, int]:
+    """The worker's peak RSS so far (MB) once it had processed 1/points, 2/points … of the events."""
+    total = samples[-1].count
+    marks = (next(s for s in samples if s.count >= total * step / points) for step in range(1, points + 1))
+    return {str(round(sample.count)): round(sample.rss_mb) for sample in marks}
+
+
+def count_events(value: bytes) -> int:
+    """Events in one message: a JSON object is one, a JSON array is its length."""
+    body = orjson.loads(value)
+    return len(body) if isinstance(body, list) else 1
+
+
+async def _plain_consumer(
+    bootstrap: str, topic: str, events: int, timeout: float = _RUN_TIMEOUT_S
+) -> list[Sample]:
+    """The baseline: a groupless aiokafka consumer from the earliest offset, decoding each message."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        samples = [Sample(time.monotonic(), 0)]
+        while samples[-1].count < events:
+            if time.monotonic() - samples[0].at > timeout:
+                raise TimeoutError("the plain consumer did not read every event in time")
+            fetched = await consumer.getmany(timeout_ms=500)
+            counted = sum(count_events(record.value) for records in fetched.values() for record in records)
+            samples.append(Sample(time.monotonic(), samples[-1].count + counted))
+    finally:
+        await consumer.stop()
+    return samples
+
+
+def _faust_floor(
+    settings: Settings, bootstrap: str, events: int, timeout: float = _RUN_TIMEOUT_S
+) -> list[Sample]:
+    """Run `omstream._faust_floor` (a bare Faust agent in a consumer group of its own) over the events."""
+    log_path = settings.state_dir / "floor.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "omstream._faust_floor", str(events)],
+            env=service_env(settings, bootstrap),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            out, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as error:
+            raise TimeoutError("the Faust floor did not count every event in time") from error
+        finally:
+            stop_process(process)
+    found = re.search(rf"{FLOOR_RESULT_PREFIX}(.+)$", out.decode(errors="replace"), re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"the Faust floor exited with code {process.returncode}: {_last_line(log_path)}")
+    return [Sample(at, count) for at, count in json.loads(found.group(1))]
+
+
+def _last_line(path: Path) -> str:
+    lines = path.read_text(errors="replace").strip().splitlines() if path.is_file() else []
+    return lines[-1] if lines else "no log"

@@ -13,6 +13,7 @@ Every result is a deterministic function of the partition's messages in offset o
 from __future__ import annotations
 
 import bisect
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -72,6 +73,37 @@ class Tally:
     dirty: bool = True
 
 
+class SlidingMinutes:
+    """Users and behaviour counts over a sliding run of closed minutes: moving the rolling window by
+    a minute adds one minute and drops one, instead of re-uniting sixty."""
+
+    def __init__(self) -> None:
+        self.users: Counter[int] = Counter()
+        self.counts: Int64s = np.zeros(4, dtype=np.int64)
+        self.minutes: deque[tuple[int, Tally]] = deque()
+
+    def cover(self, start: int, minutes: list[tuple[int, Tally]]) -> None:
+        """Cover exactly `minutes` (sorted, all at or after `start`, after any minute covered now)."""
+        while self.minutes and self.minutes[0][0] < start:
+            self._drop(self.minutes.popleft()[1])
+        newest = self.minutes[-1][0] if self.minutes else start - ROLLING_STEP
+        for minute, tally in minutes:
+            if minute > newest:
+                self.minutes.append((minute, tally))
+                self.users.update(tally.users)
+                self.counts += tally.counts
+
+    def _drop(self, tally: Tally) -> None:
+        self.counts -= tally.counts
+        users = self.users
+        for user in tally.users:
+            remaining = users[user] - 1
+            if remaining:
+                users[user] = remaining
+            else:
+                del users[user]
+
+
 @dataclass
 class Batch:
     """One partition's messages of a take, flattened: per event its message index."""
@@ -102,6 +134,7 @@ class PartitionWindows:
         # natural keys of the events counted per second of event time, back to the close point: an
         # exact duplicate is one event (as in the raw table); older duplicates would be late anyway
         self.recent: dict[int, set[tuple[int, ...]]] = {}
+        self.sliding = SlidingMinutes()
 
     @property
     def close_point(self) -> int:
@@ -121,11 +154,15 @@ class PartitionWindows:
 
     def _first_sightings(self, batch: Batch, candidates: Bools) -> Bools:
         first = np.ones(batch.ts.size, dtype=bool)
+        positions = np.flatnonzero(candidates)
         columns = (batch.users, batch.items, batch.categories, batch.codes, batch.ts)
-        for position in np.flatnonzero(candidates).tolist():
-            key = tuple(int(column[position]) for column in columns)
-            seen = self.recent.setdefault(key[-1], set())
-            if key in seen:
+        keys = zip(*(column[positions].tolist() for column in columns), strict=True)
+        recent = self.recent
+        for position, key in zip(positions.tolist(), keys, strict=True):
+            seen = recent.get(key[4])
+            if seen is None:
+                seen = recent[key[4]] = set()
+            elif key in seen:
                 first[position] = False
             seen.add(key)
         return first
@@ -199,10 +236,10 @@ class PartitionWindows:
             end = start + ROLLING_SIZE
             inside = minutes[bisect.bisect_left(minutes, start) : bisect.bisect_left(minutes, end)]
             if inside and end > self.final_horizon:
-                tallies = [self.tallies[("minute", minute)] for minute in inside]
-                counts = np.sum([tally.counts for tally in tallies], axis=0)
-                users = set().union(*(tally.users for tally in tallies))
-                yield self._window_row("rolling_1h", start, counts, len(users), final=True)
+                self.sliding.cover(start, [(minute, self.tallies[("minute", minute)]) for minute in inside])
+                yield self._window_row(
+                    "rolling_1h", start, self.sliding.counts, len(self.sliding.users), final=True
+                )
             self.next_rolling = self._next_rolling_after(start, minutes, bool(inside))
 
     @staticmethod
