@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Prometheus /metrics port of a service; 0 = any free port"
     )
     session_timeout_s: float = Field(
-        default=3.0,
+        default=2.0,
         gt=0,
         description="Kafka consumer session timeout; Tansu holds a JoinGroup for half of it",
     )

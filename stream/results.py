@@ -33,13 +33,18 @@ def encode_results(
     return [
         orjson.dumps(
             {
-                "windows": [dataclasses.astuple(row) for row in window_rows],
-                "funnels": [dataclasses.astuple(row) for row in funnel_rows],
+                "windows": [_values(row) for row in window_rows],
+                "funnels": [_values(row) for row in funnel_rows],
                 "positions": {str(p): offset for p, offset in positions.items()} if index == last else {},
             }
         )
         for index, (window_rows, funnel_rows) in enumerate(chunks)
     ]
+
+
+def _values(row: WindowRow | FunnelRow) -> tuple[int | str, ...]:
+    # dataclasses.astuple deep-copies every field: ten times slower than reading them
+    return tuple(getattr(row, field.name) for field in dataclasses.fields(row))
 
 
 def decode_results(value: bytes) -> WindowResults:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -49,7 +49,7 @@ def _insert_dataclasses(
     if not rows:
         return
     names = [field.name for field in fields(rows[0])]
-    columns = [list(column) for column in zip(*(astuple(row) for row in rows), strict=True)]
+    columns = [[getattr(row, name) for row in rows] for name in names]
     for name, value in (extra or {}).items():
         names.append(name)
         columns.append([value] * len(rows))

@@ -25,6 +25,10 @@ from stream.windows.funnel import funnel_users
 TUMBLING = {"minute": MINUTE, "hour": HOUR, "day": DAY}
 FUNNEL_KINDS = ("hour", "day")
 NO_TIME = -(1 << 62)
+_MIX = np.array(  # odd 64-bit multipliers: a cheap hash of an event's natural key
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5, 0xFF51AFD7ED558CCD],
+    dtype=np.uint64,
+)
 
 
 @dataclass(frozen=True)
@@ -82,16 +86,18 @@ class SlidingMinutes:
         self.counts: Int64s = np.zeros(4, dtype=np.int64)
         self.minutes: deque[tuple[int, Tally]] = deque()
 
-    def cover(self, start: int, minutes: list[tuple[int, Tally]]) -> None:
-        """Cover exactly `minutes` (sorted, all at or after `start`, after any minute covered now)."""
+    @property
+    def newest(self) -> int:
+        return self.minutes[-1][0] if self.minutes else NO_TIME
+
+    def cover(self, start: int, newer: list[tuple[int, Tally]]) -> None:
+        """Drop the minutes before `start`, add the `newer` ones (sorted, after every covered minute)."""
         while self.minutes and self.minutes[0][0] < start:
             self._drop(self.minutes.popleft()[1])
-        newest = self.minutes[-1][0] if self.minutes else start - ROLLING_STEP
-        for minute, tally in minutes:
-            if minute > newest:
-                self.minutes.append((minute, tally))
-                self.users.update(tally.users)
-                self.counts += tally.counts
+        for minute, tally in newer:
+            self.minutes.append((minute, tally))
+            self.users.update(tally.users)
+            self.counts += tally.counts
 
     def _drop(self, tally: Tally) -> None:
         self.counts -= tally.counts
@@ -133,7 +139,7 @@ class PartitionWindows:
         self.next_rolling: int | None = None
         # natural keys of the events counted per second of event time, back to the close point: an
         # exact duplicate is one event (as in the raw table); older duplicates would be late anyway
-        self.recent: dict[int, set[tuple[int, ...]]] = {}
+        self.recent = np.empty((0, 5), dtype=np.int64)
         self.sliding = SlidingMinutes()
 
     @property
@@ -153,18 +159,32 @@ class PartitionWindows:
         return late
 
     def _first_sightings(self, batch: Batch, candidates: Bools) -> Bools:
+        """False for events whose natural key was counted before (in this take or a recent one).
+
+        Vectorised: keys are hashed, sorted together with the recent ones, and only rows whose hash
+        repeats are compared exactly, so a hash collision can never drop an event.
+        """
         first = np.ones(batch.ts.size, dtype=bool)
         positions = np.flatnonzero(candidates)
         columns = (batch.users, batch.items, batch.categories, batch.codes, batch.ts)
-        keys = zip(*(column[positions].tolist() for column in columns), strict=True)
-        recent = self.recent
-        for position, key in zip(positions.tolist(), keys, strict=True):
-            seen = recent.get(key[4])
-            if seen is None:
-                seen = recent[key[4]] = set()
-            elif key in seen:
-                first[position] = False
-            seen.add(key)
+        keys = (
+            np.column_stack([column[positions] for column in columns]) if positions.size else self.recent[:0]
+        )
+        known = len(self.recent)
+        everything = np.concatenate([self.recent, keys])
+        hashes = (everything.astype(np.uint64) * _MIX).sum(axis=1, dtype=np.uint64)
+        order = np.argsort(hashes, kind="stable")  # recent rows first, then the take in its order
+        sorted_hashes = hashes[order]
+        duplicate = np.zeros(len(keys), dtype=bool)
+        for index in (np.flatnonzero(sorted_hashes[1:] == sorted_hashes[:-1]) + 1).tolist():
+            row, earlier = order[index], index - 1
+            while earlier >= 0 and sorted_hashes[earlier] == sorted_hashes[index]:
+                if np.array_equal(everything[order[earlier]], everything[row]):
+                    duplicate[row - known] = row >= known
+                    break
+                earlier -= 1
+        first[positions[duplicate]] = False
+        self.recent = np.concatenate([self.recent, keys[~duplicate]])
         return first
 
     def _advance_watermark(self, batch: Batch, fresh: Bools) -> Int64s:
@@ -215,8 +235,7 @@ class PartitionWindows:
                 funnels.append(self._funnel_row(kind, start, tally, final))
         windows += list(self._close_rolling())
         self._forget_closed()
-        for second in [second for second in self.recent if second < self.close_point]:
-            del self.recent[second]
+        self.recent = self.recent[self.recent[:, 4] >= self.close_point]
         return windows, funnels
 
     def _window_row(self, kind: str, start: int, counts: Int64s, uv: int, final: bool) -> WindowRow:
@@ -236,7 +255,11 @@ class PartitionWindows:
             end = start + ROLLING_SIZE
             inside = minutes[bisect.bisect_left(minutes, start) : bisect.bisect_left(minutes, end)]
             if inside and end > self.final_horizon:
-                self.sliding.cover(start, [(minute, self.tallies[("minute", minute)]) for minute in inside])
+                newest = self.sliding.newest
+                self.sliding.cover(
+                    start,
+                    [(minute, self.tallies[("minute", minute)]) for minute in inside if minute > newest],
+                )
                 yield self._window_row(
                     "rolling_1h", start, self.sliding.counts, len(self.sliding.users), final=True
                 )

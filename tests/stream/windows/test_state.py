@@ -121,3 +121,20 @@ def test_funnel_users_follow_pv_cart_buy_order_within_the_conversion_window() ->
         )
     )
     assert funnel_users(users, ts, codes, CONVERSION) == (4, 2, 2)
+
+
+def test_exact_duplicates_count_once_within_and_across_takes() -> None:
+    windows = PartitionWindows(0, Bucketer("UTC"), GRACE, CONVERSION, None)
+    twin = (7, START + 10, 0)
+
+    def take(events: list[Event], offset: int) -> None:
+        flat = np.array(events, dtype=np.int64)
+        same_item = np.full(len(events), 42, dtype=np.int64)
+        index = np.zeros(len(events), dtype=np.int64)
+        windows.add(Batch([offset], index, flat[:, 0], flat[:, 1], flat[:, 2], same_item, same_item))
+
+    take([twin, twin, (8, START + 10, 0)], 0)
+    take([twin, (7, START + 11, 0)], 1)
+    rows, _ = windows.collect(everything=True)
+    [minute] = [row for row in rows if row.kind == "minute"]
+    assert (minute.pv, minute.uv) == (3, 2)
