@@ -126,9 +126,11 @@ def wait_until_processed(
     async def follow() -> None:
         async with ProcessedWatcher(bootstrap, settings.processed_topic) as watcher:
             await watcher.wait(targets, stages, timeout, lambda: all_alive(alive))
-            # the workers' own dead letters (late events, bad input from other emitters) come last
-            dead_letters = await watcher.dead_letter_target(settings.dlq_topic)
-            await watcher.wait(dead_letters, stages, timeout, lambda: all_alive(alive))
+            # then what the workers wrote themselves: events they re-routed to their users'
+            # partitions, and dead letters (late events, bad input from other emitters)
+            written = await watcher.last_offsets(settings.events_topic, settings.events_partitions)
+            written |= await watcher.last_offsets(settings.dlq_topic, 1)
+            await watcher.wait(written, stages, timeout, lambda: all_alive(alive))
 
     asyncio.run(follow())
 

@@ -54,20 +54,21 @@ class ProcessedWatcher:
             if any(self.stages.get((stage, topic, partition), -1) < last for stage in stages[topic])
         }
 
-    async def dead_letter_target(self, topic: str) -> dict[Position, int]:
-        """The last offset of the (one-partition) dead-letter topic, from a fetch's high-water mark:
+    async def last_offsets(self, topic: str, partitions: int) -> dict[Position, int]:
+        """The last offset of each partition that holds messages, from a fetch's high-water mark:
         Tansu answers ListOffsets wrongly after batched writes, but its fetch high-water is exact."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
-            partition = TopicPartition(topic, 0)
-            consumer.assign([partition])
-            consumer.seek(partition, 0)
-            await consumer.getmany(partition, timeout_ms=500)
-            highwater = consumer.highwater(partition) or 0
+            assigned = [TopicPartition(topic, partition) for partition in range(partitions)]
+            consumer.assign(assigned)
+            for partition in assigned:
+                consumer.seek(partition, 0)
+            await consumer.getmany(*assigned, timeout_ms=500)
+            highwater = {tp.partition: consumer.highwater(tp) or 0 for tp in assigned}
         finally:
             await consumer.stop()
-        return {(topic, 0): highwater - 1} if highwater else {}
+        return {(topic, partition): mark - 1 for partition, mark in highwater.items() if mark}
 
     async def wait(
         self,

@@ -9,7 +9,7 @@ import pytest
 
 from omstream.settings import Settings
 from stream.sources.generator import generate_csv
-from tests.expected import behavior_totals, daily_pv_uv, distinct_valid_rows
+from tests.expected import behavior_totals, daily_pv_uv, distinct_valid_rows, funnel_daily, hourly_activity
 
 
 def omstream(*args: str, state: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
@@ -71,6 +71,8 @@ def test_demo_reports_exactly_what_an_independent_computation_finds(tmp_path: Pa
     rows = distinct_valid_rows(data, Settings().accept_range)
     assert report["behavior_totals"] == behavior_totals(rows)
     assert report["daily"] == daily_pv_uv(rows, "Asia/Shanghai")
+    assert report["realtime"]["hourly"] == hourly_activity(rows, "Asia/Shanghai")
+    assert report["realtime"]["funnel_daily"] == funnel_daily(rows, "Asia/Shanghai")
     assert json.loads(demo.stdout)["daily"] == report["daily"]
 
 
@@ -84,6 +86,8 @@ def test_demo_on_the_real_sample_stores_in_window_rows_and_reports_the_rejected_
     rows = distinct_valid_rows(taobao_sample, Settings().accept_range)
     assert len(rows) == 4_320
     assert summary["behavior_totals"] == behavior_totals(rows)
+    assert summary["realtime"]["hourly"] == hourly_activity(rows, "Asia/Shanghai")
+    assert summary["realtime"]["funnel_daily"] == funnel_daily(rows, "Asia/Shanghai")
     assert summary["rejected"] == {"out_of_window": 1}
     assert summary["dead_letters"] == [{"reason": "out_of_window", "source": "replay", "rejected": 1}]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 import clickhouse
 from omstream.demo import produced_targets, replay_file
@@ -17,7 +18,7 @@ from omstream.report import build_report
 from omstream.settings import Settings
 from omstream.stack import pipeline, service_process, wait_until_processed, worker_process
 from stream.emitter import EmitReport
-from stream.events import Event
+from stream.events import Event, encode_events
 from stream.kafka import Partitioner
 from stream.processed import ProcessedWatcher
 from stream.replay import Pacer
@@ -178,3 +179,54 @@ def _ts(line: str) -> int:
         return int(line.rsplit(",", 1)[1])
     except (ValueError, IndexError):
         return 0
+
+
+def test_bad_messages_and_misrouted_events_on_the_topic(
+    settings: Settings, bootstrap: str, tmp_path: Path
+) -> None:
+    """A foreign emitter writes garbage, invalid events, and users on partitions they do not hash to:
+    the bad input is dead-lettered with its reason, the misrouted events are re-routed and counted once."""
+    partition_of = Partitioner(settings.events_partitions)
+    start = 1_511_600_000
+    events = [
+        Event(
+            user_id=user,
+            item_id=user * 10,
+            category_id=3,
+            behavior="pv" if user % 3 else "cart",
+            ts=start + user,
+        )
+        for user in range(1, 200)
+    ]
+    misrouted = [event for event in events if partition_of(event.user_id) != 0]
+    in_place = [event for event in events if partition_of(event.user_id) == 0]
+    messages = [
+        (0, encode_events(misrouted[:100])),
+        (0, encode_events(misrouted[100:])),
+        (0, encode_events(in_place)),
+        (1, b"not json at all"),
+        (2, b'{"user_id": 5, "item_id": 1, "category_id": 1, "behavior": "like", "ts": 1511600000}'),
+    ]
+
+    async def produce() -> dict[tuple[str, int], int]:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            sent = [
+                await producer.send_and_wait(settings.events_topic, value, partition=p)
+                for p, value in messages
+            ]
+        finally:
+            await producer.stop()
+        return {(settings.events_topic, meta.partition): meta.offset for meta in sent}
+
+    with pipeline(settings, bootstrap) as services:
+        wait_until_processed(settings, bootstrap, asyncio.run(produce()), 120, services)
+    report = stored(settings)
+    rows: set[tuple[int, int, int, str, int]] = {
+        (e.user_id, e.item_id, e.category_id, e.behavior, e.ts) for e in events
+    }
+    assert report["realtime"]["hourly"] == hourly_activity(rows, settings.timezone)
+    assert report["behavior_totals"] == behavior_totals(rows)
+    reasons = {(row["reason"], row["source"]): row["rejected"] for row in report["dead_letters"]}
+    assert reasons == {("malformed", "stream"): 1, ("unknown_behavior", "stream"): 1}
