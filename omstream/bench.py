@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from omstream.demo import replay_file
-from omstream.embedded import stop_process
+from omstream.embedded import free_port, stop_process
 from omstream.settings import Settings
 from omstream.stack import all_alive, broker, service_env, service_process, worker_process
 from stream.emitter import EmitReport
@@ -46,12 +45,6 @@ class Sample:
     at: float
     count: float
     rss_mb: float = 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _scrape(port: int, metric: str) -> float:
@@ -213,7 +206,7 @@ def _time_ordered_csv(root: Path, name: str, events: int) -> Path:
 
 def _bench_settings(state_dir: Path) -> Settings:
     """The configured settings on the embedded broker and chDB, in a state dir of the bench's own."""
-    return Settings(state_dir=state_dir, kafka_bootstrap="", clickhouse_dsn="", metrics_port=_free_port())
+    return Settings(state_dir=state_dir, kafka_bootstrap="", clickhouse_dsn="", metrics_port=free_port())
 
 
 def _produce(data: Path, settings: Settings, bootstrap: str, pack: int) -> EmitReport:
@@ -259,7 +252,7 @@ def _single_run(state_dir: Path, data: Path) -> dict[str, Any]:
 def _pipeline_run(settings: Settings, bootstrap: str, emitted: EmitReport) -> PipelineRun:
     """Start the sink and a worker (each with its own metrics port) and follow them to the end."""
     sink_settings, worker_settings = (
-        settings.model_copy(update={"metrics_port": _free_port()}) for _ in "ab"
+        settings.model_copy(update={"metrics_port": free_port()}) for _ in "ab"
     )
     ports = (worker_settings.metrics_port, sink_settings.metrics_port)
     with (

