@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import faust
+from faust.tables import TableManager
 
 from omstream.settings import Settings
+
+
+class ImmediateTableManager(TableManager):
+    """Faust's table manager, without the 1 s pause it takes at start for tables defined late.
+
+    Our apps define no tables, and that pause is a third of a worker's time to its first event.
+    """
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
 
 def create_app(settings: Settings, app_id: str, bootstrap: str) -> faust.App:
@@ -24,6 +37,7 @@ def create_app(settings: Settings, app_id: str, bootstrap: str) -> faust.App:
         broker_heartbeat_interval=settings.session_timeout_s / 4,
         broker_rebalance_timeout=settings.session_timeout_s * 2,
         stream_recovery_delay=0.0,
+        TableManager=ImmediateTableManager,
         # The worker holds acknowledgements while windows are open; waiting for an empty stream on
         # rebalance or stop would then wait forever.
         stream_wait_empty=False,
