@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 from faust.tables import TableManager
+from mode import CrashingSupervisor
 
 from omstream.settings import Settings
 
@@ -38,6 +39,9 @@ def create_app(settings: Settings, app_id: str, bootstrap: str) -> faust.App:
         broker_rebalance_timeout=settings.session_timeout_s * 2,
         stream_recovery_delay=0.0,
         TableManager=ImmediateTableManager,
+        # An agent that fails ends the process (a supervisor restarts it, and the windows are rebuilt
+        # from the checkpoint) instead of being restarted in place with its held messages lost.
+        agent_supervisor=CrashingSupervisor,
         # The worker holds acknowledgements while windows are open; waiting for an empty stream on
         # rebalance or stop would then wait forever.
         stream_wait_empty=False,

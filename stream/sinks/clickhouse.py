@@ -43,16 +43,11 @@ def insert_events(client: Client, events: Sequence[Event]) -> None:
         _timed_insert(client, "events", EVENT_COLUMNS, columns)
 
 
-def _insert_dataclasses(
-    client: Client, table: str, rows: Sequence[Any], extra: dict[str, Any] | None = None
-) -> None:
+def _insert_dataclasses(client: Client, table: str, rows: Sequence[Any]) -> None:
     if not rows:
         return
     names = [field.name for field in fields(rows[0])]
     columns = [[getattr(row, name) for row in rows] for name in names]
-    for name, value in (extra or {}).items():
-        names.append(name)
-        columns.append([value] * len(rows))
     _timed_insert(client, table, names, columns)
 
 
