@@ -39,7 +39,6 @@ from stream.results import encode_results
 from stream.windows import Batch, Bucketer, Checkpoint, PartitionWindows
 
 _CODE = {behavior: code for code, behavior in enumerate(BEHAVIORS)}
-_REROUTED = "rerouted:"  # event_id prefix of an event a worker moved to its user's partition
 
 
 class PartitionInput:
@@ -85,7 +84,6 @@ class WindowWorker:
         self.bucketer = Bucketer(settings.timezone)
         self.windows: dict[int, PartitionWindows] = {}
         self.held: dict[int, deque[EventT]] = defaultdict(deque)
-        self.rerouted_seen: dict[int, dict[str, int]] = defaultdict(dict)
         self.last_flush = 0.0
         self.sent_positions: dict[int, int] = {}
         self.sent_checkpoints: dict[int, Checkpoint] = {}
@@ -97,7 +95,6 @@ class WindowWorker:
         for partition in partitions:
             self.windows.pop(partition, None)
             self.held.pop(partition, None)
-            self.rerouted_seen.pop(partition, None)
             self.sent_checkpoints.pop(partition, None)
 
     async def process(self, batch: Sequence[EventT]) -> None:
@@ -124,30 +121,20 @@ class WindowWorker:
         into.offsets.append(offset)
         index = len(into.offsets) - 1
         for position, result in enumerate(decode_message(event.value, self.settings.accept_range)):
-            origin = f"{self.settings.events_topic}/{partition}/{offset}/{position}"
             if isinstance(result, Rejected):
-                await self._dead_letter(result, origin)
+                await self._dead_letter(
+                    result, f"{self.settings.events_topic}/{partition}/{offset}/{position}"
+                )
             elif self.partitioner(result.user_id) != partition:
-                await self._reroute(result, origin)
-            elif not self._seen_before(partition, result):
+                await self._reroute(result)
+            else:  # a copy re-routed twice (its sender re-processed) is an exact duplicate: counted once
                 into.events.append(result)
                 into.message_index.append(index)
 
-    def _seen_before(self, partition: int, event: Event) -> bool:
-        """A re-routed event can arrive twice (its sender re-processed after a crash): count it once."""
-        if not event.event_id.startswith(_REROUTED):
-            return False
-        seen = self.rerouted_seen[partition]
-        if event.event_id in seen:
-            return True
-        seen[event.event_id] = event.ts
-        return False
-
-    async def _reroute(self, event: Event, origin: str) -> None:
+    async def _reroute(self, event: Event) -> None:
         metrics.REROUTED.inc()
-        moved = event.model_copy(update={"event_id": _REROUTED + origin})
         partition = self.partitioner(event.user_id)
-        await self._send(self.topics.events, encode_events([moved]), key=moved.key, partition=partition)
+        await self._send(self.topics.events, encode_events([event]), key=event.key, partition=partition)
 
     async def _dead_letter(self, rejected: Rejected, origin: str) -> None:
         metrics.DEAD_LETTERS.labels(rejected.reason.value).inc()
@@ -214,9 +201,6 @@ class WindowWorker:
     def _observe(self, partition: int, state: PartitionWindows) -> None:
         metrics.WATERMARK.labels(str(partition)).set(state.watermark)
         metrics.WATERMARK_LAG.labels(str(partition)).set(time.time() - state.watermark)
-        seen = self.rerouted_seen.get(partition)
-        if seen:  # ids older than every open window can no longer be double counted
-            self.rerouted_seen[partition] = {key: ts for key, ts in seen.items() if ts >= state.close_point}
 
     def _release(self, checkpoint: Checkpoint) -> None:
         """Acknowledge the messages below the checkpoint: no open window needs them any more."""
