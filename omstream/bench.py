@@ -251,9 +251,7 @@ def _single_run(state_dir: Path, data: Path) -> dict[str, Any]:
 
 def _pipeline_run(settings: Settings, bootstrap: str, emitted: EmitReport) -> PipelineRun:
     """Start the sink and a worker (each with its own metrics port) and follow them to the end."""
-    sink_settings, worker_settings = (
-        settings.model_copy(update={"metrics_port": free_port()}) for _ in "ab"
-    )
+    sink_settings, worker_settings = (settings.model_copy(update={"metrics_port": free_port()}) for _ in "ab")
     ports = (worker_settings.metrics_port, sink_settings.metrics_port)
     with (
         service_process(sink_settings, bootstrap, "sink", "sink") as sink,
