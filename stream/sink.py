@@ -20,7 +20,7 @@ from faust.types import EventT
 from omstream.settings import Settings
 from stream import metrics
 from stream.app import create_app, raw_topic
-from stream.events import Event, decode_message
+from stream.events import event_fields
 from stream.processed import encode_processed
 from stream.results import decode_results
 from stream.sinks.clickhouse import DeadLetterRow, insert_dead_letters, insert_events, insert_window_rows
@@ -78,12 +78,7 @@ def build_sink_app(settings: Settings, bootstrap: str, client: Client) -> faust.
     async def store_events(stream: faust.StreamT[bytes]) -> None:
         # Bad input is the workers' to dead-letter (they see every message too); here it is skipped.
         async for batch in stream.take_events(settings.take_messages, within=settings.take_seconds):  # type: ignore[attr-defined]
-            rows = [
-                row
-                for event in batch
-                for row in decode_message(event.value, accept_range)
-                if isinstance(row, Event)
-            ]
+            rows = [row for event in batch for row in event_fields(event.value, accept_range)]
             await writer.run(insert_events, rows)
             metrics.EVENTS_STORED.inc(len(rows))
             await published("raw", settings.events_topic, last_offsets(batch))

@@ -30,6 +30,7 @@ from stream.events import (
     Event,
     Rejected,
     RejectReason,
+    decode_fields,
     decode_message,
     encode_events,
     encode_rejected,
@@ -47,7 +48,7 @@ class PartitionInput:
     def __init__(self) -> None:
         self.offsets: list[int] = []
         self.message_index: list[int] = []
-        self.events: list[Event] = []
+        self.events: list[dict[str, Any]] = []  # the fields of each event (see `decode_fields`)
 
     def batch(self) -> Batch:
         def column(values: Sequence[int]) -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -57,11 +58,11 @@ class PartitionInput:
         return Batch(
             self.offsets,
             column(self.message_index),
-            column([event.user_id for event in events]),
-            column([event.ts for event in events]),
-            column([_CODE[event.behavior] for event in events]),
-            column([event.item_id for event in events]),
-            column([event.category_id for event in events]),
+            column([event["user_id"] for event in events]),
+            column([event["ts"] for event in events]),
+            column([_CODE[event["behavior"]] for event in events]),
+            column([event["item_id"] for event in events]),
+            column([event["category_id"] for event in events]),
         )
 
 
@@ -120,15 +121,21 @@ class WindowWorker:
         partition, offset = event.message.partition, event.message.offset
         into.offsets.append(offset)
         index = len(into.offsets) - 1
-        for position, result in enumerate(decode_message(event.value, self.settings.accept_range)):
-            if isinstance(result, Rejected):
-                await self._dead_letter(
-                    result, f"{self.settings.events_topic}/{partition}/{offset}/{position}"
-                )
-            elif self.partitioner(result.user_id) != partition:
-                await self._reroute(result)
+        fields = decode_fields(event.value, self.settings.accept_range)
+        if fields is None:  # some item is bad: take the slow path that says why
+            fields = []
+            for position, result in enumerate(decode_message(event.value, self.settings.accept_range)):
+                if isinstance(result, Rejected):
+                    origin = f"{self.settings.events_topic}/{partition}/{offset}/{position}"
+                    await self._dead_letter(result, origin)
+                else:
+                    fields.append(result.model_dump())
+        partition_of = self.partitioner
+        for item in fields:
+            if partition_of(item["user_id"]) != partition:
+                await self._reroute(Event.model_validate(item))
             else:  # a copy re-routed twice (its sender re-processed) is an exact duplicate: counted once
-                into.events.append(result)
+                into.events.append(item)
                 into.message_index.append(index)
 
     async def _reroute(self, event: Event) -> None:
@@ -149,7 +156,7 @@ class WindowWorker:
             batch = into.batch()
             late = state.add(batch)
             for position in np.flatnonzero(late).tolist():
-                event = into.events[position]
+                event = Event.model_validate(into.events[position])
                 offset = batch.offsets[batch.message_index[position]]
                 detail = f"ts={event.ts} is behind watermark {state.watermark} by more than the grace"
                 letter = Rejected(RejectReason.LATE, detail, encode_events([event]).decode())

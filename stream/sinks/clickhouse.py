@@ -8,13 +8,12 @@ delivery exactly-once in storage.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from stream.events import Event
 from stream.metrics import INSERT_ROWS, INSERT_SECONDS
 from stream.windows import FunnelRow, WindowRow
 
@@ -37,9 +36,10 @@ def _timed_insert(client: Client, table: str, columns: Sequence[str], data: list
     INSERT_ROWS.labels(table).observe(len(data[0]))
 
 
-def insert_events(client: Client, events: Sequence[Event]) -> None:
+def insert_events(client: Client, events: Sequence[Mapping[str, Any]]) -> None:
+    """`events`: fields of valid events (`stream.events.event_fields`); absent optional ones are ''."""
     if events:
-        columns = [[getattr(event, name) for event in events] for name in EVENT_COLUMNS]
+        columns = [[event.get(name, "") for event in events] for name in EVENT_COLUMNS]
         _timed_insert(client, "events", EVENT_COLUMNS, columns)
 
 

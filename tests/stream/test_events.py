@@ -50,3 +50,21 @@ def test_bad_input_is_rejected_with_its_reason_and_kept_verbatim(
 def test_one_bad_event_in_a_batch_does_not_lose_the_good_ones() -> None:
     batch = orjson.dumps([GOOD, {**GOOD, "behavior": "like"}, {**GOOD, "user_id": 9}])
     assert reasons(decode_message(batch, WINDOW)) == ["ok", "unknown_behavior", "ok"]
+
+
+def test_the_fast_path_agrees_with_the_model_and_declines_anything_it_cannot_vouch_for() -> None:
+    from stream.events import decode_fields, event_fields
+
+    batch = [{**GOOD, "user_id": user, "channel": "app"} for user in range(3)]
+    fields = decode_fields(orjson.dumps(batch), WINDOW)
+    assert fields is not None
+    assert [Event.model_validate(item) for item in fields] == decode_message(orjson.dumps(batch), WINDOW)
+    cases = [
+        ([*batch, {**GOOD, "behavior": "like"}], 3),
+        ([*batch, {**GOOD, "ts": 5}], 3),
+        ([{**GOOD, "user_id": "1"}], 0),
+    ]
+    for bad, valid in cases:
+        assert decode_fields(orjson.dumps(bad), WINDOW) is None
+        assert len(event_fields(orjson.dumps(bad), WINDOW)) == valid
+    assert decode_fields(orjson.dumps(GOOD), WINDOW) is None  # single events take the model path
