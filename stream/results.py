@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,6 +12,9 @@ import orjson
 from stream.windows import FunnelRow, WindowRow
 
 _ROWS_PER_MESSAGE = 2_000  # ~150 kB: well under Kafka's default 1 MB message limit
+# a row's fields in order (dataclasses.astuple deep-copies every field: ten times slower)
+_WINDOW_VALUES = operator.attrgetter(*(field.name for field in dataclasses.fields(WindowRow)))
+_FUNNEL_VALUES = operator.attrgetter(*(field.name for field in dataclasses.fields(FunnelRow)))
 
 
 @dataclass(frozen=True)
@@ -33,18 +37,13 @@ def encode_results(
     return [
         orjson.dumps(
             {
-                "windows": [_values(row) for row in window_rows],
-                "funnels": [_values(row) for row in funnel_rows],
+                "windows": [_WINDOW_VALUES(row) for row in window_rows],
+                "funnels": [_FUNNEL_VALUES(row) for row in funnel_rows],
                 "positions": {str(p): offset for p, offset in positions.items()} if index == last else {},
             }
         )
         for index, (window_rows, funnel_rows) in enumerate(chunks)
     ]
-
-
-def _values(row: WindowRow | FunnelRow) -> tuple[int | str, ...]:
-    # dataclasses.astuple deep-copies every field: ten times slower than reading them
-    return tuple(getattr(row, field.name) for field in dataclasses.fields(row))
 
 
 def decode_results(value: bytes) -> WindowResults:

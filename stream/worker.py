@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -185,8 +185,8 @@ class WindowWorker:
                 self.sent_checkpoints[checkpoint.partition] = checkpoint
         await asyncio.gather(*self._in_flight)  # on Kafka before any message is acknowledged
         self._in_flight.clear()
-        for row in windows:
-            metrics.WINDOW_ROWS.labels(row.kind, str(row.final)).inc()
+        for (kind, final), count in Counter((row.kind, row.final) for row in windows).items():
+            metrics.WINDOW_ROWS.labels(kind, str(final)).inc(count)
         for checkpoint in checkpoints:
             self._release(checkpoint)
         if everything:
