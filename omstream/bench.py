@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from omstream.demo import replay_file
 from omstream.embedded import free_port, stop_process
 from omstream.settings import Settings
-from omstream.stack import all_alive, broker, service_env, service_process, worker_process
+from omstream.stack import all_alive, broker, required_stages, service_env, service_process, worker_process
 from stream.emitter import EmitReport
 from stream.processed import ProcessedWatcher
 from stream.sources.generator import generate_csv
@@ -31,7 +31,6 @@ from stream.sources.taobao import sort_by_time
 EVENTS_STORED = "omstream_events_stored_total"  # the sink: raw events written to ClickHouse
 WORKER_EVENTS = "omstream_events_in_total"  # a worker: events whose take it has fully processed
 FLOOR_RESULT_PREFIX = "faust-floor-samples: "  # the floor's stdout may carry terminal codes too
-_STAGES = ("raw", "windows")  # a message is stored end to end once both stages have passed it
 _POLL_S = 0.05
 _SINGLE_MAX_EVENTS = 100_000  # one event per message runs at Faust's per-message rate: keep it short
 _RUN_TIMEOUT_S = 600.0
@@ -270,7 +269,7 @@ async def _follow_pipeline(
 ) -> list[PipelineSample]:
     """Scrape the worker and the sink until `omstream.processed` shows every message stored."""
     targets = {(settings.events_topic, p): last for p, last in emitted.last_offsets.items()}
-    stages = {settings.events_topic: set(_STAGES)}
+    stages = required_stages(settings)
     samples = [PipelineSample(time.monotonic(), 0.0, 0.0, 0.0)]
     async with ProcessedWatcher(bootstrap, settings.processed_topic) as watcher:
         while True:

@@ -111,7 +111,7 @@ def up() -> None:
 def worker() -> None:
     """Run a stream worker: real-time windows of its share of the events topic (KAFKA_BOOTSTRAP)."""
     from omstream.stack import resolve_bootstrap
-    from stream.sink import run_faust
+    from stream.app import run_faust
     from stream.worker import build_worker_app
 
     settings = Settings()
@@ -125,7 +125,8 @@ def worker() -> None:
 def sink() -> None:
     """Run the ClickHouse sink: raw events, dead letters and window results into CLICKHOUSE_DSN."""
     from omstream.stack import resolve_bootstrap
-    from stream.sink import build_sink_app, run_faust
+    from stream.app import run_faust
+    from stream.sink import build_sink_app
 
     settings = Settings()
     bootstrap = resolve_bootstrap(settings)

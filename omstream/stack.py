@@ -109,6 +109,11 @@ def all_alive(processes: Sequence[subprocess.Popen[bytes]]) -> None:
             )
 
 
+def required_stages(settings: Settings) -> dict[str, set[str]]:
+    """What "stored" means per source topic: events need the raw table and the windows."""
+    return {settings.events_topic: {"raw", "windows"}, settings.dlq_topic: {"dead_letters"}}
+
+
 def wait_until_processed(
     settings: Settings,
     bootstrap: str,
@@ -121,7 +126,7 @@ def wait_until_processed(
     Targets come from the producer's own acknowledged offsets, not from the broker's end offsets,
     which Tansu reports low after batched writes.
     """
-    stages = {settings.events_topic: {"raw", "windows"}, settings.dlq_topic: {"dead_letters"}}
+    stages = required_stages(settings)
 
     async def follow() -> None:
         async with ProcessedWatcher(bootstrap, settings.processed_topic) as watcher:

@@ -57,3 +57,9 @@ def create_app(settings: Settings, app_id: str, bootstrap: str) -> faust.App:
 def raw_topic(app: faust.App, name: str) -> faust.TopicT:
     """A topic of bytes: decoding is ours (orjson, pydantic), several times faster than Faust's codecs."""
     return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+
+def run_faust(app: faust.App, settings: Settings) -> None:
+    """Run a Faust app (worker or sink) until SIGTERM/SIGINT; Faust handles both and stops cleanly."""
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -6,7 +6,7 @@ or a JSON array of events whose users all hash to the partition the message is w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NotRequired
@@ -154,11 +154,3 @@ def encode_rejected(rejected: Rejected, source: str, origin: str = "") -> bytes:
         "payload": rejected.payload,
     }
     return orjson.dumps({**letter, "origin": origin} if origin else letter)
-
-
-def split(results: Iterable[Event | Rejected]) -> tuple[list[Event], list[Rejected]]:
-    events: list[Event] = []
-    rejected: list[Rejected] = []
-    for result in results:
-        (events if isinstance(result, Event) else rejected).append(result)  # type: ignore[arg-type]
-    return events, rejected

@@ -17,7 +17,6 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 Position = tuple[str, int]
-STAGES = {"raw", "windows", "dead_letters"}
 
 
 def encode_processed(stage: str, topic: str, partition: int, offset: int) -> bytes:

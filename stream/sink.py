@@ -105,9 +105,3 @@ def build_sink_app(settings: Settings, bootstrap: str, client: Client) -> faust.
     app.agent(dead_letters, name="store_dead_letters")(store_dead_letters)
     app.agent(results, name="store_windows")(store_windows)
     return app
-
-
-def run_faust(app: faust.App, settings: Settings) -> None:
-    """Run a Faust app until SIGTERM/SIGINT (Faust handles both and stops cleanly)."""
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()

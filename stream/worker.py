@@ -151,8 +151,9 @@ class WindowWorker:
         self._in_flight.append(await topic.send(value=value, **options))
 
     async def _add_to_windows(self, inputs: dict[int, PartitionInput]) -> None:
+        await self._open_new_partitions(set(inputs) - set(self.windows))
         for partition, into in inputs.items():
-            state = await self._state(partition)
+            state = self.windows[partition]
             batch = into.batch()
             late = state.add(batch)
             for position in np.flatnonzero(late).tolist():
@@ -192,18 +193,19 @@ class WindowWorker:
         if everything:
             self.last_flush = time.monotonic()
 
-    async def _state(self, partition: int) -> PartitionWindows:
-        state = self.windows.get(partition)
-        if state is None:
-            checkpoints = await latest_checkpoints(self.bootstrap, self.settings.checkpoints_topic)
-            state = self.windows[partition] = PartitionWindows(
+    async def _open_new_partitions(self, partitions: set[int]) -> None:
+        """State for newly assigned partitions, from their checkpoints (one read of the topic for all)."""
+        if not partitions:
+            return
+        checkpoints = await latest_checkpoints(self.bootstrap, self.settings.checkpoints_topic)
+        for partition in partitions:
+            self.windows[partition] = PartitionWindows(
                 partition,
                 self.bucketer,
                 self.settings.grace_seconds,
                 self.settings.funnel_conversion_seconds,
                 checkpoints.get(partition),
             )
-        return state
 
     def _observe(self, partition: int, state: PartitionWindows) -> None:
         metrics.WATERMARK.labels(str(partition)).set(state.watermark)
