@@ -18,14 +18,17 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+from clickhouse_connect.driver.client import Client
 
+import clickhouse
 from omstream.demo import replay_file
 from omstream.embedded import free_port, stop_process
 from omstream.settings import Settings
 from omstream.stack import all_alive, broker, required_stages, service_env, service_process, worker_process
 from stream.emitter import EmitReport
+from stream.events import BEHAVIORS
 from stream.processed import ProcessedWatcher
-from stream.sources.generator import generate_csv
+from stream.sources.generator import generate_chunks, generate_csv
 from stream.sources.taobao import sort_by_time
 
 EVENTS_STORED = "omstream_events_stored_total"  # the sink: raw events written to ClickHouse
@@ -355,3 +358,48 @@ def _faust_floor(
 def _last_line(path: Path) -> str:
     lines = path.read_text(errors="replace").strip().splitlines() if path.is_file() else []
     return lines[-1] if lines else "no log"
+
+
+# `omstream bench report`: the whole JSON report over generated events in a fresh chDB.
+
+REPORT_TARGET_S = 15.0
+_REPORT_COLUMNS = ["user_id", "item_id", "category_id", "behavior", "ts"]
+
+
+def load_generated(client: Client, events: int, seed: int) -> None:
+    """Insert `events` generated Taobao-shaped events into `events`, one column-oriented insert per chunk."""
+    for chunk in generate_chunks(events, seed):
+        behaviors = [BEHAVIORS[code] for code in chunk.behavior.tolist()]
+        columns = [chunk.user_id.tolist(), chunk.item_id.tolist(), chunk.category_id.tolist(), behaviors]
+        client.insert(
+            "events", [*columns, chunk.ts.tolist()], column_names=_REPORT_COLUMNS, column_oriented=True
+        )
+
+
+def run_report_bench(events: int) -> dict[str, Any]:
+    """Generate `events` into a temporary chDB, then time `build_report` (JSON, LTV inputs included)."""
+    from omstream.report import ReportOptions, build_report
+
+    with tempfile.TemporaryDirectory(prefix="omstream-bench-report-") as folder:
+        client = clickhouse.connect(f"chdb://{Path(folder) / 'chdb'}")
+        try:
+            clickhouse.migrate(client)
+            started = time.monotonic()
+            load_generated(client, events, seed=1)
+            load_s = time.monotonic() - started
+            started = time.monotonic()
+            report = json.dumps(
+                build_report(client, Settings(), ReportOptions(arpu=1.0, cac=50.0)), default=str
+            )
+            report_s = time.monotonic() - started
+        finally:
+            client.close()
+    return {
+        "events": events,
+        "load_events_per_s": round(events / load_s),
+        "report_s": round(report_s, 2),
+        "report_target_s": REPORT_TARGET_S,
+        "within_target": report_s <= REPORT_TARGET_S,
+        "report_bytes": len(report),
+        "peak_rss_mb": round(peak_rss_mb()),
+    }

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -220,20 +221,52 @@ def _replay_summary_text(summary: dict[str, Any]) -> str:
 
 
 @main.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True
+)
 @click.option("--json", "as_json", is_flag=True, help="same as --format json")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("report"),
+    show_default=True,
+    help="html: folder for report.html and the PNG charts",
+)
+@click.option(
+    "--from", "date_from", type=click.DateTime(["%Y-%m-%d"]), help="first day (default: first with data)"
+)
+@click.option("--to", "date_to", type=click.DateTime(["%Y-%m-%d"]), help="last day (default: last with data)")
+@click.option("--arpu", type=click.FloatRange(min=0), help="revenue per active user per day, for LTV")
+@click.option("--cac", type=click.FloatRange(min=0), help="cost to acquire a user, for LTV/CAC and payback")
+@click.option("--category", type=int, help="show items of this category (default: the best-selling one)")
 @one_line_errors
-def report(fmt: str, as_json: bool) -> None:
-    """Print the analyses from ClickHouse."""
-    from omstream.report import build_report, render_text
+def report(
+    fmt: str,
+    as_json: bool,
+    out: Path,
+    date_from: datetime | None,
+    date_to: datetime | None,
+    arpu: float | None,
+    cac: float | None,
+    category: int | None,
+) -> None:
+    """The analyses from ClickHouse: terminal tables, JSON, or an HTML page with charts."""
+    from omstream.report import ReportOptions, build_report, render_text
 
+    first, last = (day.date() if day else None for day in (date_from, date_to))
+    options = ReportOptions(date_from=first, date_to=last, arpu=arpu, cac=cac, category=category)
     settings = Settings()
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
-        result = build_report(client, settings)
+        result = build_report(client, settings, options)
     finally:
         client.close()
-    click.echo(json.dumps(result, default=str) if as_json or fmt == "json" else render_text(result))
+    if fmt == "html" and not as_json:
+        from omstream._html import write_html
+
+        click.echo(f"wrote {write_html(result, out)} and its charts")
+    else:
+        click.echo(json.dumps(result, default=str) if as_json or fmt == "json" else render_text(result))
 
 
 @main.group()
@@ -263,4 +296,16 @@ def bench_stream(events: int, as_json: bool) -> None:
 
     _terminate_as_interrupt()
     result = run_stream_bench(events)
+    click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+@bench.command("report")
+@click.option("--events", "-n", default=10_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def bench_report(events: int, as_json: bool) -> None:
+    """Time the whole JSON report over generated events in a fresh chDB."""
+    from omstream.bench import run_report_bench
+
+    result = run_report_bench(events)
     click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))

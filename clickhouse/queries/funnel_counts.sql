@@ -1,0 +1,14 @@
+-- Event-count funnel over the range: events per behaviour and the conversion ratios between them
+-- (cart_per_pv = cart / pv, buy_per_pv = buy / pv, fav_to_buy = buy / fav, cart_to_buy = buy / cart).
+SELECT
+    countIf(behavior = 'pv') AS pv,
+    countIf(behavior = 'fav') AS fav,
+    countIf(behavior = 'cart') AS cart,
+    countIf(behavior = 'buy') AS buy,
+    round(fav / nullIf(pv, 0), 4) AS fav_per_pv,
+    round(cart / nullIf(pv, 0), 4) AS cart_per_pv,
+    round(buy / nullIf(pv, 0), 4) AS buy_per_pv,
+    round(buy / nullIf(fav, 0), 4) AS fav_to_buy,
+    round(buy / nullIf(cart, 0), 4) AS cart_to_buy
+FROM distinct_events
+WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})

@@ -1,0 +1,2 @@
+-- IDCs that appear in the ops audit trail (choices for the dashboards' IDC variable).
+SELECT DISTINCT idc FROM ops_audit FINAL WHERE idc != '' ORDER BY idc

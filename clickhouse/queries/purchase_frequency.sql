@@ -1,0 +1,7 @@
+-- Purchase frequency: buys per buyer = buy events / distinct buyers in the range.
+SELECT
+    uniqExactIf(user_id, behavior = 'buy') AS buyers,
+    countIf(behavior = 'buy') AS buys,
+    round(buys / nullIf(buyers, 0), 4) AS buys_per_buyer
+FROM distinct_events
+WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
