@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from omstream.embedded import running_broker, stop_process, tansu_broker
+from omstream.embedded import free_port, running_broker, stop_process, tansu_broker
+from omstream.ops import EMBEDDED_MASTERS, bootstrap_pki
 from omstream.settings import Settings
 from stream.kafka import BrokerUnreachable, ensure_topics, require_broker
 from stream.processed import ProcessedWatcher
@@ -23,6 +27,8 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         settings.processed_topic: 1,
         settings.windows_topic: 1,
         settings.checkpoints_topic: 1,
+        settings.ops_commands_topic: 1,
+        settings.ops_results_topic: 1,
     }
 
 
@@ -54,9 +60,9 @@ def service_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     """The environment that makes a child process load exactly these settings."""
     env = dict(os.environ)
     for name, value in settings.model_dump(
-        mode="json", exclude={"kafka_bootstrap", "clickhouse_dsn"}
+        mode="json", exclude={"kafka_bootstrap", "clickhouse_dsn"}, exclude_none=True
     ).items():
-        env[f"OMSTREAM_{name.upper()}"] = str(value)
+        env[f"OMSTREAM_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     env["KAFKA_BOOTSTRAP"] = bootstrap
     env["CLICKHOUSE_DSN"] = settings.clickhouse_dsn
     env["OMSTREAM_STATE_DIR"] = str(settings.state_dir.resolve())
@@ -65,14 +71,14 @@ def service_env(settings: Settings, bootstrap: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def service_process(
-    settings: Settings, bootstrap: str, command: str, name: str
+    settings: Settings, bootstrap: str, command: str, name: str, *options: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     """An `omstream <command>` child process, stopped (SIGTERM, then SIGKILL) when the block ends."""
     log_path = settings.state_dir / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "omstream", command],
+            [sys.executable, "-m", "omstream", command, *options],
             env=service_env(settings, bootstrap),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -98,6 +104,48 @@ def pipeline(settings: Settings, bootstrap: str, workers: int = 1) -> Iterator[l
         for number in range(workers):
             processes.append(stack.enter_context(worker_process(settings, bootstrap, f"worker-{number}")))
         yield processes
+
+
+@contextlib.contextmanager
+def control_plane(settings: Settings, bootstrap: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The embedded control plane: two masters per IDC (masterless Salt here) and the control service.
+
+    Certificates and the demo operator's key are created on first run under the state directory.
+    """
+    bootstrap_pki(settings)
+    with contextlib.ExitStack() as stack:
+        processes: list[subprocess.Popen[bytes]] = []
+        masters: dict[str, list[str]] = {}
+        for idc, names in EMBEDDED_MASTERS.items():
+            masters[idc] = []
+            for name in names:
+                port = free_port()
+                options = ("--idc", idc, "--name", name, "--port", str(port))
+                processes.append(
+                    stack.enter_context(service_process(settings, bootstrap, "master", name, *options))
+                )
+                masters[idc].append(f"{name}@{settings.master_host}:{port}")
+        for process, address in zip(processes, [a for group in masters.values() for a in group], strict=True):
+            _wait_for_port(process, address.rpartition("@")[2])
+        control_settings = settings.model_copy(update={"masters": masters})
+        processes.append(
+            stack.enter_context(service_process(control_settings, bootstrap, "control", "control"))
+        )
+        yield processes
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], address: str, timeout: float = 60.0) -> None:
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        all_alive([process])
+        try:
+            socket.create_connection((host, int(port)), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"a master did not listen on {address} within {timeout:.0f} s") from None
+            time.sleep(0.1)
 
 
 def all_alive(processes: Sequence[subprocess.Popen[bytes]]) -> None:

@@ -9,6 +9,7 @@ once. After each write it publishes how far each source is stored (see `stream.p
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,13 +18,23 @@ import orjson
 from clickhouse_connect.driver.client import Client
 from faust.types import EventT
 
+from control.audit import AuditRow, audit_rows
+from control.commands import CommandResult
 from omstream.settings import Settings
 from stream import metrics
 from stream.app import create_app, raw_topic
 from stream.events import event_fields
 from stream.processed import encode_processed
 from stream.results import decode_results
-from stream.sinks.clickhouse import DeadLetterRow, insert_dead_letters, insert_events, insert_window_rows
+from stream.sinks.clickhouse import (
+    DeadLetterRow,
+    insert_audit_rows,
+    insert_dead_letters,
+    insert_events,
+    insert_window_rows,
+)
+
+log = logging.getLogger("omstream.sink")
 
 
 class ClickHouseWriter:
@@ -56,6 +67,15 @@ def dead_letter_row(event: EventT, topic: str) -> DeadLetterRow:
         }
         origin = position
     return DeadLetterRow(origin=origin, **fields)
+
+
+def _audit_rows(value: bytes) -> list[AuditRow]:
+    try:
+        return audit_rows(CommandResult.model_validate_json(value))
+    except ValueError:
+        # Only the control service writes this topic; anything else on it is not an audit record.
+        log.warning("skipped a message on the results topic that is not a command result")
+        return []
 
 
 def last_offsets(batch: Sequence[EventT]) -> dict[int, int]:
@@ -101,7 +121,14 @@ def build_sink_app(settings: Settings, bootstrap: str, client: Client) -> faust.
                 positions.update(result.positions)
             await published("windows", settings.events_topic, positions)
 
+    async def store_audit(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take_events(settings.take_messages, within=settings.take_seconds):  # type: ignore[attr-defined]
+            rows = [row for event in batch for row in _audit_rows(event.value)]
+            await writer.run(insert_audit_rows, rows)
+            await published("audit", settings.ops_results_topic, last_offsets(batch))
+
     app.agent(events, name="store_events")(store_events)
+    app.agent(raw_topic(app, settings.ops_results_topic), name="store_audit")(store_audit)
     app.agent(dead_letters, name="store_dead_letters")(store_dead_letters)
     app.agent(results, name="store_windows")(store_windows)
     return app

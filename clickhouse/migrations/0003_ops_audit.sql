@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS ops_audit
     args        String,                  -- JSON
     master      String,                  -- name of the master that ran it ('' before dispatch)
     status      LowCardinality(String),  -- accepted, rejected, succeeded, failed, timeout
-    reason      String,                  -- why rejected or failed ('' otherwise)
+    reason      LowCardinality(String),  -- code: unsigned, expired, forbidden_module, unreachable, ...
+    detail      String,                  -- the reason in words
     output      String,                  -- JSON return of the minion
     duration_ms Float64,
     issued_at   DateTime64(3, 'UTC'),

@@ -58,3 +58,8 @@ def insert_dead_letters(client: Client, rows: Sequence[DeadLetterRow]) -> None:
 def insert_window_rows(client: Client, windows: Sequence[WindowRow], funnels: Sequence[FunnelRow]) -> None:
     _insert_dataclasses(client, "realtime_windows", windows)
     _insert_dataclasses(client, "realtime_funnel", funnels)
+
+
+def insert_audit_rows(client: Client, rows: Sequence[Any]) -> None:
+    """`rows`: `control.audit.AuditRow`s, the control plane's results."""
+    _insert_dataclasses(client, "ops_audit", rows)

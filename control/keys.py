@@ -1,0 +1,93 @@
+"""Operator keys (Ed25519) and the registry of their public halves that the control service trusts.
+
+The registry is a JSON file `{"operators": {"<name>": "<base64 raw public key>"}}`; private keys stay
+with their operators (`<keys dir>/<name>.key`, PKCS#8 PEM, mode 0600).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from control.commands import Command
+
+
+class SignatureRejected(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def generate_key(keys_dir: Path, registry: Path, operator: str, *, replace: bool = False) -> Path:
+    """A new key pair for `operator`: the private key under `keys_dir`, the public one registered."""
+    path = keys_dir / f"{operator}.key"
+    if path.exists() and not replace:
+        raise FileExistsError(f"{path} exists; pass --rotate to replace the key of {operator!r}")
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.touch(mode=0o600, exist_ok=True)
+    os.chmod(path, 0o600)
+    path.write_bytes(pem)
+    register(registry, operator, key.public_key())
+    return path
+
+
+def register(registry: Path, operator: str, public_key: Ed25519PublicKey) -> None:
+    operators = load_registry(registry) if registry.exists() else {}
+    operators[operator] = public_key
+    raw = {name: base64.b64encode(_raw(key)).decode() for name, key in sorted(operators.items())}
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    registry.write_text(json.dumps({"operators": raw}, indent=2) + "\n")
+
+
+def _raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def load_registry(registry: Path) -> dict[str, Ed25519PublicKey]:
+    try:
+        operators = json.loads(registry.read_text())["operators"]
+        return {
+            name: Ed25519PublicKey.from_public_bytes(base64.b64decode(value))
+            for name, value in operators.items()
+        }
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no operator registry at {registry}: run `omstream ops keygen`") from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"operator registry {registry} is invalid: {error}") from error
+
+
+def load_private_key(keys_dir: Path, operator: str) -> Ed25519PrivateKey:
+    path = keys_dir / f"{operator}.key"
+    if not path.is_file():
+        raise FileNotFoundError(f"no key for operator {operator!r} at {path}: run `omstream ops keygen`")
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def sign(command: Command, key: Ed25519PrivateKey) -> Command:
+    signature = base64.b64encode(key.sign(command.canonical())).decode()
+    return command.model_copy(update={"signature": signature})
+
+
+def verify(command: Command, operators: dict[str, Ed25519PublicKey]) -> None:
+    if not command.signature:
+        raise SignatureRejected("unsigned", "the command carries no signature")
+    public_key = operators.get(command.operator)
+    if public_key is None:
+        raise SignatureRejected("unknown_operator", f"operator {command.operator!r} is not registered")
+    try:
+        public_key.verify(base64.b64decode(command.signature, validate=True), command.canonical())
+    except (InvalidSignature, ValueError):
+        raise SignatureRejected("bad_signature", "the signature does not match the command") from None

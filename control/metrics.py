@@ -1,0 +1,18 @@
+"""Prometheus metrics of the control service (served by `omstream control` on its metrics port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+COMMANDS = Counter(
+    "omstream_control_commands_total", "Commands received, by outcome and reason", ["status", "reason"]
+)
+IDC_RESULTS = Counter("omstream_control_idc_results_total", "Per-IDC result sets", ["idc", "status"])
+RPC_SECONDS = Histogram(
+    "omstream_control_rpc_seconds",
+    "rpyc round trip to a master",
+    ["master"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+FAILOVERS = Counter("omstream_control_failovers_total", "Dispatches moved to another master", ["idc"])
+IN_FLIGHT = Gauge("omstream_control_in_flight", "Commands being dispatched")

@@ -1,0 +1,89 @@
+"""The RBAC policy file: roles grant modules x IDCs x target patterns; operators hold roles."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from control.commands import Command
+from masters import modules
+
+DEFAULT_POLICY = Path(__file__).parent / "policy.yaml"
+
+
+class PolicyDenied(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class Role(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    modules: list[str] = Field(min_length=1)
+    idcs: list[str] = Field(min_length=1)
+    targets: list[str] = Field(min_length=1)
+
+    def allows_module(self, module: str) -> bool:
+        return any(fnmatchcase(module, pattern) for pattern in self.modules)
+
+    def allows_idc(self, idc: str) -> bool:
+        return any(fnmatchcase(idc, pattern) for pattern in self.idcs)
+
+    def allows_target(self, target: str | list[str]) -> bool:
+        hosts = target if isinstance(target, list) else [target]
+        return all(any(fnmatchcase(host, pattern) for pattern in self.targets) for host in hosts)
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    roles: dict[str, Role]
+    operators: dict[str, list[str]]
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Policy:
+        for operator, role_names in self.operators.items():
+            for role_name in role_names:
+                if role_name not in self.roles:
+                    raise ValueError(f"operator {operator!r} has unknown role {role_name!r}")
+        known = set(modules.available())
+        for name, role in self.roles.items():
+            for pattern in role.modules:
+                if not any(fnmatchcase(module, pattern) for module in known):
+                    raise ValueError(f"role {name!r} names module {pattern!r}, which matches no module")
+        return self
+
+    def check(self, command: Command) -> None:
+        """Raises PolicyDenied unless one of the operator's roles allows module, each IDC and target."""
+        roles = [self.roles[name] for name in self.operators.get(command.operator, [])]
+        with_module = [role for role in roles if role.allows_module(command.module)]
+        if not with_module:
+            raise PolicyDenied("forbidden_module", f"{command.operator} may not run {command.module}")
+        for idc in command.idc:
+            in_idc = [role for role in with_module if role.allows_idc(idc)]
+            if not in_idc:
+                raise PolicyDenied(
+                    "forbidden_idc", f"{command.operator} may not run {command.module} in {idc}"
+                )
+            if not any(role.allows_target(command.target) for role in in_idc):
+                raise PolicyDenied(
+                    "forbidden_target", f"{command.operator} may not target {command.target} in {idc}"
+                )
+
+
+def load_policy(path: Path) -> Policy:
+    """The policy at `path`, validated; any problem is one clear line naming the file."""
+    try:
+        return Policy.model_validate(yaml.safe_load(path.read_text()))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no policy file at {path}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"policy {path}: not YAML: {str(error).splitlines()[0]}") from error
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ValueError(f"policy {path}: {where + ': ' if where else ''}{first['msg']}") from error

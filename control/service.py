@@ -1,0 +1,323 @@
+"""`omstream control`: admits signed commands from `ops.commands`, dispatches them, publishes outcomes.
+
+Admission, in order: well-formed JSON of the command model, a valid signature of a registered
+operator, not expired and not longer-lived than allowed, not seen before (`command_id`), a known
+module with valid args, allowed by the RBAC policy, known IDCs. Every rejection is a result with a
+reason; nothing rejected reaches a master. An accepted command goes to all its IDCs in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
+
+from control import metrics
+from control.commands import Command, CommandResult
+from control.dispatch import Idc, MasterAddress, MasterClient, MasterUnavailable
+from control.keys import SignatureRejected, load_registry, verify
+from control.pki import Pki
+from control.policy import DEFAULT_POLICY, Policy, PolicyDenied, load_policy
+from masters.modules import ModuleRejected, validate_args
+from masters.protocol import MasterRequest
+from masters.tls import client_context
+from omstream.settings import Settings
+
+log = logging.getLogger("omstream.control")
+
+# A command issued a little "in the future" is a clock skew, not an attack.
+_CLOCK_SKEW = datetime.timedelta(seconds=60)
+_MAX_IN_FLIGHT = 2000
+
+
+class Rejected(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class SeenCommands:
+    """`command_id`s already admitted, kept until they expire: a replay after that is rejected as expired."""
+
+    def __init__(self) -> None:
+        self._expiry: dict[str, datetime.datetime] = {}
+
+    def add(self, command: Command, now: datetime.datetime) -> None:
+        command_id = str(command.command_id)
+        if command_id in self._expiry:
+            raise Rejected("replayed", f"command {command_id} was already received")
+        if len(self._expiry) > 10_000:
+            self._expiry = {key: expiry for key, expiry in self._expiry.items() if expiry >= now}
+        self._expiry[command_id] = command.expires_at
+
+
+@dataclass
+class Admission:
+    policy: Policy
+    operators: dict[str, Ed25519PublicKey]
+    idcs: set[str]
+    max_lifetime: datetime.timedelta
+    seen: SeenCommands = field(default_factory=SeenCommands)
+
+    def admit(self, raw: bytes, now: datetime.datetime) -> Command:
+        command = _parse(raw)
+        try:
+            verify(command, self.operators)
+        except SignatureRejected as error:
+            raise Rejected(error.reason, str(error)) from None
+        self._check_times(command, now)
+        self.seen.add(command, now)
+        try:
+            validate_args(command.module, command.args)
+            self.policy.check(command)
+        except ModuleRejected as error:
+            reason = "unknown_module" if str(error).startswith("unknown module") else "bad_args"
+            raise Rejected(reason, str(error)) from None
+        except PolicyDenied as error:
+            raise Rejected(error.reason, str(error)) from None
+        unknown = [idc for idc in command.idc if idc not in self.idcs]
+        if unknown:
+            raise Rejected("unknown_idc", f"no masters configured for {', '.join(unknown)}")
+        return command
+
+    def _check_times(self, command: Command, now: datetime.datetime) -> None:
+        if command.expires_at <= now:
+            raise Rejected("expired", f"the command expired at {command.expires_at.isoformat()}")
+        if command.issued_at > now + _CLOCK_SKEW:
+            raise Rejected("not_yet_valid", f"issued in the future ({command.issued_at.isoformat()})")
+        if command.expires_at - command.issued_at > self.max_lifetime:
+            raise Rejected("lifetime_too_long", f"a command may live at most {self.max_lifetime}")
+
+
+def _parse(raw: bytes) -> Command:
+    try:
+        return Command.model_validate_json(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise Rejected("malformed", f"{where + ': ' if where else ''}{first['msg']}") from None
+
+
+def rejected_result(raw: bytes, error: Rejected) -> CommandResult:
+    """A rejection, about as much of the command as could be read (its id, at least, when present)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    known = body if isinstance(body, dict) else {}
+    return CommandResult(
+        command_id=_uuid_or_nil(known.get("command_id")),
+        stage="received",
+        status="rejected",
+        reason=error.reason,
+        detail=str(error),
+        operator=str(known.get("operator") or ""),
+        module=str(known.get("module") or ""),
+    )
+
+
+def _uuid_or_nil(value: object) -> str:
+    # The audit is keyed by UUID: an id that is not one is recorded as the nil UUID (the raw is lost
+    # only for input that was never a command).
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return str(uuid.UUID(int=0))
+
+
+class CommitTracker:
+    """Commits a partition only up to its oldest command still in flight: a crash re-delivers, not loses."""
+
+    def __init__(self) -> None:
+        self._pending: dict[TopicPartition, deque[int]] = {}
+        self._done: dict[TopicPartition, set[int]] = {}
+
+    def started(self, partition: TopicPartition, offset: int) -> None:
+        self._pending.setdefault(partition, deque()).append(offset)
+
+    def finished(self, partition: TopicPartition, offset: int) -> None:
+        self._done.setdefault(partition, set()).add(offset)
+
+    def committable(self) -> dict[TopicPartition, int]:
+        positions = {}
+        for partition, pending in self._pending.items():
+            done = self._done.get(partition, set())
+            while pending and pending[0] in done:
+                offset = pending.popleft()
+                done.discard(offset)
+                positions[partition] = offset + 1
+        return positions
+
+
+class ControlService:
+    def __init__(self, settings: Settings, admission: Admission, idcs: dict[str, Idc]) -> None:
+        self._settings = settings
+        self._admission = admission
+        self._idcs = idcs
+        self._producer: AIOKafkaProducer | None = None
+
+    async def handle(self, raw: bytes) -> None:
+        """Admit one command, publish that, then each IDC's result set as it arrives."""
+        try:
+            command = self._admission.admit(raw, datetime.datetime.now(datetime.UTC))
+        except Rejected as error:
+            metrics.COMMANDS.labels("rejected", error.reason).inc()
+            await self._publish(rejected_result(raw, error))
+            return
+        metrics.COMMANDS.labels("accepted", "").inc()
+        await self._publish(CommandResult.about(command, stage="received", status="accepted"))
+        await asyncio.gather(*(self._run_in(command, idc) for idc in command.idc))
+
+    async def _run_in(self, command: Command, idc: str) -> None:
+        request = MasterRequest(
+            command_id=str(command.command_id),
+            idc=idc,
+            module=command.module,
+            target=command.target,
+            args=command.args,
+        )
+        result = await self._dispatch(command, idc, request.model_dump_json())
+        metrics.IDC_RESULTS.labels(idc, result.status).inc()
+        await self._publish(result)
+
+    async def _dispatch(self, command: Command, idc: str, request_json: str) -> CommandResult:
+        started = asyncio.get_running_loop().time()
+        timeout = self._settings.ops_timeout_s
+        try:
+            reply = await asyncio.wait_for(self._idcs[idc].dispatch(request_json), timeout)
+        except TimeoutError:
+            return CommandResult.about(
+                command, stage="result", status="timeout", idc=idc, reason="timeout",
+                detail=f"no result set from {idc} within {timeout:g} s",
+                duration_ms=(asyncio.get_running_loop().time() - started) * 1000,
+            )  # fmt: skip
+        except MasterUnavailable as error:
+            return CommandResult.about(
+                command, stage="result", status="failed", idc=idc, reason="unreachable", detail=str(error),
+                duration_ms=(asyncio.get_running_loop().time() - started) * 1000,
+            )  # fmt: skip
+        return CommandResult.about(
+            command, stage="result", status=reply.status, idc=idc, master=reply.master,
+            reason="" if reply.status == "succeeded" else "failed", detail=reply.reason,
+            minions=reply.minions, duration_ms=(asyncio.get_running_loop().time() - started) * 1000,
+        )  # fmt: skip
+
+    async def _publish(self, result: CommandResult) -> None:
+        assert self._producer is not None
+        await self._producer.send_and_wait(
+            self._settings.ops_results_topic,
+            key=result.command_id.encode(),
+            value=result.model_dump_json().encode(),
+        )
+
+    async def run(self, bootstrap: str, ready: asyncio.Event | None = None) -> None:
+        settings = self._settings
+        consumer = AIOKafkaConsumer(
+            settings.ops_commands_topic,
+            bootstrap_servers=bootstrap,
+            group_id=settings.control_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=20,
+            session_timeout_ms=int(settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=max(100, int(settings.session_timeout_s * 250)),
+        )
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        await self._producer.start()
+        await consumer.start()
+        try:
+            if ready is not None:
+                ready.set()
+            await self._consume(consumer)
+        finally:
+            await consumer.stop()
+            await self._producer.stop()
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        tracker = CommitTracker()
+        slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
+        tasks: set[asyncio.Task[None]] = set()
+        while True:
+            batches = await consumer.getmany(timeout_ms=100)
+            for partition, records in batches.items():
+                for record in records:
+                    await slots.acquire()
+                    tracker.started(partition, record.offset)
+                    task = asyncio.create_task(self._handle_record(record))
+                    tasks.add(task)
+                    task.add_done_callback(_finish(tasks, tracker, slots, partition, record.offset))
+            metrics.IN_FLIGHT.set(len(tasks))
+            positions = tracker.committable()
+            if positions:
+                await consumer.commit(positions)
+
+    async def _handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            await self.handle(record.value or b"")
+        except Exception:  # one bad command must not stop the service; it is logged and counted
+            log.exception("command at offset %s failed", record.offset)
+            metrics.COMMANDS.labels("error", "internal").inc()
+
+
+def _finish(
+    tasks: set[asyncio.Task[None]],
+    tracker: CommitTracker,
+    slots: asyncio.Semaphore,
+    partition: TopicPartition,
+    offset: int,
+) -> Callable[[asyncio.Task[None]], None]:
+    def done(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        tracker.finished(partition, offset)
+        slots.release()
+
+    return done
+
+
+def build_idcs(settings: Settings, masters: dict[str, list[str]], pool: ThreadPoolExecutor) -> dict[str, Idc]:
+    context = client_context(Pki(settings.pki_dir))
+    return {
+        idc: Idc(
+            idc,
+            [
+                MasterClient(
+                    MasterAddress.parse(address),
+                    context,
+                    settings.ops_connect_timeout_s,
+                    settings.ops_timeout_s,
+                )
+                for address in addresses
+            ],
+            settings.ops_idc_concurrency,
+            pool,
+        )
+        for idc, addresses in masters.items()
+    }
+
+
+async def serve(settings: Settings, bootstrap: str, masters: dict[str, list[str]]) -> None:
+    """Run the control service until cancelled, with the policy, registry and masters it is given."""
+    admission = Admission(
+        policy=load_policy(settings.policy_file or DEFAULT_POLICY),
+        operators=load_registry(settings.operators_file),
+        idcs=set(masters),
+        max_lifetime=datetime.timedelta(seconds=settings.ops_max_lifetime_s),
+    )
+    workers = settings.ops_idc_concurrency * max(1, len(masters))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpyc") as pool:
+        idcs = build_idcs(settings, masters, pool)
+        try:
+            await ControlService(settings, admission, idcs).run(bootstrap)
+        finally:
+            for idc in idcs.values():
+                idc.close()

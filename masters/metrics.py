@@ -1,0 +1,9 @@
+"""Prometheus metrics of a master (served by `omstream master` on its metrics port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+EXECUTIONS = Counter("omstream_master_executions_total", "Operations run through Salt", ["module", "status"])
+CONNECTIONS = Gauge("omstream_master_connections", "Open authenticated connections")
+REFUSED = Counter("omstream_master_refused_total", "Connections refused at the TLS handshake")

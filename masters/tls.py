@@ -1,0 +1,59 @@
+"""TLS for the master transport: both ends present certificates from the private CA (mutual TLS)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import Any
+
+from rpyc.utils.authenticators import AuthenticationError
+
+from control.pki import CONTROL_CLIENT, Pki
+
+
+def _context(purpose: int) -> ssl.SSLContext:
+    context = ssl.SSLContext(purpose)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def server_context(pki: Pki, name: str) -> ssl.SSLContext:
+    pki.require(name)
+    context = _context(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.cert(name), pki.key(name))
+    context.load_verify_locations(pki.ca_cert)
+    return context
+
+
+def client_context(pki: Pki, name: str = CONTROL_CLIENT) -> ssl.SSLContext:
+    """Verifies the master's certificate against the CA and its name (`check_hostname`)."""
+    pki.require(name)
+    context = _context(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = True
+    context.load_cert_chain(pki.cert(name), pki.key(name))
+    context.load_verify_locations(pki.ca_cert)
+    return context
+
+
+def no_delay(sock: socket.socket) -> None:
+    # Without it Nagle's algorithm holds the small frames of a large result and transfers crawl.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class MutualTlsAuthenticator:
+    """rpyc authenticator: only a client with a certificate from our CA gets past the handshake."""
+
+    def __init__(self, context: ssl.SSLContext, handshake_timeout: float = 5.0) -> None:
+        self._context = context
+        self._handshake_timeout = handshake_timeout
+
+    def __call__(self, sock: socket.socket) -> tuple[ssl.SSLSocket, Any]:
+        no_delay(sock)
+        sock.settimeout(self._handshake_timeout)
+        try:
+            tls = self._context.wrap_socket(sock, server_side=True)
+        except (ssl.SSLError, OSError) as error:
+            raise AuthenticationError(f"TLS handshake refused: {error}") from error
+        tls.settimeout(None)
+        return tls, tls.getpeercert()
