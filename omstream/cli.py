@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import signal
@@ -117,7 +118,7 @@ def worker() -> None:
 
     settings = Settings()
     bootstrap = resolve_bootstrap(settings)
-    _serve_metrics("worker", bootstrap, settings)
+    _serve_metrics(f"worker: Kafka {bootstrap}", settings)
     run_faust(build_worker_app(settings, bootstrap), settings)
 
 
@@ -134,17 +135,168 @@ def sink() -> None:
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
         clickhouse.migrate(client, settings.clickhouse_cluster)
-        _serve_metrics("sink", bootstrap, settings)
+        _serve_metrics(f"sink: Kafka {bootstrap}", settings)
         run_faust(build_sink_app(settings, bootstrap, client), settings)
     finally:
         client.close()
 
 
-def _serve_metrics(service: str, bootstrap: str, settings: Settings) -> None:
+@main.command()
+@one_line_errors
+def control() -> None:
+    """Run the control service: signed commands from ops.commands to the masters, outcomes to ops.results."""
+    from control.service import serve
+    from omstream.stack import resolve_bootstrap
+
+    settings = Settings()
+    if not settings.masters:
+        raise ValueError('no masters configured: set OMSTREAM_MASTERS, e.g. {"bj": ["master-bj-1:18861"]}')
+    bootstrap = resolve_bootstrap(settings)
+    _serve_metrics(f"control: Kafka {bootstrap}", settings)
+    _terminate_as_interrupt()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(settings, bootstrap, settings.masters))
+
+
+@main.command()
+@click.option("--idc", required=True, help="the IDC this master serves")
+@click.option("--name", required=True, help="its name, as on its certificate")
+@click.option("--port", type=click.IntRange(0, 65535), help="[default: OMSTREAM_MASTER_PORT]")
+@one_line_errors
+def master(idc: str, name: str, port: int | None) -> None:
+    """Run one master: an rpyc server over mutual TLS that executes operations through Salt."""
+    from control.pki import Pki
+    from masters.server import build_master, build_server
+
+    settings = Settings()
+    server = build_server(
+        build_master(settings, idc, name),
+        Pki(settings.pki_dir),
+        settings.master_host,
+        port or settings.master_port,
+    )
+    _serve_metrics(f"master {name} ({idc}): rpyc over mTLS on :{server.port}", settings)
+    _terminate_as_interrupt()
+    with contextlib.suppress(KeyboardInterrupt):
+        server.start()
+
+
+@main.group()
+def ops() -> None:
+    """Operators: keys, signed commands and their history."""
+
+
+@ops.command("keygen")
+@click.option("--operator", required=True, help="operator name (as in the RBAC policy)")
+@click.option("--rotate", is_flag=True, help="replace an existing key (the old one stops verifying)")
+@one_line_errors
+def ops_keygen(operator: str, rotate: bool) -> None:
+    """Create an operator's Ed25519 key and register its public half."""
+    from control.keys import generate_key
+
+    settings = Settings()
+    path = generate_key(settings.keys_dir, settings.operators_file, operator, replace=rotate)
+    click.echo(f"private key {path}; public key registered in {settings.operators_file}")
+
+
+@ops.command("bootstrap")
+@one_line_errors
+def ops_bootstrap() -> None:
+    """Create what is missing of the private CA, master and control certificates, and the demo key."""
+    from omstream.ops import bootstrap_pki
+
+    created = bootstrap_pki(Settings())
+    click.echo(f"created: {', '.join(created)}" if created else "nothing to create")
+
+
+@ops.command("run")
+@click.option("--operator", required=True)
+@click.option("--idc", "idcs", required=True, help="IDC or comma-separated IDCs")
+@click.option("--target", required=True, help="host glob, comma-separated hosts, or G@grain:value")
+@click.option("--module", required=True, help="operation module, e.g. ping, disk_usage, service")
+@click.option("--arg", "args", multiple=True, help="module argument k=v (v parsed as JSON when it can be)")
+@click.option("--wait", is_flag=True, help="print the results as they arrive")
+@click.option("--timeout", default=60.0, show_default=True, help="seconds to wait for results")
+@click.option("--json", "as_json", is_flag=True, help="one JSON result per line")
+@one_line_errors
+def ops_run(
+    operator: str,
+    idcs: str,
+    target: str,
+    module: str,
+    args: tuple[str, ...],
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Sign a command with the operator's key and publish it to ops.commands."""
+    from omstream.ops import new_command, parse_args, parse_target, publish, run_and_wait
+    from omstream.stack import resolve_bootstrap
+
+    settings = Settings()
+    bootstrap = resolve_bootstrap(settings)
+    command = new_command(settings, operator, idcs.split(","), parse_target(target), module, parse_args(args))
+    if not wait:
+        asyncio.run(publish(bootstrap, settings.ops_commands_topic, [command.model_dump_json().encode()]))
+        click.echo(f"published {command.command_id}")
+        return
+
+    async def follow() -> bool:
+        ok = True
+        async for result in run_and_wait(settings, bootstrap, [command], timeout):
+            ok &= result.status in ("accepted", "succeeded")
+            click.echo(result.model_dump_json() if as_json else _result_line(result))
+        return ok
+
+    if not asyncio.run(follow()):
+        sys.exit(1)
+
+
+def _result_line(result: Any) -> str:
+    where = f"{result.idc} via {result.master or '-'}" if result.stage == "result" else "control"
+    line = f"{result.command_id} {where}: {result.status}"
+    line += f" ({result.reason}: {result.detail})" if result.reason else ""
+    for minion, ret in sorted(result.minions.items()):
+        line += f"\n  {minion}: {'ok' if ret.ok else 'FAILED'} {json.dumps(ret.output, default=str)[:200]}"
+    return line
+
+
+@ops.command("history")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def ops_history(limit: int, as_json: bool) -> None:
+    """Recent commands and their results, from the ClickHouse audit table."""
+    from omstream.ops import history
+
+    settings = Settings()
+    client = clickhouse.connect(settings.resolved_clickhouse_dsn)
+    try:
+        rows = history(client, limit)
+    finally:
+        client.close()
+    if as_json:
+        click.echo(json.dumps(rows, default=str))
+        return
+    for row in rows:
+        where = row["idc"] or "control"
+        reason = f" ({row['reason']}: {row['detail']})" if row["reason"] else ""
+        click.echo(
+            f"{row['recorded_at']} {row['command_id']} {row['operator'] or '-'} {row['module'] or '-'} "
+            f"{where}: {row['status']}{reason}"
+            + (
+                f" [{row['minions']} minions via {row['master']}, {row['duration_ms']} ms]"
+                if row["minions"]
+                else ""
+            )
+        )
+
+
+def _serve_metrics(service: str, settings: Settings) -> None:
     from prometheus_client import start_http_server
 
     server, _ = start_http_server(settings.metrics_port)
-    click.echo(f"{service}: Kafka {bootstrap}, metrics on :{server.server_port}", err=True)
+    click.echo(f"{service}, metrics on :{server.server_port}", err=True)
 
 
 @main.command()

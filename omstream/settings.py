@@ -77,6 +77,32 @@ class Settings(BaseSettings):
         description="Kafka consumer session timeout; Tansu holds a JoinGroup for half of it",
     )
 
+    ops_commands_topic: str = "ops.commands"
+    ops_results_topic: str = "ops.results"
+    control_group: str = Field(
+        default="omstream-control", description="consumer group of the control service"
+    )
+    masters: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='masters per IDC as JSON, e.g. {"bj": ["master-bj-1:18861", "bj-2@10.0.0.2:18861"]}; '
+        "`name@host:port` when the certificate name differs from the host; empty = the embedded masters",
+    )
+    master_host: str = Field(default="127.0.0.1", description="address `omstream master` listens on")
+    master_port: int = Field(default=18861, ge=0, le=65535)
+    policy_file: Path | None = Field(default=None, description="RBAC policy; empty = control/policy.yaml")
+    salt_master_config: Path | None = Field(
+        default=None, description="a salt-master config file: masters use LocalClient; empty = masterless"
+    )
+    command_allowlist_file: Path | None = Field(
+        default=None, description="per-IDC named commands and states; empty = masters/salt/allowlist.yaml"
+    )
+    ops_timeout_s: float = Field(default=30.0, gt=0, description="time an IDC has to return a result set")
+    ops_connect_timeout_s: float = Field(default=2.0, gt=0, description="TCP + TLS connect to a master")
+    ops_idc_concurrency: int = Field(default=16, ge=1, description="commands in flight per IDC")
+    ops_max_lifetime_s: int = Field(
+        default=3600, gt=0, description="longest accepted expires_at - issued_at; bounds replay memory"
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -86,6 +112,18 @@ class Settings(BaseSettings):
     @cached_property
     def chdb_dir(self) -> Path:
         return (self.state_dir / "clickhouse").resolve()
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.state_dir / "keys"
+
+    @property
+    def operators_file(self) -> Path:
+        return self.state_dir / "operators.json"
 
     @property
     def resolved_clickhouse_dsn(self) -> str:
