@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from omstream._charts import CHARTS, render_png
+from omstream.report import cell
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
@@ -49,7 +50,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
         return "<p>(none)</p>"
     head = "".join(f"<th>{escape(str(name))}</th>" for name in rows[0])
     body = "".join(
-        "<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in row.values()) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td>{escape(cell(v))}</td>" for v in row.values()) + "</tr>" for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
 

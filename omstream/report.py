@@ -154,7 +154,7 @@ def _pareto(curve: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "categories_with_sales": len(curve),
         "categories_for_80pct": cut,
-        "share_of_categories_for_80pct": round(cut / len(curve), 4) if curve else None,
+        "share_of_categories_for_80pct": cut / len(curve) if curve else None,
         "curve": [{"rank": row["rank"], "cumulative_share": row["cumulative_share"]} for row in curve],
     }
 
@@ -183,7 +183,7 @@ def _paths(paths: list[dict[str, Any]], top: int) -> dict[str, Any]:
             {
                 "path": " > ".join(row["path"]),
                 "sessions": row["sessions"],
-                "share": round(row["sessions"] / sessions, 4),
+                "share": row["sessions"] / sessions,
             }
             for row in paths[:top]
         ],
@@ -216,14 +216,14 @@ def ltv(curve: list[dict[str, Any]], arpu: float | None, cac: float | None) -> d
     cumulative = 1.0 + np.cumsum(expected)  # expected active days by day N, day 0 included
     value = float(cumulative[-1]) * arpu if arpu is not None else None
     return {
-        "lt_days": round(float(cumulative[-1]), 3),
-        "lt_days_observed": round(1.0 + float(rates.sum()), 3),
+        "lt_days": float(cumulative[-1]),
+        "lt_days_observed": 1.0 + float(rates.sum()),
         "horizon_days": LTV_HORIZON_DAYS,
-        "fit": {"intercept": round(float(intercept), 6), "log_slope": round(float(slope), 6)},
+        "fit": {"intercept": float(intercept), "log_slope": float(slope)},
         "arpu": arpu,
         "cac": cac,
-        "ltv": round(value, 4) if value is not None else None,
-        "ltv_to_cac": round(value / cac, 4) if value is not None and cac else None,
+        "ltv": value,
+        "ltv_to_cac": value / cac if value is not None and cac else None,
         "payback_days": _payback(cumulative, arpu, cac),
     }
 
@@ -235,13 +235,21 @@ def _payback(cumulative: np.ndarray[Any, Any], arpu: float | None, cac: float | 
     return int(reached[0]) + 1 if len(reached) else None
 
 
+def cell(value: Any) -> str:
+    """A value as shown in tables: ratios to 4 significant digits (the JSON keeps full precision)."""
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1_000 else f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
 def _table(rows: list[dict[str, Any]], title: str) -> list[str]:
     if not rows:
         return [title, "  (none)"]
     headers = list(rows[0])
-    widths = [max(len(str(h)), *(len(str(row[h])) for row in rows)) for h in headers]
-    line = "  ".join(str(h).rjust(w) for h, w in zip(headers, widths, strict=True))
-    body = ["  ".join(str(row[h]).rjust(w) for h, w in zip(headers, widths, strict=True)) for row in rows]
+    cells = [[cell(row[h]) for h in headers] for row in rows]
+    widths = [max(len(h), *(len(line[i]) for line in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))
+    body = ["  ".join(c.rjust(w) for c, w in zip(values, widths, strict=True)) for values in cells]
     return [title, line, *body]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 from collections import Counter, defaultdict
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -32,17 +32,6 @@ def distinct_valid_rows(path: Path, accept: tuple[int, int]) -> set[Row]:
 def behavior_totals(rows: set[Row]) -> dict[str, int]:
     counts = Counter(row[3] for row in rows)
     return {behavior: counts.get(behavior, 0) for behavior in BEHAVIORS}
-
-
-def daily_pv_uv(rows: set[Row], timezone: str) -> list[dict[str, object]]:
-    zone = ZoneInfo(timezone)
-    pv: Counter[str] = Counter()
-    users: dict[str, set[int]] = defaultdict(set)
-    for user, _, _, behavior, ts in rows:
-        day = datetime.fromtimestamp(ts, zone).date().isoformat()
-        users[day].add(user)
-        pv[day] += behavior == "pv"
-    return [{"date": day, "pv": pv[day], "uv": len(users[day])} for day in sorted(users)]
 
 
 def _local(ts: int, timezone: str) -> datetime:
@@ -94,3 +83,114 @@ def funnel_daily(rows: set[Row], timezone: str, conversion: int = 86_400) -> lis
             {"date": day, "pv_users": reached[0], "cart_users": reached[1], "buy_users": reached[2]}
         )
     return result
+
+
+# The report's acceptance figures, recomputed in plain Python from the same distinct rows.
+
+
+def _local_day(ts: int, timezone: str) -> date:
+    return _local(ts, timezone).date()
+
+
+def daily_activity(rows: set[Row], timezone: str) -> list[dict[str, object]]:
+    """Per local day: pv, uv, pv/uv, users first active that day, buyers and buys."""
+    days: dict[int, set[date]] = defaultdict(set)
+    pv: Counter[date] = Counter()
+    buys: Counter[date] = Counter()
+    users: dict[date, set[int]] = defaultdict(set)
+    buyers: dict[date, set[int]] = defaultdict(set)
+    for user, _, _, behavior, ts in rows:
+        day = _local_day(ts, timezone)
+        days[user].add(day)
+        users[day].add(user)
+        pv[day] += behavior == "pv"
+        if behavior == "buy":
+            buys[day] += 1
+            buyers[day].add(user)
+    first_days = Counter(min(active) for active in days.values())
+    return [
+        {
+            "date": day.isoformat(),
+            "pv": pv[day],
+            "uv": len(users[day]),
+            "pv_per_uv": pv[day] / len(users[day]),
+            "new_users": first_days[day],
+            "buyers": len(buyers[day]),
+            "buys": buys[day],
+        }
+        for day in sorted(users)
+    ]
+
+
+def hour_of_day_activity(rows: set[Row], timezone: str) -> list[dict[str, object]]:
+    """Per local hour of day (all days together): pv, uv, buyers, pay rate and behaviour counts."""
+    counts: dict[int, Counter[str]] = defaultdict(Counter)
+    users: dict[int, set[int]] = defaultdict(set)
+    buyers: dict[int, set[int]] = defaultdict(set)
+    for user, _, _, behavior, ts in rows:
+        hour = _local(ts, timezone).hour
+        counts[hour][behavior] += 1
+        users[hour].add(user)
+        if behavior == "buy":
+            buyers[hour].add(user)
+    return [
+        {
+            "hour": hour,
+            "pv": counts[hour]["pv"],
+            "uv": len(users[hour]),
+            "buyers": len(buyers[hour]),
+            "pay_rate": len(buyers[hour]) / len(users[hour]),
+            **{behavior: counts[hour][behavior] for behavior in ("fav", "cart", "buy")},
+        }
+        for hour in sorted(users)
+    ]
+
+
+def purchase_frequency(rows: set[Row]) -> dict[str, object]:
+    per_buyer = Counter(row[0] for row in rows if row[3] == "buy")
+    distribution = Counter(per_buyer.values())
+    return {
+        "buyers": len(per_buyer),
+        "buys": sum(per_buyer.values()),
+        "buys_per_buyer": sum(per_buyer.values()) / len(per_buyer),
+        "distribution": [{"buys": buys, "buyers": distribution[buys]} for buys in sorted(distribution)],
+    }
+
+
+def category_pareto(rows: set[Row]) -> dict[str, int]:
+    """Categories with a buy, and the fewest top sellers whose buys reach 80 % of all buys."""
+    sales = sorted(Counter(row[2] for row in rows if row[3] == "buy").values(), reverse=True)
+    total, running = sum(sales), 0
+    for rank, buys in enumerate(sales, 1):
+        running += buys
+        if running * 5 >= total * 4:
+            return {"categories_with_sales": len(sales), "categories_for_80pct": rank}
+    return {"categories_with_sales": 0, "categories_for_80pct": 0}
+
+
+def retention_d1(rows: set[Row], timezone: str) -> list[dict[str, object]]:
+    """Per cohort (first active local day): users and the share active the next day (None: not observable)."""
+    days: dict[int, set[date]] = defaultdict(set)
+    for user, _, _, _, ts in rows:
+        days[user].add(_local_day(ts, timezone))
+    last = max(max(active) for active in days.values())
+    cohorts: dict[date, list[set[date]]] = defaultdict(list)
+    for active in days.values():
+        cohorts[min(active)].append(active)
+    result = []
+    for cohort in sorted(cohorts):
+        members = cohorts[cohort]
+        next_day = cohort + timedelta(days=1)
+        retained = sum(next_day in active for active in members)
+        d1 = retained / len(members) if next_day <= last else None
+        result.append({"cohort_date": cohort.isoformat(), "users": len(members), "d1": d1})
+    return result
+
+
+def repurchase_rate(rows: set[Row], timezone: str) -> dict[str, object]:
+    buy_days: dict[int, set[date]] = defaultdict(set)
+    for user, _, _, behavior, ts in rows:
+        if behavior == "buy":
+            buy_days[user].add(_local_day(ts, timezone))
+    repeat = sum(len(days) >= 2 for days in buy_days.values())
+    return {"buyers": len(buy_days), "repurchasers": repeat, "repurchase_rate": repeat / len(buy_days)}

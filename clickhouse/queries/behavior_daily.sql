@@ -5,9 +5,9 @@ SELECT
     countIf(behavior = 'fav') AS fav,
     countIf(behavior = 'cart') AS cart,
     countIf(behavior = 'buy') AS buy,
-    round(fav / count(), 4) AS fav_share,
-    round(cart / count(), 4) AS cart_share,
-    round(buy / count(), 4) AS buy_share
+    fav / count() AS fav_share,
+    cart / count() AS cart_share,
+    buy / count() AS buy_share
 FROM distinct_events
 WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
 GROUP BY date

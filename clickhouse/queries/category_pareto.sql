@@ -6,7 +6,7 @@ SELECT
     category_id,
     buys,
     sum(buys) OVER w AS cumulative_buys,
-    round(cumulative_buys / sum(buys) OVER (), 6) AS cumulative_share,
+    cumulative_buys / sum(buys) OVER () AS cumulative_share,
     cumulative_buys * 5 >= sum(buys) OVER () * 4 AS reaches_80pct
 FROM
 (

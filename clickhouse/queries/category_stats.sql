@@ -7,9 +7,9 @@ SELECT
     countIf(behavior = 'buy') AS buys,
     uniqExactIf(user_id, behavior = 'buy') AS buyers,
     uniqExact(user_id) AS visitors,
-    round(buyers / visitors, 4) AS pay_rate,
-    round(buys / nullIf(countIf(behavior = 'fav'), 0), 4) AS fav_to_buy,
-    round(buys / nullIf(countIf(behavior = 'cart'), 0), 4) AS cart_to_buy
+    buyers / visitors AS pay_rate,
+    buys / nullIf(countIf(behavior = 'fav'), 0) AS fav_to_buy,
+    buys / nullIf(countIf(behavior = 'cart'), 0) AS cart_to_buy
 FROM distinct_events
 WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
 GROUP BY category_id

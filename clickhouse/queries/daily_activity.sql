@@ -6,7 +6,7 @@ SELECT
     toString(day) AS date,
     countIf(behavior = 'pv') AS pv,
     uniqExact(user_id) AS uv,
-    round(pv / uv, 4) AS pv_per_uv,
+    pv / uv AS pv_per_uv,
     uniqExactIf(user_id, first_day = day) AS new_users,
     uniqExactIf(user_id, behavior = 'buy') AS buyers,
     countIf(behavior = 'buy') AS buys

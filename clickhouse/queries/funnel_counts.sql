@@ -5,10 +5,10 @@ SELECT
     countIf(behavior = 'fav') AS fav,
     countIf(behavior = 'cart') AS cart,
     countIf(behavior = 'buy') AS buy,
-    round(fav / nullIf(pv, 0), 4) AS fav_per_pv,
-    round(cart / nullIf(pv, 0), 4) AS cart_per_pv,
-    round(buy / nullIf(pv, 0), 4) AS buy_per_pv,
-    round(buy / nullIf(fav, 0), 4) AS fav_to_buy,
-    round(buy / nullIf(cart, 0), 4) AS cart_to_buy
+    fav / nullIf(pv, 0) AS fav_per_pv,
+    cart / nullIf(pv, 0) AS cart_per_pv,
+    buy / nullIf(pv, 0) AS buy_per_pv,
+    buy / nullIf(fav, 0) AS fav_to_buy,
+    buy / nullIf(cart, 0) AS cart_to_buy
 FROM distinct_events
 WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})

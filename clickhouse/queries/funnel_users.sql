@@ -4,8 +4,8 @@ SELECT
     countIf(level >= 1) AS pv_users,
     countIf(level >= 2) AS cart_users,
     countIf(level >= 3) AS buy_users,
-    round(cart_users / nullIf(pv_users, 0), 4) AS pv_to_cart,
-    round(buy_users / nullIf(cart_users, 0), 4) AS cart_to_buy
+    cart_users / nullIf(pv_users, 0) AS pv_to_cart,
+    buy_users / nullIf(cart_users, 0) AS cart_to_buy
 FROM
 (
     SELECT user_id, windowFunnel({window:UInt64})(ts, behavior = 'pv', behavior = 'cart', behavior = 'buy') AS level

@@ -5,7 +5,7 @@ SELECT
     countIf(behavior = 'pv') AS pv,
     uniqExact(user_id) AS uv,
     uniqExactIf(user_id, behavior = 'buy') AS buyers,
-    round(buyers / uv, 4) AS pay_rate,
+    buyers / uv AS pay_rate,
     countIf(behavior = 'fav') AS fav,
     countIf(behavior = 'cart') AS cart,
     countIf(behavior = 'buy') AS buy

@@ -2,6 +2,6 @@
 SELECT
     uniqExactIf(user_id, behavior = 'buy') AS buyers,
     countIf(behavior = 'buy') AS buys,
-    round(buys / nullIf(buyers, 0), 4) AS buys_per_buyer
+    buys / nullIf(buyers, 0) AS buys_per_buyer
 FROM distinct_events
 WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})

@@ -16,11 +16,11 @@ SELECT
     toString(day) AS date,
     pv,
     uv,
-    round(pv / uv, 4) AS pv_per_uv,
+    pv / uv AS pv_per_uv,
     median_pv,
-    round(typical_pv_per_uv, 4) AS median_pv_per_uv,
+    typical_pv_per_uv AS median_pv_per_uv,
     mad,
-    round((pv - median_pv) / nullIf(mad, 0), 2) AS deviations
+    (pv - median_pv) / nullIf(mad, 0) AS deviations
 FROM days
 WHERE abs(pv - median_pv) > {k:Float64} * mad
 ORDER BY day

@@ -2,7 +2,7 @@
 SELECT
     count() AS buyers,
     countIf(buy_days >= 2) AS repurchasers,
-    round(repurchasers / nullIf(buyers, 0), 4) AS repurchase_rate
+    repurchasers / nullIf(buyers, 0) AS repurchase_rate
 FROM
 (
     SELECT user_id, uniqExact(toDate(ts, {tz:String})) AS buy_days

@@ -15,8 +15,8 @@ SELECT
         'hibernating'
     ) AS segment,
     count() AS buyers,
-    round(avg(recency), 2) AS avg_recency_days,
-    round(avg(frequency), 2) AS avg_frequency
+    avg(recency) AS avg_recency_days,
+    avg(frequency) AS avg_frequency
 FROM
 (
     SELECT dateDiff('day', toDate(max(ts), {tz:String}), last_day) AS recency, count() AS frequency

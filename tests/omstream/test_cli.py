@@ -9,7 +9,7 @@ import pytest
 
 from omstream.settings import Settings
 from stream.sources.generator import generate_csv
-from tests.expected import behavior_totals, daily_pv_uv, distinct_valid_rows, funnel_daily, hourly_activity
+from tests.expected import behavior_totals, daily_activity, distinct_valid_rows, funnel_daily, hourly_activity
 
 
 def omstream(*args: str, state: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
@@ -70,7 +70,7 @@ def test_demo_reports_exactly_what_an_independent_computation_finds(tmp_path: Pa
     report = json.loads(omstream("report", "--json", state=state).stdout)
     rows = distinct_valid_rows(data, Settings().accept_range)
     assert report["behavior_totals"] == behavior_totals(rows)
-    assert report["daily"] == daily_pv_uv(rows, "Asia/Shanghai")
+    assert report["daily"] == daily_activity(rows, "Asia/Shanghai")
     assert report["realtime"]["hourly"] == hourly_activity(rows, "Asia/Shanghai")
     assert report["realtime"]["funnel_daily"] == funnel_daily(rows, "Asia/Shanghai")
     assert json.loads(demo.stdout)["daily"] == report["daily"]

@@ -1,0 +1,212 @@
+"""`omstream report` on generated Taobao-shaped data: equal to an independent computation, shows the Taobao
+patterns, and renders as text, JSON and HTML (checked in headless Chromium)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from matplotlib.image import imread
+
+import clickhouse
+from omstream._charts import CHARTS
+from omstream._html import write_html
+from omstream.bench import load_generated, run_report_bench
+from omstream.report import ReportOptions, build_report, ltv, render_text
+from omstream.settings import Settings
+from stream.events import BEHAVIORS
+from stream.sources.generator import generate_chunks
+from tests.expected import (
+    Row,
+    behavior_totals,
+    category_pareto,
+    daily_activity,
+    hour_of_day_activity,
+    purchase_frequency,
+    repurchase_rate,
+    retention_d1,
+)
+
+EVENTS, SEED = 200_000, 5
+TZ = "Asia/Shanghai"
+REQUIRED_KEYS = {
+    "timezone", "daily", "hourly", "behavior_totals", "anomalies", "purchase_frequency", "fav_to_buy",
+    "cart_to_buy", "category_sales_top", "category_pay_rate_top", "category_pareto", "retention",
+    "repurchase_rate", "funnel_counts", "funnel_users", "paths", "rfm", "ltv", "realtime", "dead_letters",
+}  # fmt: skip
+
+
+def generated_rows(events: int, seed: int) -> set[Row]:
+    rows: set[Row] = set()
+    for chunk in generate_chunks(events, seed):
+        columns = (chunk.user_id, chunk.item_id, chunk.category_id, chunk.behavior, chunk.ts)
+        for user, item, category, code, ts in zip(*(column.tolist() for column in columns), strict=True):
+            rows.add((user, item, category, BEHAVIORS[code], ts))
+    return rows
+
+
+def report_of_generated(folder: Path, events: int, options: ReportOptions) -> dict[str, Any]:
+    settings = Settings(state_dir=folder, kafka_bootstrap="", clickhouse_dsn="")
+    client = clickhouse.connect(settings.resolved_clickhouse_dsn)
+    try:
+        clickhouse.migrate(client)
+        load_generated(client, events, SEED)
+        return build_report(client, settings, options)
+    finally:
+        client.close()  # one chDB directory open per process at a time
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    yield report_of_generated(tmp_path_factory.mktemp("state"), EVENTS, ReportOptions(arpu=0.5, cac=20.0))
+
+
+def test_json_report_has_every_required_section(report: dict[str, Any]) -> None:
+    assert set(report) >= REQUIRED_KEYS
+    assert set(report["realtime"]) == {"hourly", "funnel_daily"}
+    json.dumps(report, allow_nan=False)  # strict JSON: no NaN or infinity anywhere
+
+
+def test_report_equals_an_independent_computation(report: dict[str, Any]) -> None:
+    rows = generated_rows(EVENTS, SEED)
+    assert report["behavior_totals"] == behavior_totals(rows)
+    assert report["daily"] == daily_activity(rows, TZ)
+    assert report["hourly"] == hour_of_day_activity(rows, TZ)
+    assert report["purchase_frequency"] == purchase_frequency(rows)
+    pareto = report["category_pareto"]
+    assert {key: pareto[key] for key in ("categories_with_sales", "categories_for_80pct")} == category_pareto(
+        rows
+    )
+    retention = [{key: row[key] for key in ("cohort_date", "users", "d1")} for row in report["retention"]]
+    assert retention == retention_d1(rows, TZ)
+    expected_repurchase = repurchase_rate(rows, TZ)
+    assert {key: report["repurchase_rate"][key] for key in expected_repurchase} == expected_repurchase
+
+
+def test_generated_data_shows_the_taobao_patterns(report: dict[str, Any]) -> None:
+    peak = max(report["hourly"], key=lambda row: row["pv"])
+    assert peak["hour"] == 21
+    assert [row["date"] for row in report["anomalies"]] == ["2017-12-02"]
+    assert "MADs above the median" in report["anomalies"][0]["reason"]
+    assert 0.05 < report["funnel_counts"]["cart_per_pv"] < 0.07
+    pareto = report["category_pareto"]
+    assert pareto["categories_for_80pct"] < 0.5 * pareto["categories_with_sales"]
+    assert 2.5 < report["purchase_frequency"]["buys_per_buyer"] < 3.3
+
+
+def test_report_sections_are_consistent_with_each_other(report: dict[str, Any]) -> None:
+    funnel, users = report["funnel_counts"], report["funnel_users"]
+    assert [funnel[b] for b in BEHAVIORS] == [report["behavior_totals"][b] for b in BEHAVIORS]
+    assert users["pv_users"] >= users["cart_users"] >= users["buy_users"] > 0
+    assert (
+        sum(segment["buyers"] for segment in report["rfm"]["segments"]) == report["repurchase_rate"]["buyers"]
+    )
+    assert report["fav_to_buy"]["overall"] == funnel["buy"] / funnel["fav"]
+    sales = [row["buys"] for row in report["category_sales_top"]]
+    assert sales == sorted(sales, reverse=True)
+    rates = [row["pay_rate"] for row in report["category_pay_rate_top"]]
+    assert rates == sorted(rates, reverse=True)
+    assert all(row["visitors"] >= ReportOptions().min_visitors for row in report["category_pay_rate_top"])
+    top_sequences = report["paths"]["top_sequences"]
+    assert top_sequences[0]["sessions"] >= top_sequences[-1]["sessions"]
+    assert report["ltv"]["ltv"] == pytest.approx(report["ltv"]["lt_days"] * 0.5)
+
+
+def test_ltv_sums_observed_then_fitted_retention_and_finds_the_payback_day() -> None:
+    curve = [{"day": day, "rate": 0.5} for day in range(1, 9)]  # flat: the fit stays at 0.5
+    result = ltv(curve, arpu=2.0, cac=10.0)
+    assert result["lt_days"] == pytest.approx(1 + 365 * 0.5)
+    assert result["ltv"] == pytest.approx(2.0 * (1 + 365 * 0.5))
+    assert result["payback_days"] == 8  # 1 + 0.5 * 8 active days earn 2 * 5 = 10
+    decaying = [{"day": day, "rate": 0.6 - 0.2 * math.log(day)} for day in range(1, 9)]
+    fitted = ltv(decaying, arpu=None, cac=None)
+    assert fitted["fit"] == pytest.approx({"intercept": 0.6, "log_slope": -0.2})
+    assert fitted["lt_days"] < 1 + 20 and fitted["ltv"] is None and fitted["payback_days"] is None
+
+
+def test_text_report_has_the_main_tables(report: dict[str, Any]) -> None:
+    text = render_text(report)
+    for title in (
+        "Daily activity",
+        "PV anomalies",
+        "Hour of day",
+        "Funnel (users",
+        "Retention by cohort",
+        "RFM",
+    ):
+        assert title in text
+    assert "2017-12-02" in text
+
+
+def _chromium() -> str:
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install -y chromium)")
+    return binary
+
+
+def test_html_report_renders_its_charts_in_headless_chromium(report: dict[str, Any], tmp_path: Path) -> None:
+    page = write_html(report, tmp_path / "html")
+    assert sorted(path.stem for path in page.parent.glob("*.png")) == sorted(CHARTS)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    browser = [_chromium(), *flags, "--enable-logging=stderr", "--v=0", "--window-size=1100,1600"]
+    dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=60)
+    assert f'data-charts-rendered="{len(CHARTS)}/{len(CHARTS)}"' in dom.stdout, dom.stderr[-2000:]
+    assert "CONSOLE" not in dom.stderr and "Uncaught" not in dom.stderr, dom.stderr[-2000:]
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [*browser, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=60, check=True
+    )
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (1600, 1100)
+    assert pixels[..., :3].std() > 0.05  # charts and tables drawn, not a blank page
+
+
+def omstream_cli(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "OMSTREAM_STATE_DIR": str(state),
+        "KAFKA_BOOTSTRAP": "",
+        "CLICKHOUSE_DSN": "",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "omstream", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_report_formats_and_date_range(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    report_of_generated(state, 20_000, ReportOptions())  # loads the data, then frees the chDB directory
+    ranged = omstream_cli(
+        "report", "--format", "json", "--from", "2017-11-26", "--to", "2017-11-27", state=state
+    )
+    assert ranged.returncode == 0, ranged.stderr
+    result = json.loads(ranged.stdout)
+    assert [row["date"] for row in result["daily"]] == ["2017-11-26", "2017-11-27"]
+    assert result["range"] == {"from": "2017-11-26", "to": "2017-11-27"}
+    assert sum(row["pv"] for row in result["daily"]) == result["behavior_totals"]["pv"]
+    html = omstream_cli(
+        "report", "--format", "html", "--out", str(tmp_path / "out"), "--arpu", "1", state=state
+    )
+    assert html.returncode == 0, html.stderr
+    assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "daily.png").is_file()
+    text = omstream_cli("report", state=state)
+    assert text.returncode == 0 and "Retention by cohort" in text.stdout
+
+
+def test_report_bench_times_a_tiny_run() -> None:
+    result = run_report_bench(5_000)
+    assert result["events"] == 5_000
+    assert result["report_s"] > 0 and result["load_events_per_s"] > 0 and result["report_bytes"] > 1_000
