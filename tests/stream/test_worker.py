@@ -2,68 +2,30 @@
 real-time windows exact, through replays, SIGKILLs, two workers and late input."""
 
 import asyncio
-import os
 import random
 import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-import clickhouse
-from omstream.demo import produced_targets, replay_file
-from omstream.report import build_report
+from omstream.demo import produced_targets
 from omstream.settings import Settings
 from omstream.stack import pipeline, service_process, wait_until_processed, worker_process
-from stream.emitter import EmitReport
 from stream.events import Event, encode_events
 from stream.kafka import Partitioner
-from stream.processed import ProcessedWatcher
 from stream.replay import Pacer
-from stream.sources.generator import generate_csv
-from stream.sources.taobao import parse_line, sort_by_time
-from tests.expected import behavior_totals, distinct_valid_rows, funnel_daily, hourly_activity
+from stream.sources.taobao import parse_line
+from tests.expected import behavior_totals, hourly_activity
+from tests.pipeline import assert_exact, expected, kill_when_processed, ordered_sample, replay, stored
 
 pytestmark = pytest.mark.integration
 
 
-def stored(settings: Settings) -> dict[str, Any]:
-    client = clickhouse.connect(settings.resolved_clickhouse_dsn)
-    try:
-        return build_report(client, settings)
-    finally:
-        client.close()
-
-
-def expected(path: Path, settings: Settings) -> dict[str, Any]:
-    rows = distinct_valid_rows(path, settings.accept_range)
-    return {
-        "behavior_totals": behavior_totals(rows),
-        "hourly": hourly_activity(rows, settings.timezone),
-        "funnel_daily": funnel_daily(rows, settings.timezone),
-    }
-
-
-def assert_exact(settings: Settings, path: Path) -> dict[str, Any]:
-    report, truth = stored(settings), expected(path, settings)
-    assert report["behavior_totals"] == truth["behavior_totals"]
-    assert report["realtime"]["hourly"] == truth["hourly"]
-    assert report["realtime"]["funnel_daily"] == truth["funnel_daily"]
-    return report
-
-
-def replay(path: Path, settings: Settings, bootstrap: str, pacer: Pacer | None = None) -> EmitReport:
-    return asyncio.run(replay_file(path, settings, bootstrap, settings.pack_size, pacer))
-
-
 @pytest.fixture(scope="module")
 def ordered_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("data")
-    generate_csv(folder / "events.csv", events=30_000, seed=3, dirty=True)
-    sort_by_time(folder / "events.csv", folder / "ordered.csv")
-    return folder / "ordered.csv"
+    return ordered_sample(tmp_path_factory.mktemp("data"))
 
 
 def test_replaying_a_file_twice_changes_nothing(
@@ -125,23 +87,6 @@ def test_two_workers_sharing_the_partitions_give_the_same_results_as_one(
         emitted = replay(ordered_file, settings, bootstrap, Pacer(rate=20_000))
         wait_until_processed(settings, bootstrap, produced_targets(settings, emitted), 120, services)
     assert_exact(settings, ordered_file)
-
-
-def kill_when_processed(pid: int, settings: Settings, bootstrap: str, messages: int) -> None:
-    """SIGKILL the worker once it has stored `messages` messages, whatever it is doing then."""
-
-    async def wait() -> None:
-        async with ProcessedWatcher(bootstrap, settings.processed_topic) as watcher:
-            for _ in range(600):
-                await watcher.poll(50)
-                if (
-                    sum(offset + 1 for (stage, _, _), offset in watcher.stages.items() if stage == "windows")
-                    >= messages
-                ):
-                    return
-
-    asyncio.run(wait())
-    os.kill(pid, signal.SIGKILL)
 
 
 def test_events_shuffled_within_the_grace_are_exact_and_later_ones_dead_lettered(

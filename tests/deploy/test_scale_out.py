@@ -1,0 +1,79 @@
+"""Scaling out as docker-compose does it (`--scale worker=3` over a 6-partition events topic), here
+with the embedded broker (real Tansu and chDB): one worker SIGKILLed mid-stream, and ClickHouse still
+holds exactly the batch computation's results, which are what a single worker stores."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from omstream.demo import produced_targets
+from omstream.settings import Settings
+from omstream.stack import pipeline, wait_until_processed
+from stream.replay import Pacer
+from tests.pipeline import assert_exact, kill_when_processed, ordered_sample, replay
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 6
+WORKERS = 3
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    # small messages and takes, so the kill lands with windows open and messages held on every worker
+    return Settings(
+        state_dir=tmp_path / "state",
+        kafka_bootstrap="",
+        clickhouse_dsn="",
+        events_partitions=PARTITIONS,
+        pack_size=20,
+        take_messages=25,
+        window_flush_seconds=0.3,
+    )
+
+
+@pytest.fixture(scope="module")
+def ordered_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ordered_sample(tmp_path_factory.mktemp("data"))
+
+
+def test_three_workers_on_six_partitions_one_killed_mid_stream_store_exact_results(
+    ordered_file: Path, settings: Settings, bootstrap: str
+) -> None:
+    with pipeline(settings, bootstrap, workers=WORKERS) as services:
+        sink, doomed, *survivors = services
+        # all three share the partitions before any event flows, so the one killed holds some
+        asyncio.run(wait_for_members(bootstrap, settings.consumer_group, WORKERS, timeout=30))
+        killer = threading.Thread(target=kill_when_processed, args=(doomed.pid, settings, bootstrap, 400))
+        killer.start()
+        emitted = replay(ordered_file, settings, bootstrap, Pacer(rate=10_000))
+        killer.join()
+        assert doomed.wait(5) == -signal.SIGKILL
+        # the survivors take over the dead worker's partitions from its last checkpoints
+        targets = produced_targets(settings, emitted)
+        wait_until_processed(settings, bootstrap, targets, 120, [sink, *survivors])
+    assert_exact(settings, ordered_file)
+
+
+async def wait_for_members(bootstrap: str, group: str, members: int, timeout: float) -> None:
+    """Until the consumer group is stable with `members` members."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            (response,) = await admin.describe_consumer_groups([group])
+            _, _, state, _, _, joined = response.groups[0]
+            if state == "Stable" and len(joined) == members:
+                return
+            assert time.monotonic() < deadline, f"group {group}: {state} with {len(joined)} members"
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()

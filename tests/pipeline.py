@@ -1,0 +1,75 @@
+"""Helpers of the integration tests that run the pipeline (sink and workers as processes, real Tansu
+and chDB): replaying a file, killing a worker mid-stream, and comparing what ClickHouse stored with
+the batch computations of tests/expected.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import clickhouse
+from omstream.demo import replay_file
+from omstream.report import build_report
+from omstream.settings import Settings
+from stream.emitter import EmitReport
+from stream.processed import ProcessedWatcher
+from stream.replay import Pacer
+from stream.sources.generator import generate_csv
+from stream.sources.taobao import sort_by_time
+from tests.expected import behavior_totals, distinct_valid_rows, funnel_daily, hourly_activity
+
+
+def ordered_sample(folder: Path) -> Path:
+    """30,000 generated events with dirty rows, in time order, as the Taobao loader replays them."""
+    generate_csv(folder / "events.csv", events=30_000, seed=3, dirty=True)
+    sort_by_time(folder / "events.csv", folder / "ordered.csv")
+    return folder / "ordered.csv"
+
+
+def stored(settings: Settings) -> dict[str, Any]:
+    client = clickhouse.connect(settings.resolved_clickhouse_dsn)
+    try:
+        return build_report(client, settings)
+    finally:
+        client.close()
+
+
+def expected(path: Path, settings: Settings) -> dict[str, Any]:
+    rows = distinct_valid_rows(path, settings.accept_range)
+    return {
+        "behavior_totals": behavior_totals(rows),
+        "hourly": hourly_activity(rows, settings.timezone),
+        "funnel_daily": funnel_daily(rows, settings.timezone),
+    }
+
+
+def assert_exact(settings: Settings, path: Path) -> dict[str, Any]:
+    report, truth = stored(settings), expected(path, settings)
+    assert report["behavior_totals"] == truth["behavior_totals"]
+    assert report["realtime"]["hourly"] == truth["hourly"]
+    assert report["realtime"]["funnel_daily"] == truth["funnel_daily"]
+    return report
+
+
+def replay(path: Path, settings: Settings, bootstrap: str, pacer: Pacer | None = None) -> EmitReport:
+    return asyncio.run(replay_file(path, settings, bootstrap, settings.pack_size, pacer))
+
+
+def kill_when_processed(pid: int, settings: Settings, bootstrap: str, messages: int) -> None:
+    """SIGKILL the worker once it has stored `messages` messages, whatever it is doing then."""
+
+    async def wait() -> None:
+        async with ProcessedWatcher(bootstrap, settings.processed_topic) as watcher:
+            for _ in range(600):
+                await watcher.poll(50)
+                if (
+                    sum(offset + 1 for (stage, _, _), offset in watcher.stages.items() if stage == "windows")
+                    >= messages
+                ):
+                    return
+
+    asyncio.run(wait())
+    os.kill(pid, signal.SIGKILL)
