@@ -92,8 +92,8 @@ def _pareto(report: Report, axes: Axes) -> None:
 def _paths(report: Report, axes: Axes) -> None:
     transitions = report["paths"]["top_transitions"][::-1]
     labels = [f"{row['from']} > {row['to']}" for row in transitions]
-    axes.barh(labels, [row["sessions"] for row in transitions], color=_PV)
-    axes.set_xlabel("sessions with this step")
+    axes.barh(labels, [row["count"] for row in transitions], color=_PV)
+    axes.set_xlabel("transitions, all sessions")
     gap = report["paths"]["session_gap_seconds"] // 60
     axes.set_title(f"Top behaviour transitions within sessions (gap <= {gap} min)")
 

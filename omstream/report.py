@@ -187,7 +187,7 @@ def _paths(paths: list[dict[str, Any]], top: int) -> dict[str, Any]:
             }
             for row in paths[:top]
         ],
-        "top_transitions": [{"from": a, "to": b, "sessions": count} for (a, b), count in ranked[:top]],
+        "top_transitions": [{"from": a, "to": b, "count": count} for (a, b), count in ranked[:top]],
     }
 
 
