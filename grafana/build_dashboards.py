@@ -30,6 +30,7 @@ GRAFANA_PARAMETERS = {
     "category": "${category}",
     "idc": "'${idc}'",
 }
+CATEGORIES = {"level": "category", "category": 0}  # sales_stats over every category
 _PARAMETER = re.compile(r"\{(\w+):(\w+)\}")
 _WIDTH = 24
 
@@ -163,17 +164,19 @@ def _funnel_retention() -> dict[str, Any]:
 
 
 def _categories() -> dict[str, Any]:
-    top_categories = grafana_sql("category_stats", {"top": 50, "order": "sales", "min_visitors": 1})
+    top_categories = grafana_sql(
+        "sales_stats", {**CATEGORIES, "top": 50, "order": "sales", "min_visitors": 1}
+    )
     return dashboard("omstream-categories", "Categories and items", [
-        Panel("Top categories by sales", "table", "category_stats",
-              {"top": 20, "order": "sales", "min_visitors": 1}),
-        Panel("Top categories by pay rate (>= 50 visitors)", "table", "category_stats",
-              {"top": 20, "order": "pay_rate", "min_visitors": 50}),
+        Panel("Top categories by sales", "table", "sales_stats",
+              {**CATEGORIES, "top": 20, "order": "sales", "min_visitors": 1}),
+        Panel("Top categories by pay rate (>= 50 visitors)", "table", "sales_stats",
+              {**CATEGORIES, "top": 20, "order": "pay_rate", "min_visitors": 50}),
         Panel("Category Pareto: cumulative share of sales", "trend", "category_pareto", width=24),
-        Panel("Items of category $category by sales", "table", "item_stats",
-              {"top": 20, "order": "sales", "min_visitors": 1}),
-        Panel("Items of category $category by pay rate (>= 10 visitors)", "table", "item_stats",
-              {"top": 20, "order": "pay_rate", "min_visitors": 10}),
+        Panel("Items of category $category by sales", "table", "sales_stats",
+              {"level": "item", "top": 20, "order": "sales", "min_visitors": 1}),
+        Panel("Items of category $category by pay rate (>= 10 visitors)", "table", "sales_stats",
+              {"level": "item", "top": 20, "order": "pay_rate", "min_visitors": 10}),
     ], [_query_variable("category", "category (top 50 by sales)", top_categories)])  # fmt: skip
 
 

@@ -49,8 +49,20 @@ def build_report(client: Client, settings: Settings, options: ReportOptions | No
     def rows(name: str, **extra: Any) -> list[dict[str, Any]]:
         return query_rows(client, name, **span, **extra)
 
+    def sales(order: str, min_visitors: int, category: int = 0) -> list[dict[str, Any]]:
+        level = "item" if category else "category"
+        return rows(
+            "sales_stats",
+            level=level,
+            category=category,
+            order=order,
+            min_visitors=min_visitors,
+            top=options.top,
+        )
+
     funnel = rows("funnel_counts")[0]
-    categories = rows("category_stats", top=options.top, order="sales", min_visitors=1)
+    categories = sales("sales", min_visitors=1)
+    items = _items(sales, options, categories)
     retention_curve = rows("retention_curve", days=RETENTION_CURVE_DAYS)
     return {
         "timezone": settings.timezone,
@@ -64,13 +76,11 @@ def build_report(client: Client, settings: Settings, options: ReportOptions | No
             **rows("purchase_frequency")[0],
             "distribution": rows("purchase_frequency_distribution"),
         },
-        "fav_to_buy": _ratio_by_level(funnel, categories, "fav_to_buy"),
-        "cart_to_buy": _ratio_by_level(funnel, categories, "cart_to_buy"),
+        "fav_to_buy": _ratio_by_level(funnel, categories, items, "fav_to_buy"),
+        "cart_to_buy": _ratio_by_level(funnel, categories, items, "cart_to_buy"),
         "category_sales_top": categories,
-        "category_pay_rate_top": rows(
-            "category_stats", top=options.top, order="pay_rate", min_visitors=options.min_visitors
-        ),
-        "items": _items(rows, options, categories),
+        "category_pay_rate_top": sales("pay_rate", min_visitors=options.min_visitors),
+        "items": items,
         "category_pareto": _pareto(rows("category_pareto")),
         "retention": rows("retention"),
         "retention_curve": retention_curve,
@@ -124,24 +134,27 @@ def _anomalies(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**row, "reason": reason(row)} for row in rows]
 
 
-def _ratio_by_level(funnel: dict[str, Any], categories: list[dict[str, Any]], ratio: str) -> dict[str, Any]:
+def _ratio_by_level(
+    funnel: dict[str, Any], categories: list[dict[str, Any]], items: dict[str, Any], ratio: str
+) -> dict[str, Any]:
     return {
         "overall": funnel[ratio],
         "top_categories": [{"category_id": row["category_id"], ratio: row[ratio]} for row in categories],
+        "top_items": [{"item_id": row["item_id"], ratio: row[ratio]} for row in items["sales_top"]],
     }
 
 
 def _items(
-    query: Callable[..., list[dict[str, Any]]], options: ReportOptions, categories: list[dict[str, Any]]
+    sales: Callable[..., list[dict[str, Any]]], options: ReportOptions, categories: list[dict[str, Any]]
 ) -> dict[str, Any]:
+    """Items of the chosen category (default: the best-selling one), ranked like the categories."""
     category = options.category if options.category is not None else _first_category(categories)
     if category is None:
         return {"category_id": None, "sales_top": [], "pay_rate_top": []}
-    common = {"category": category, "top": options.top}
     return {
         "category_id": category,
-        "sales_top": query("item_stats", order="sales", min_visitors=1, **common),
-        "pay_rate_top": query("item_stats", order="pay_rate", min_visitors=options.min_visitors, **common),
+        "sales_top": sales("sales", min_visitors=1, category=category),
+        "pay_rate_top": sales("pay_rate", min_visitors=options.min_visitors, category=category),
     }
 
 

@@ -6,6 +6,7 @@ import gzip
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 BEHAVIORS = ("pv", "fav", "cart", "buy")
@@ -194,3 +195,31 @@ def repurchase_rate(rows: set[Row], timezone: str) -> dict[str, object]:
             buy_days[user].add(_local_day(ts, timezone))
     repeat = sum(len(days) >= 2 for days in buy_days.values())
     return {"buyers": len(buy_days), "repurchasers": repeat, "repurchase_rate": repeat / len(buy_days)}
+
+
+def report_figures(rows: set[Row], timezone: str) -> dict[str, object]:
+    """The figures the report must equal, keyed as `figures_of` picks them from the report's JSON."""
+    return {
+        "behavior_totals": behavior_totals(rows),
+        "daily": daily_activity(rows, timezone),
+        "hourly": hour_of_day_activity(rows, timezone),
+        "purchase_frequency": purchase_frequency(rows),
+        "category_pareto": category_pareto(rows),
+        "retention": retention_d1(rows, timezone),
+        "repurchase_rate": repurchase_rate(rows, timezone),
+    }
+
+
+def figures_of(report: dict[str, Any]) -> dict[str, object]:
+    """The report's acceptance figures: the sections compared whole, and the parts of the others that the
+    independent computation covers (the Pareto summary, retention to day 1, the repurchase counts)."""
+
+    def pick(row: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+        return {key: row[key] for key in keys}
+
+    return {
+        **{key: report[key] for key in ("behavior_totals", "daily", "hourly", "purchase_frequency")},
+        "category_pareto": pick(report["category_pareto"], ("categories_with_sales", "categories_for_80pct")),
+        "retention": [pick(row, ("cohort_date", "users", "d1")) for row in report["retention"]],
+        "repurchase_rate": pick(report["repurchase_rate"], ("buyers", "repurchasers", "repurchase_rate")),
+    }

@@ -120,17 +120,19 @@ def test_rfm_segments(client: Client) -> None:
 
 
 def test_category_and_item_rankings_and_undefined_ratios(client: Client) -> None:
-    common: dict[str, Any] = {"top": 10, "min_visitors": 1}
-    by_sales = run(client, "category_stats", order="sales", **common)
+    common: dict[str, Any] = {"level": "category", "category": 0, "top": 10, "min_visitors": 1}
+    by_sales = run(client, "sales_stats", order="sales", **common)
     assert [(r["category_id"], r["buys"], r["buyers"], r["visitors"]) for r in by_sales] == [
         (10, 2, 1, 2),
         (20, 1, 1, 1),
     ]
     assert by_sales[0]["pay_rate"] == 0.5 and by_sales[0]["fav_to_buy"] == 2.0
     assert by_sales[1]["fav_to_buy"] is None  # no fav: undefined, not infinite
-    assert [r["category_id"] for r in run(client, "category_stats", order="pay_rate", **common)] == [20, 10]
-    assert run(client, "category_stats", order="pay_rate", top=10, min_visitors=2)[0]["category_id"] == 10
-    items = run(client, "item_stats", category=10, order="sales", **common)
+    assert [r["category_id"] for r in run(client, "sales_stats", order="pay_rate", **common)] == [20, 10]
+    assert (
+        run(client, "sales_stats", order="pay_rate", **{**common, "min_visitors": 2})[0]["category_id"] == 10
+    )
+    items = run(client, "sales_stats", order="sales", **{**common, "level": "item", "category": 10})
     assert [(r["item_id"], r["buys"]) for r in items] == [(100, 2), (101, 0)]
 
 
