@@ -26,6 +26,10 @@ class Executor(Protocol):
     def run(self, call: SaltCall, target: Target, timeout: float) -> dict[str, MinionReturn]: ...
 
 
+# Functions whose whole answer is "did it work": False is a failure (service.status's False is an answer).
+_TRUE_OR_FAILED = frozenset({"test.ping", "service.restart"})
+
+
 def succeeded(call: SaltCall, output: Any) -> bool:
     """Salt reports many failures as data, not exceptions: read them per function."""
     if call.function == "cmd.run_all":
@@ -34,7 +38,10 @@ def succeeded(call: SaltCall, output: Any) -> bool:
         return isinstance(output, dict) and all(
             isinstance(state, dict) and state.get("result") is not False for state in output.values()
         )
-    return not (isinstance(output, str) and output.startswith(("ERROR", "'")))
+    if call.function in _TRUE_OR_FAILED:
+        return output is True
+    # a function Salt could not load answers with a string like "'disk.usage' is not available."
+    return not (isinstance(output, str) and output.endswith("is not available."))
 
 
 def write_minion_config(directory: Path, minion_id: str) -> Path:

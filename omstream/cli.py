@@ -282,7 +282,7 @@ def ops_history(limit: int, as_json: bool) -> None:
         where = row["idc"] or "control"
         reason = f" ({row['reason']}: {row['detail']})" if row["reason"] else ""
         click.echo(
-            f"{row['recorded_at']} {row['command_id']} {row['operator'] or '-'} {row['module'] or '-'} "
+            f"{row['time']} {row['command_id']} {row['operator'] or '-'} {row['module'] or '-'} "
             f"{where}: {row['status']}{reason}"
             + (
                 f" [{row['minions']} minions via {row['master']}, {row['duration_ms']} ms]"

@@ -159,7 +159,11 @@ def all_alive(processes: Sequence[subprocess.Popen[bytes]]) -> None:
 
 def required_stages(settings: Settings) -> dict[str, set[str]]:
     """What "stored" means per source topic: events need the raw table and the windows."""
-    return {settings.events_topic: {"raw", "windows"}, settings.dlq_topic: {"dead_letters"}}
+    return {
+        settings.events_topic: {"raw", "windows"},
+        settings.dlq_topic: {"dead_letters"},
+        settings.ops_results_topic: {"audit"},
+    }
 
 
 def wait_until_processed(
@@ -180,9 +184,11 @@ def wait_until_processed(
         async with ProcessedWatcher(bootstrap, settings.processed_topic) as watcher:
             await watcher.wait(targets, stages, timeout, lambda: all_alive(alive))
             # then what the workers wrote themselves: events they re-routed to their users'
-            # partitions, and dead letters (late events, bad input from other emitters)
+            # partitions, and dead letters (late events, bad input from other emitters); and the
+            # control plane's results
             written = await watcher.last_offsets(settings.events_topic, settings.events_partitions)
             written |= await watcher.last_offsets(settings.dlq_topic, 1)
+            written |= await watcher.last_offsets(settings.ops_results_topic, 1)
             await watcher.wait(written, stages, timeout, lambda: all_alive(alive))
 
     asyncio.run(follow())

@@ -14,7 +14,7 @@ SELECT
     any(master)                                           AS master,
     countIf(minion != '')                                 AS minions,
     round(max(duration_ms), 1)                            AS duration_ms,
-    formatDateTime(min(recorded_at), '%Y-%m-%d %H:%i:%S') AS recorded_at
+    formatDateTime(min(recorded_at), '%Y-%m-%d %H:%i:%S') AS time
 FROM ops_audit FINAL
 GROUP BY command_id, stage, idc
 ORDER BY min(recorded_at) DESC, stage DESC, idc

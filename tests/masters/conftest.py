@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -46,6 +47,8 @@ def serve_master(pki: Pki) -> Iterator[ServeMaster]:
         server = build_server(master, pki, "127.0.0.1", free_port())
         threading.Thread(target=server.start, daemon=True).start()
         servers.append(server)
+        while not server.active:  # listening starts in the thread
+            time.sleep(0.01)
         return MasterAddress(name="bj-1", host="127.0.0.1", port=server.port)
 
     yield serve
