@@ -45,6 +45,9 @@ operators:
 """
 
 
+PING_BOTH_IDCS = "ops run --operator demo --idc bj,sh --target * --module ping --wait --json"
+
+
 @dataclass
 class ControlStack:
     settings: Settings
@@ -119,8 +122,7 @@ def by_stage(results: list[CommandResult]) -> tuple[list[CommandResult], dict[st
 
 def test_a_signed_ping_from_the_cli_returns_success_from_both_idcs(stack: ControlStack) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "omstream", "ops", "run", "--operator", "demo", "--idc", "bj,sh"]
-        + ["--target", "*", "--module", "ping", "--wait", "--json"],
+        [sys.executable, "-m", "omstream", *PING_BOTH_IDCS.split()],
         env=service_env(stack.settings, stack.bootstrap),
         capture_output=True,
         text=True,
