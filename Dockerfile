@@ -5,6 +5,11 @@
 # Builder: install the project and its dependencies into a self-contained venv.
 FROM python:3.12-slim AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# A few pinned dependencies ship only as source for Python 3.12 (timelib is C, faust-streaming has
+# Cython speed-ups), so the builder has a compiler; the runtime stage gets only the built venv.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/omstream
 WORKDIR /src
 COPY . .
