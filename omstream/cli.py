@@ -80,29 +80,40 @@ def demo(events: int, data: Path | None, seed: int, as_json: bool) -> None:
     emitted = result.emitted
     summary = {"sent": emitted.sent, "rejected": dict(emitted.rejected), **result.report}
     if as_json:
-        click.echo(json.dumps(summary, default=str))
+        ops = [ops_result.model_dump(mode="json") for ops_result in result.ops]
+        click.echo(json.dumps(summary | {"ops": ops}, default=str))
         return
     click.echo(
         f"sent {emitted.sent:,} events; rejected {sum(emitted.rejected.values()):,} "
         f"{dict(emitted.rejected) or ''}\n"
     )
     click.echo(render_text(result.report))
+    click.echo("\nControl plane (signed commands to IDCs bj and sh through their masters)")
+    for ops_result in result.ops:
+        click.echo(_result_line(ops_result))
 
 
 @main.command()
 @one_line_errors
 def up() -> None:
-    """Run the embedded stack (broker, ClickHouse sink, stream worker) until Ctrl-C."""
-    from omstream.stack import all_alive, broker, pipeline
+    """Run the embedded stack (broker, ClickHouse sink, stream worker, control plane) until Ctrl-C."""
+    from omstream.stack import all_alive, broker, control_plane, pipeline
 
     _terminate_as_interrupt()
     settings = Settings()
-    with broker(settings) as bootstrap, pipeline(settings, bootstrap) as services:
-        pids = ", ".join(str(process.pid) for process in services)
-        click.echo(f"omstream up: Kafka at {bootstrap}, service pids {pids}; Ctrl-C to stop")
+    with (
+        broker(settings) as bootstrap,
+        pipeline(settings, bootstrap) as services,
+        control_plane(settings, bootstrap) as plane,
+    ):
+        pids = ", ".join(str(process.pid) for process in [*services, *plane])
+        click.echo(
+            f"omstream up: Kafka at {bootstrap}, service pids {pids}; IDCs bj and sh with two masters each; "
+            f"operator key `demo` in {settings.keys_dir}; Ctrl-C to stop"
+        )
         try:
             while True:
-                all_alive(services)
+                all_alive([*services, *plane])
                 time.sleep(0.5)
         except KeyboardInterrupt:
             click.echo("stopping")
@@ -254,10 +265,10 @@ def ops_run(
 
 def _result_line(result: Any) -> str:
     where = f"{result.idc} via {result.master or '-'}" if result.stage == "result" else "control"
-    line = f"{result.command_id} {where}: {result.status}"
+    line = f"{result.command_id} {result.module or '?'} {where}: {result.status}"
     line += f" ({result.reason}: {result.detail})" if result.reason else ""
     for minion, ret in sorted(result.minions.items()):
-        line += f"\n  {minion}: {'ok' if ret.ok else 'FAILED'} {json.dumps(ret.output, default=str)[:200]}"
+        line += f"\n  {minion}: {'ok' if ret.ok else 'FAILED'} {json.dumps(ret.output, default=str)[:120]}"
     return line
 
 

@@ -8,22 +8,47 @@ from pathlib import Path
 from typing import Any
 
 import clickhouse
+from control.commands import Command, CommandResult
+from omstream.ops import DEMO_OPERATOR, new_command, run_and_wait
 from omstream.progress import progress_bar
 from omstream.report import build_report
 from omstream.settings import Settings
-from omstream.stack import broker, pipeline, state_path, wait_until_processed
+from omstream.stack import broker, control_plane, pipeline, state_path, wait_until_processed
 from stream.emitter import EmitReport, Emitter
 from stream.replay import Pacer, replay
 from stream.sources.generator import generate_csv
 from stream.sources.taobao import read_csv, sort_by_time
 
 _CONSUME_TIMEOUT_S = 900.0
+_OPS_TIMEOUT_S = 60.0
 
 
 @dataclass
 class DemoResult:
     emitted: EmitReport
     report: dict[str, Any]
+    ops: list[CommandResult]
+
+
+def demo_commands(settings: Settings) -> list[Command]:
+    """A few operations across both embedded IDCs, and one unsigned command the control service refuses."""
+    commands = [
+        new_command(settings, DEMO_OPERATOR, ["bj", "sh"], "*", "ping", {}),
+        new_command(settings, DEMO_OPERATOR, ["bj"], "*", "disk_usage", {}),
+        new_command(settings, DEMO_OPERATOR, ["sh"], "*", "cmd_allowlisted", {"name": "uptime"}),
+        new_command(settings, DEMO_OPERATOR, ["bj", "sh"], "*", "state_apply", {"state": "omstream_probe"}),
+    ]
+    unsigned = new_command(settings, DEMO_OPERATOR, ["bj"], "*", "grains", {}).model_copy(
+        update={"signature": ""}
+    )
+    return [*commands, unsigned]
+
+
+async def run_commands(settings: Settings, bootstrap: str, commands: list[Command]) -> list[CommandResult]:
+    """Each command's results, in the order the commands were given: admission first, then per IDC."""
+    results = [result async for result in run_and_wait(settings, bootstrap, commands, _OPS_TIMEOUT_S)]
+    order = {str(command.command_id): position for position, command in enumerate(commands)}
+    return sorted(results, key=lambda r: (order[r.command_id], r.stage != "received", r.idc))
 
 
 def generate_with_progress(out: Path, events: int, seed: int, dirty: bool) -> None:
@@ -62,15 +87,20 @@ def run_demo(settings: Settings, events: int, data: Path | None, seed: int) -> D
     if data is None:
         generate_with_progress(source, events, seed, dirty=True)
     ordered = time_ordered(source, settings)
-    with broker(settings) as bootstrap, pipeline(settings, bootstrap) as services:
+    with (
+        broker(settings) as bootstrap,
+        pipeline(settings, bootstrap) as services,
+        control_plane(settings, bootstrap) as plane,
+    ):
         emitted = asyncio.run(replay_file(ordered, settings, bootstrap, settings.pack_size))
         if emitted.failed:
             raise RuntimeError(f"{emitted.failed} events were not delivered: {emitted.errors[:3]}")
+        ops = asyncio.run(run_commands(settings, bootstrap, demo_commands(settings)))
         targets = produced_targets(settings, emitted)
-        wait_until_processed(settings, bootstrap, targets, _CONSUME_TIMEOUT_S, alive=services)
+        wait_until_processed(settings, bootstrap, targets, _CONSUME_TIMEOUT_S, alive=[*services, *plane])
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
-        return DemoResult(emitted, build_report(client, settings))
+        return DemoResult(emitted, build_report(client, settings), ops)
     finally:
         client.close()
 

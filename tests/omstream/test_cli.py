@@ -41,6 +41,13 @@ def test_help_everywhere(tmp_path: Path) -> None:
         ["worker"],
         ["sink"],
         ["bench", "ingest"],
+        ["control"],
+        ["master"],
+        ["ops"],
+        ["ops", "keygen"],
+        ["ops", "bootstrap"],
+        ["ops", "run"],
+        ["ops", "history"],
     )
     for command in commands:
         done = omstream(*command, "--help", state=tmp_path)
@@ -74,6 +81,10 @@ def test_demo_reports_exactly_what_an_independent_computation_finds(tmp_path: Pa
     assert report["realtime"]["hourly"] == hourly_activity(rows, "Asia/Shanghai")
     assert report["realtime"]["funnel_daily"] == funnel_daily(rows, "Asia/Shanghai")
     assert json.loads(demo.stdout)["daily"] == report["daily"]
+    outcomes = {(r["module"], r["idc"], r["status"]) for r in json.loads(demo.stdout)["ops"]}
+    assert ("ping", "bj", "succeeded") in outcomes and ("ping", "sh", "succeeded") in outcomes
+    assert ("grains", "", "rejected") in outcomes
+    assert not any(status in ("failed", "timeout") for _, _, status in outcomes)
 
 
 @pytest.mark.integration
@@ -107,6 +118,23 @@ def test_up_serves_other_commands_and_stops_everything_it_started_on_ctrl_c(tmp_
         data.write_text("1,2,3,pv,1511544070\n1,2,3,like,1511544070\n")
         replayed = omstream("replay", str(data), "--json", state=state)
         assert json.loads(replayed.stdout)["rejected"] == {"unknown_behavior": 1}
+        ping = omstream(
+            *[
+                "ops",
+                "run",
+                "--operator",
+                "demo",
+                "--idc",
+                "bj,sh",
+                "--target",
+                "*",
+                "--module",
+                "ping",
+                "--wait",
+            ],
+            state=state,
+        )
+        assert ping.returncode == 0 and ping.stdout.count(": succeeded") == 2, ping.stdout + ping.stderr
         up.send_signal(signal.SIGINT)
         assert up.wait(30) == 0
     finally:
