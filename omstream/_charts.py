@@ -63,6 +63,10 @@ def _funnel(report: Report, axes: Axes) -> None:
 
 def _retention(report: Report, axes: Axes) -> None:
     cohorts = report["retention"]
+    axes.set_title("Retention by cohort (first active day)")
+    if not cohorts:  # imshow needs at least one row
+        axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
+        return
     days = [f"d{n}" for n in range(1, 9)]
     grid = [[row[day] if row[day] is not None else float("nan") for day in days] for row in cohorts]
     image = axes.imshow(grid, cmap="YlGnBu", vmin=0.0, vmax=1.0, aspect="auto")
@@ -73,7 +77,6 @@ def _retention(report: Report, axes: Axes) -> None:
             if value == value:  # NaN (not observable yet) stays blank
                 axes.text(x, y, f"{value:.0%}", ha="center", va="center", fontsize=7)
     axes.figure.colorbar(image, ax=axes, label="retained share")
-    axes.set_title("Retention by cohort (first active day)")
 
 
 def _pareto(report: Report, axes: Axes) -> None:

@@ -190,3 +190,11 @@ def test_report_bench_times_a_tiny_run() -> None:
     result = run_report_bench(5_000)
     assert result["events"] == 5_000
     assert result["report_s"] > 0 and result["load_events_per_s"] > 0 and result["report_bytes"] > 1_000
+
+
+def test_an_empty_database_reports_empty_sections_in_every_format(tmp_path: Path) -> None:
+    result = report_of_generated(tmp_path / "state", 0, ReportOptions(arpu=1.0, cac=5.0))
+    json.dumps(result, allow_nan=False)
+    assert result["daily"] == [] and result["retention"] == [] and result["ltv"]["ltv"] is None
+    assert "Daily activity" in render_text(result)
+    assert write_html(result, tmp_path / "html").is_file()
