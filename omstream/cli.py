@@ -472,3 +472,17 @@ def bench_report(events: int, as_json: bool) -> None:
 
     result = run_report_bench(events)
     click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+@bench.command("control")
+@click.option("--sequential", default=200, show_default=True, type=click.IntRange(min=2))
+@click.option("--burst", default=2000, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def bench_control(sequential: int, burst: int, as_json: bool) -> None:
+    """Control plane: publish-to-result latency of pings to both IDCs, and sustained commands/s."""
+    from omstream._control_bench import run_control_bench
+
+    _terminate_as_interrupt()
+    result = run_control_bench(sequential, burst)
+    click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
