@@ -52,6 +52,9 @@ class SeenCommands:
     def __init__(self) -> None:
         self._expiry: dict[str, datetime.datetime] = {}
 
+    def remember(self, command_id: str, expires_at: datetime.datetime) -> None:
+        self._expiry[command_id] = expires_at
+
     def add(self, command: Command, now: datetime.datetime) -> None:
         command_id = str(command.command_id)
         if command_id in self._expiry:
@@ -59,6 +62,31 @@ class SeenCommands:
         if len(self._expiry) > 10_000:
             self._expiry = {key: expiry for key, expiry in self._expiry.items() if expiry >= now}
         self._expiry[command_id] = command.expires_at
+
+
+async def recall_admitted(bootstrap: str, results_topic: str, seen: SeenCommands) -> int:
+    """Re-learn, from `ops.results`, the commands admitted before a restart that have not expired yet:
+    a restarted service must still refuse their replays. Returns how many it recalled."""
+    now = datetime.datetime.now(datetime.UTC)
+    partition = TopicPartition(results_topic, 0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    recalled = 0
+    try:
+        consumer.assign([partition])
+        consumer.seek(partition, 0)
+        while True:
+            batches = await consumer.getmany(partition, timeout_ms=500)
+            for record in batches.get(partition, []):
+                result = CommandResult.model_validate_json(record.value or b"{}")
+                if result.status == "accepted" and result.expires_at and result.expires_at > now:
+                    seen.remember(result.command_id, result.expires_at)
+                    recalled += 1
+            # the fetch high-water mark, not ListOffsets: Tansu reports the latter low
+            if await consumer.position(partition) >= (consumer.highwater(partition) or 0):
+                return recalled
+    finally:
+        await consumer.stop()
 
 
 @dataclass
@@ -232,6 +260,8 @@ class ControlService:
             session_timeout_ms=int(settings.session_timeout_s * 1000),
             heartbeat_interval_ms=max(100, int(settings.session_timeout_s * 250)),
         )
+        recalled = await recall_admitted(bootstrap, settings.ops_results_topic, self._admission.seen)
+        log.info("recalled %d unexpired admitted commands", recalled)
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
         await self._producer.start()
         await consumer.start()
