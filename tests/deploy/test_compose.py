@@ -114,7 +114,7 @@ def test_long_running_services_have_healthchecks_and_one_shots_run_once(stack: d
     for name, service in services(stack).items():
         if name in ONE_SHOTS:
             assert service["restart"] == "no", name
-        elif not name.startswith("minion-"):
+        else:
             assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
