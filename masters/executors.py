@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import salt._logging
 import salt.client
 import salt.config
 import yaml
@@ -63,10 +64,17 @@ def write_minion_config(directory: Path, minion_id: str) -> Path:
     return path
 
 
+def _release_salt_log_buffer() -> None:
+    # Importing Salt installs a root handler that buffers every warning until the process exits; a
+    # long-running master would grow it forever. Hand its records to our logging and remove it.
+    salt._logging.shutdown_temp_handler()
+
+
 class CallerExecutor:
     """Masterless Salt (`salt.client.Caller`); calls are serialised because a Caller is not thread-safe."""
 
     def __init__(self, minion_config: Path) -> None:
+        _release_salt_log_buffer()
         self._caller = salt.client.Caller(mopts=salt.config.minion_config(str(minion_config)))
         self._minion_id = str(self._caller.opts["id"])
         self._lock = threading.Lock()
@@ -86,6 +94,7 @@ class LocalClientExecutor:
     """Salt `LocalClient` against a salt-master, created once the master reports itself ready."""
 
     def __init__(self, master_config: Path, ready_timeout: float = 60.0) -> None:
+        _release_salt_log_buffer()
         opts = salt.config.master_config(str(master_config))
         _wait_for(Path(opts["cachedir"]) / "health" / "ready", ready_timeout)
         self._client = salt.client.LocalClient(mopts=opts)
