@@ -437,6 +437,10 @@ def bench() -> None:
     """Benchmarks (performance targets live here, not in tests)."""
 
 
+def _print_figures(result: dict[str, Any], as_json: bool) -> None:
+    click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
 @bench.command("ingest")
 @click.option("--events", "-n", default=1_000_000, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -446,7 +450,7 @@ def bench_ingest(events: int, as_json: bool) -> None:
     from omstream.bench import run_ingest_bench
 
     result = run_ingest_bench(events)
-    click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    _print_figures(result, as_json)
 
 
 @bench.command("stream")
@@ -459,7 +463,7 @@ def bench_stream(events: int, as_json: bool) -> None:
 
     _terminate_as_interrupt()
     result = run_stream_bench(events)
-    click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    _print_figures(result, as_json)
 
 
 @bench.command("report")
@@ -471,7 +475,7 @@ def bench_report(events: int, as_json: bool) -> None:
     from omstream.bench import run_report_bench
 
     result = run_report_bench(events)
-    click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    _print_figures(result, as_json)
 
 
 @bench.command("control")
@@ -485,4 +489,4 @@ def bench_control(sequential: int, burst: int, as_json: bool) -> None:
 
     _terminate_as_interrupt()
     result = run_control_bench(sequential, burst)
-    click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    _print_figures(result, as_json)
