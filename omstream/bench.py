@@ -34,7 +34,7 @@ from stream.sources.taobao import sort_by_time
 EVENTS_STORED = "omstream_events_stored_total"  # the sink: raw events written to ClickHouse
 WORKER_EVENTS = "omstream_events_in_total"  # a worker: events whose take it has fully processed
 FLOOR_RESULT_PREFIX = "faust-floor-samples: "  # the floor's stdout may carry terminal codes too
-_POLL_S = 0.05
+_POLL_S = 0.2  # scraping a service's metrics costs it CPU: often enough to time, rarely enough not to slow it
 _SINGLE_MAX_EVENTS = 100_000  # one event per message runs at Faust's per-message rate: keep it short
 _RUN_TIMEOUT_S = 600.0
 _STALL_TIMEOUT_S = 120.0  # a crashed Faust agent can leave its process alive, doing nothing

@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     def resolved_clickhouse_dsn(self) -> str:
         return self.clickhouse_dsn or f"chdb://{self.chdb_dir}"
 
-    @property
+    @cached_property  # read for every message on the hot path
     def accept_range(self) -> tuple[int, int]:
         """Accepted event times as [from, to) Unix seconds."""
         return int(self.accept_from.timestamp()), int(self.accept_to.timestamp())

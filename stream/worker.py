@@ -90,6 +90,7 @@ class WindowWorker:
         self.sent_checkpoints: dict[int, Checkpoint] = {}
         self._lock = asyncio.Lock()  # a take and the flush timer never interleave
         self._in_flight: list[Awaitable[Any]] = []  # sends to wait for before acknowledging
+        self._accept_range = settings.accept_range
 
     def revoke(self, partitions: set[int]) -> None:
         """Forget revoked partitions: their next owner rebuilds them from the checkpoint."""
@@ -103,7 +104,10 @@ class WindowWorker:
             inputs: dict[int, PartitionInput] = defaultdict(PartitionInput)
             for event in batch:
                 self.held[event.message.partition].append(event)
-                await self._route(event, inputs[event.message.partition])
+                fields = decode_fields(event.value, self._accept_range)
+                into = inputs[event.message.partition]
+                if fields is None or not self._window(event, fields, into):
+                    await self._route_slowly(event, fields, into)
             metrics.MESSAGES_IN.inc(len(batch))
             await self._add_to_windows(inputs)
             due = time.monotonic() - self.last_flush >= self.settings.window_flush_seconds
@@ -116,23 +120,35 @@ class WindowWorker:
             if time.monotonic() - self.last_flush >= self.settings.window_flush_seconds:
                 await self._write_windows(everything=True)
 
-    async def _route(self, event: EventT, into: PartitionInput) -> None:
-        """Decode one message; window the events of users of this partition, re-route the others."""
+    def _window(self, event: EventT, fields: list[dict[str, Any]], into: PartitionInput) -> bool:
+        """The common case, without awaiting: every event valid and of a user of this partition."""
+        partition = event.message.partition
+        partition_of = self.partitioner
+        if any(partition_of(item["user_id"]) != partition for item in fields):
+            return False
+        into.offsets.append(event.message.offset)
+        index = len(into.offsets) - 1
+        into.events.extend(fields)
+        into.message_index.extend([index] * len(fields))
+        return True
+
+    async def _route_slowly(
+        self, event: EventT, fields: list[dict[str, Any]] | None, into: PartitionInput
+    ) -> None:
+        """A message with bad events (dead-lettered with their reason) or misrouted ones (re-routed)."""
         partition, offset = event.message.partition, event.message.offset
         into.offsets.append(offset)
         index = len(into.offsets) - 1
-        fields = decode_fields(event.value, self.settings.accept_range)
         if fields is None:  # some item is bad: take the slow path that says why
             fields = []
-            for position, result in enumerate(decode_message(event.value, self.settings.accept_range)):
+            for position, result in enumerate(decode_message(event.value, self._accept_range)):
                 if isinstance(result, Rejected):
                     origin = f"{self.settings.events_topic}/{partition}/{offset}/{position}"
                     await self._dead_letter(result, origin)
                 else:
                     fields.append(result.model_dump())
-        partition_of = self.partitioner
         for item in fields:
-            if partition_of(item["user_id"]) != partition:
+            if self.partitioner(item["user_id"]) != partition:
                 await self._reroute(Event.model_validate(item))
             else:  # a copy re-routed twice (its sender re-processed) is an exact duplicate: counted once
                 into.events.append(item)
