@@ -69,16 +69,22 @@ def _fields_of(model: type[BaseModel]) -> Any:
     return typed
 
 
-_EVENT_FIELDS_LIST: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(list[_fields_of(Event)])  # type: ignore[misc, arg-type]
+_EVENT_FIELDS = _fields_of(Event)
+_EVENT_FIELDS_ONE: TypeAdapter[dict[str, Any]] = TypeAdapter(_EVENT_FIELDS)
+_EVENT_FIELDS_LIST: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(list[_EVENT_FIELDS])  # type: ignore[valid-type]
 
 
 def decode_fields(value: bytes, accept_range: tuple[int, int]) -> list[dict[str, Any]] | None:
-    """The hot path: a batched message whose events are all valid and in the window, as dicts of
-    `Event`'s fields (optional ones may be absent); None otherwise: `decode_message` says why."""
-    if value[:1] != b"[":
-        return None
+    """The hot path: a message (one event or a batch) whose events are all valid and in the window, as
+    dicts of `Event`'s fields (optional ones may be absent); None otherwise: `decode_message` says why."""
+    opening = value[:1]
     try:
-        items: list[dict[str, Any]] = _EVENT_FIELDS_LIST.validate_json(value)
+        if opening == b"[":
+            items: list[dict[str, Any]] = _EVENT_FIELDS_LIST.validate_json(value)
+        elif opening == b"{":
+            items = [_EVENT_FIELDS_ONE.validate_json(value)]
+        else:
+            return None
     except ValidationError:
         return None
     start, end = accept_range

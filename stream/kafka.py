@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
@@ -70,3 +71,8 @@ class Partitioner:
             partition = (murmur2(str(user_id).encode()) & 0x7FFFFFFF) % self.partitions
             self._memo[user_id] = partition
         return partition
+
+    def all_to(self, user_ids: Iterable[int], partition: int) -> bool:
+        """Whether every user hashes to `partition` (the hot path: one call per message, not per user)."""
+        memo = self._memo
+        return all((memo[user] if user in memo else self(user)) == partition for user in user_ids)

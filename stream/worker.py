@@ -49,6 +49,7 @@ class PartitionInput:
         self.offsets: list[int] = []
         self.message_index: list[int] = []
         self.events: list[dict[str, Any]] = []  # the fields of each event (see `decode_fields`)
+        self.user_ids: list[int] = []
 
     def batch(self) -> Batch:
         def column(values: Sequence[int]) -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -58,7 +59,7 @@ class PartitionInput:
         return Batch(
             self.offsets,
             column(self.message_index),
-            column([event["user_id"] for event in events]),
+            column(self.user_ids),
             column([event["ts"] for event in events]),
             column([_CODE[event["behavior"]] for event in events]),
             column([event["item_id"] for event in events]),
@@ -122,13 +123,13 @@ class WindowWorker:
 
     def _window(self, event: EventT, fields: list[dict[str, Any]], into: PartitionInput) -> bool:
         """The common case, without awaiting: every event valid and of a user of this partition."""
-        partition = event.message.partition
-        partition_of = self.partitioner
-        if any(partition_of(item["user_id"]) != partition for item in fields):
+        user_ids = [item["user_id"] for item in fields]
+        if not self.partitioner.all_to(user_ids, event.message.partition):
             return False
         into.offsets.append(event.message.offset)
         index = len(into.offsets) - 1
         into.events.extend(fields)
+        into.user_ids.extend(user_ids)
         into.message_index.extend([index] * len(fields))
         return True
 
@@ -152,6 +153,7 @@ class WindowWorker:
                 await self._reroute(Event.model_validate(item))
             else:  # a copy re-routed twice (its sender re-processed) is an exact duplicate: counted once
                 into.events.append(item)
+                into.user_ids.append(item["user_id"])
                 into.message_index.append(index)
 
     async def _reroute(self, event: Event) -> None:
