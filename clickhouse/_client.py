@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import fcntl
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
@@ -12,7 +14,25 @@ class ClickHouseUnavailable(RuntimeError):
     """The DSN could not be opened (server down, or a chDB directory held by another process)."""
 
 
+def _held_by_another_process(directory: Path) -> bool:
+    """chDB, like ClickHouse, holds an exclusive lock on `<dir>/status` while a process has it open."""
+    try:
+        with (directory / "status").open("rb") as status:
+            fcntl.flock(status, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(status, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return False
+    except BlockingIOError:
+        return True
+    return False
+
+
 def connect(dsn: str) -> Client:
+    if dsn.startswith("chdb://") and _held_by_another_process(Path(dsn.removeprefix("chdb://"))):
+        raise ClickHouseUnavailable(
+            f"ClickHouse at {dsn} is open in another process (the sink of a running `omstream up`?): "
+            "stop it first, or set CLICKHOUSE_DSN to a ClickHouse server"
+        )
     try:
         return clickhouse_connect.get_client(dsn=dsn)
     except Exception as error:  # the driver raises many types; callers need one clear message
