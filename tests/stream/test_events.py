@@ -71,7 +71,7 @@ def test_the_fast_path_agrees_with_the_model_and_declines_anything_it_cannot_vou
     assert single is not None and [Event.model_validate(item) for item in single] == [
         Event.model_validate(GOOD)
     ]
-    for bad in ({**GOOD, "behavior": "like"}, {**GOOD, "ts": 5}, {**GOOD, "user_id": "1"}):
-        assert decode_fields(orjson.dumps(bad), WINDOW) is None
-        assert event_fields(orjson.dumps(bad), WINDOW) == []
+    for bad_event in ({**GOOD, "behavior": "like"}, {**GOOD, "ts": 5}, {**GOOD, "user_id": "1"}):
+        assert decode_fields(orjson.dumps(bad_event), WINDOW) is None
+        assert event_fields(orjson.dumps(bad_event), WINDOW) == []
     assert decode_fields(b" " + orjson.dumps(GOOD), WINDOW) is None  # unusual JSON: the model path decides
