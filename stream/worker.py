@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,8 +78,11 @@ class Topics:
 class WindowWorker:
     """The window state of the partitions assigned to this worker, and the processing of one take."""
 
-    def __init__(self, settings: Settings, bootstrap: str, topics: Topics) -> None:
+    def __init__(
+        self, settings: Settings, bootstrap: str, topics: Topics, generation: Callable[[], int | None]
+    ) -> None:
         self.settings = settings
+        self.generation = generation  # the consumer group generation (it changes with every rebalance)
         self.bootstrap = bootstrap
         self.topics = topics
         self.partitioner = Partitioner(settings.events_partitions)
@@ -93,17 +96,25 @@ class WindowWorker:
         self._in_flight: list[Awaitable[Any]] = []  # sends to wait for before acknowledging
         self._accept_range = settings.accept_range
 
-    def revoke(self, partitions: set[int]) -> None:
-        """Forget revoked partitions: their next owner rebuilds them from the checkpoint."""
-        for partition in partitions:
-            self.windows.pop(partition, None)
-            self.held.pop(partition, None)
-            self.sent_checkpoints.pop(partition, None)
+    async def revoke(self, partitions: set[int]) -> None:
+        """Forget revoked partitions: their next owner rebuilds them from the checkpoint.
+
+        A take in progress finishes first (the lock), so its rows and checkpoint are on Kafka before
+        this worker rejoins the group and the partition's next owner reads them.
+        """
+        async with self._lock:
+            for partition in partitions:
+                self.windows.pop(partition, None)
+                self.held.pop(partition, None)
+                self.sent_checkpoints.pop(partition, None)
 
     async def process(self, batch: Sequence[EventT]) -> None:
         async with self._lock:
             inputs: dict[int, PartitionInput] = defaultdict(PartitionInput)
+            generation = self.generation()
             for event in batch:
+                if event.message.generation_id != generation:
+                    continue  # fetched before a rebalance: the partition's owner now reads it again
                 self.held[event.message.partition].append(event)
                 fields = decode_fields(event.value, self._accept_range)
                 into = inputs[event.message.partition]
@@ -245,7 +256,8 @@ def build_worker_app(settings: Settings, bootstrap: str) -> faust.App:
         raw_topic(app, settings.windows_topic),
         raw_topic(app, settings.checkpoints_topic),
     )
-    worker = WindowWorker(settings, bootstrap, topics)
+
+    worker = WindowWorker(settings, bootstrap, topics, lambda: app.consumer_generation_id)
 
     async def compute_windows(stream: faust.StreamT[bytes]) -> None:
         # noack: the worker acknowledges a message only once no open window needs it (see module doc)
@@ -255,7 +267,7 @@ def build_worker_app(settings: Settings, bootstrap: str) -> faust.App:
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
-        worker.revoke({tp.partition for tp in revoked if tp.topic == settings.events_topic})
+        await worker.revoke({tp.partition for tp in revoked if tp.topic == settings.events_topic})
 
     app.agent(topics.events, name="compute_windows")(compute_windows)
     app.timer(settings.window_flush_seconds, name="flush_windows")(worker.flush)
