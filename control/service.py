@@ -12,11 +12,13 @@ import asyncio
 import datetime
 import json
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -219,26 +221,27 @@ class ControlService:
         await self._publish(result)
 
     async def _dispatch(self, command: Command, idc: str, request_json: str) -> CommandResult:
-        started = asyncio.get_running_loop().time()
+        started = time.monotonic()
+        outcome = await self._outcome(idc, request_json)
+        duration_ms = (time.monotonic() - started) * 1000
+        return CommandResult.about(command, stage="result", idc=idc, duration_ms=duration_ms, **outcome)
+
+    async def _outcome(self, idc: str, request_json: str) -> dict[str, Any]:
+        """The IDC's result set, or why there is none: every outcome is a result."""
         timeout = self._settings.ops_timeout_s
         try:
             reply = await asyncio.wait_for(self._idcs[idc].dispatch(request_json), timeout)
         except TimeoutError:
-            return CommandResult.about(
-                command, stage="result", status="timeout", idc=idc, reason="timeout",
-                detail=f"no result set from {idc} within {timeout:g} s",
-                duration_ms=(asyncio.get_running_loop().time() - started) * 1000,
-            )  # fmt: skip
+            return {"status": "timeout", "reason": "timeout", "detail": f"no result set within {timeout:g} s"}
         except MasterUnavailable as error:
-            return CommandResult.about(
-                command, stage="result", status="failed", idc=idc, reason="unreachable", detail=str(error),
-                duration_ms=(asyncio.get_running_loop().time() - started) * 1000,
-            )  # fmt: skip
-        return CommandResult.about(
-            command, stage="result", status=reply.status, idc=idc, master=reply.master,
-            reason="" if reply.status == "succeeded" else "failed", detail=reply.reason,
-            minions=reply.minions, duration_ms=(asyncio.get_running_loop().time() - started) * 1000,
-        )  # fmt: skip
+            return {"status": "failed", "reason": "unreachable", "detail": str(error)}
+        return {
+            "status": reply.status,
+            "reason": "" if reply.status == "succeeded" else "failed",
+            "detail": reply.reason,
+            "master": reply.master,
+            "minions": reply.minions,
+        }
 
     async def _publish(self, result: CommandResult) -> None:
         assert self._producer is not None
@@ -248,7 +251,7 @@ class ControlService:
             value=result.model_dump_json().encode(),
         )
 
-    async def run(self, bootstrap: str, ready: asyncio.Event | None = None) -> None:
+    async def run(self, bootstrap: str) -> None:
         settings = self._settings
         consumer = AIOKafkaConsumer(
             settings.ops_commands_topic,
@@ -266,8 +269,6 @@ class ControlService:
         await self._producer.start()
         await consumer.start()
         try:
-            if ready is not None:
-                ready.set()
             await self._consume(consumer)
         finally:
             await consumer.stop()
