@@ -85,8 +85,9 @@ def render_for_cluster(script: str, cluster: str) -> list[str]:
         create = _CREATE.match(statement)
         if create is None:
             raise ValueError(f"cannot render for a cluster (only CREATE TABLE/VIEW): {statement[:60]!r}")
-        if create["kind"].upper() == "TABLE" and _ENGINE.search(statement):
-            rendered += _replicated_and_distributed(statement, create, cluster)
+        engine = _ENGINE.search(statement) if create["kind"].upper() == "TABLE" else None
+        if engine is not None:
+            rendered += _replicated_and_distributed(statement, create, engine, cluster)
         else:
             rendered.append(_on_cluster(statement, create, create["name"], cluster))
     return rendered
@@ -96,11 +97,12 @@ def _on_cluster(statement: str, create: re.Match[str], name: str, cluster: str) 
     return f"{statement[: create.start('name')]}{name} ON CLUSTER {cluster}{statement[create.end() :]}"
 
 
-def _replicated_and_distributed(statement: str, create: re.Match[str], cluster: str) -> list[str]:
+def _replicated_and_distributed(
+    statement: str, create: re.Match[str], engine: re.Match[str], cluster: str
+) -> list[str]:
     name, local = create["name"], f"{create['name']}_local"
-    engine = _ENGINE.search(statement)
     order_by = _ORDER_BY.search(statement)
-    if engine is None or order_by is None:
+    if order_by is None:
         raise ValueError(f"table {name} has no MergeTree engine with ORDER BY")
     arguments_end, arguments = _parenthesised(statement, engine.end())
     replicated_arguments = [f"'/clickhouse/tables/{{shard}}/{{database}}/{local}'", "'{replica}'"]
