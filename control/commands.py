@@ -14,6 +14,15 @@ from masters.protocol import MinionReturn, Target
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
+class CommandRejected(ValueError):
+    """Why a command may not run: `reason` is a short code (`unsigned`, `forbidden_idc`, …), the message
+    says it in words. Every check of the control service raises it; each becomes a published result."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
 class Command(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

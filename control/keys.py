@@ -15,13 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from control.commands import Command
-
-
-class SignatureRejected(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
+from control.commands import Command, CommandRejected
 
 
 def generate_key(keys_dir: Path, registry: Path, operator: str, *, replace: bool = False) -> Path:
@@ -83,11 +77,11 @@ def sign(command: Command, key: Ed25519PrivateKey) -> Command:
 
 def verify(command: Command, operators: dict[str, Ed25519PublicKey]) -> None:
     if not command.signature:
-        raise SignatureRejected("unsigned", "the command carries no signature")
+        raise CommandRejected("unsigned", "the command carries no signature")
     public_key = operators.get(command.operator)
     if public_key is None:
-        raise SignatureRejected("unknown_operator", f"operator {command.operator!r} is not registered")
+        raise CommandRejected("unknown_operator", f"operator {command.operator!r} is not registered")
     try:
         public_key.verify(base64.b64decode(command.signature, validate=True), command.canonical())
     except (InvalidSignature, ValueError):
-        raise SignatureRejected("bad_signature", "the signature does not match the command") from None
+        raise CommandRejected("bad_signature", "the signature does not match the command") from None

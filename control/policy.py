@@ -8,16 +8,11 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from control.commands import Command
+from control.commands import Command, CommandRejected
 from masters import modules
+from omstream.errors import first_error
 
 DEFAULT_POLICY = Path(__file__).parent / "policy.yaml"
-
-
-class PolicyDenied(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 class Role(BaseModel):
@@ -58,19 +53,19 @@ class Policy(BaseModel):
         return self
 
     def check(self, command: Command) -> None:
-        """Raises PolicyDenied unless one of the operator's roles allows module, each IDC and target."""
+        """Raises CommandRejected unless one of the operator's roles allows module, each IDC and target."""
         roles = [self.roles[name] for name in self.operators.get(command.operator, [])]
         with_module = [role for role in roles if role.allows_module(command.module)]
         if not with_module:
-            raise PolicyDenied("forbidden_module", f"{command.operator} may not run {command.module}")
+            raise CommandRejected("forbidden_module", f"{command.operator} may not run {command.module}")
         for idc in command.idc:
             in_idc = [role for role in with_module if role.allows_idc(idc)]
             if not in_idc:
-                raise PolicyDenied(
+                raise CommandRejected(
                     "forbidden_idc", f"{command.operator} may not run {command.module} in {idc}"
                 )
             if not any(role.allows_target(command.target) for role in in_idc):
-                raise PolicyDenied(
+                raise CommandRejected(
                     "forbidden_target", f"{command.operator} may not target {command.target} in {idc}"
                 )
 
@@ -84,6 +79,4 @@ def load_policy(path: Path) -> Policy:
     except yaml.YAMLError as error:
         raise ValueError(f"policy {path}: not YAML: {str(error).splitlines()[0]}") from error
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ValueError(f"policy {path}: {where + ': ' if where else ''}{first['msg']}") from error
+        raise ValueError(f"policy {path}: {first_error(error)}") from error

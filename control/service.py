@@ -25,14 +25,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
 from control import metrics
-from control.commands import Command, CommandResult
+from control.commands import Command, CommandRejected, CommandResult
 from control.dispatch import Idc, MasterAddress, MasterClient, MasterUnavailable
-from control.keys import SignatureRejected, load_registry, verify
+from control.keys import load_registry, verify
 from control.pki import Pki
-from control.policy import DEFAULT_POLICY, Policy, PolicyDenied, load_policy
+from control.policy import DEFAULT_POLICY, Policy, load_policy
 from masters.modules import ModuleRejected, validate_args
 from masters.protocol import MasterRequest
 from masters.tls import client_context
+from omstream.errors import first_error
 from omstream.settings import Settings
 
 log = logging.getLogger("omstream.control")
@@ -40,12 +41,6 @@ log = logging.getLogger("omstream.control")
 # A command issued a little "in the future" is a clock skew, not an attack.
 _CLOCK_SKEW = datetime.timedelta(seconds=60)
 _MAX_IN_FLIGHT = 2000
-
-
-class Rejected(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 class SeenCommands:
@@ -60,7 +55,7 @@ class SeenCommands:
     def add(self, command: Command, now: datetime.datetime) -> None:
         command_id = str(command.command_id)
         if command_id in self._expiry:
-            raise Rejected("replayed", f"command {command_id} was already received")
+            raise CommandRejected("replayed", f"command {command_id} was already received")
         if len(self._expiry) > 10_000:
             self._expiry = {key: expiry for key, expiry in self._expiry.items() if expiry >= now}
         self._expiry[command_id] = command.expires_at
@@ -101,44 +96,36 @@ class Admission:
 
     def admit(self, raw: bytes, now: datetime.datetime) -> Command:
         command = _parse(raw)
-        try:
-            verify(command, self.operators)
-        except SignatureRejected as error:
-            raise Rejected(error.reason, str(error)) from None
+        verify(command, self.operators)
         self._check_times(command, now)
         self.seen.add(command, now)
         try:
             validate_args(command.module, command.args)
-            self.policy.check(command)
         except ModuleRejected as error:
-            reason = "unknown_module" if str(error).startswith("unknown module") else "bad_args"
-            raise Rejected(reason, str(error)) from None
-        except PolicyDenied as error:
-            raise Rejected(error.reason, str(error)) from None
+            raise CommandRejected(error.reason, str(error)) from None
+        self.policy.check(command)
         unknown = [idc for idc in command.idc if idc not in self.idcs]
         if unknown:
-            raise Rejected("unknown_idc", f"no masters configured for {', '.join(unknown)}")
+            raise CommandRejected("unknown_idc", f"no masters configured for {', '.join(unknown)}")
         return command
 
     def _check_times(self, command: Command, now: datetime.datetime) -> None:
         if command.expires_at <= now:
-            raise Rejected("expired", f"the command expired at {command.expires_at.isoformat()}")
+            raise CommandRejected("expired", f"the command expired at {command.expires_at.isoformat()}")
         if command.issued_at > now + _CLOCK_SKEW:
-            raise Rejected("not_yet_valid", f"issued in the future ({command.issued_at.isoformat()})")
+            raise CommandRejected("not_yet_valid", f"issued in the future ({command.issued_at.isoformat()})")
         if command.expires_at - command.issued_at > self.max_lifetime:
-            raise Rejected("lifetime_too_long", f"a command may live at most {self.max_lifetime}")
+            raise CommandRejected("lifetime_too_long", f"a command may live at most {self.max_lifetime}")
 
 
 def _parse(raw: bytes) -> Command:
     try:
         return Command.model_validate_json(raw)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise Rejected("malformed", f"{where + ': ' if where else ''}{first['msg']}") from None
+        raise CommandRejected("malformed", first_error(error)) from None
 
 
-def rejected_result(raw: bytes, error: Rejected) -> CommandResult:
+def rejected_result(raw: bytes, error: CommandRejected) -> CommandResult:
     """A rejection, about as much of the command as could be read (its id, at least, when present)."""
     try:
         body = json.loads(raw)
@@ -200,7 +187,7 @@ class ControlService:
         """Admit one command, publish that, then each IDC's result set as it arrives."""
         try:
             command = self._admission.admit(raw, datetime.datetime.now(datetime.UTC))
-        except Rejected as error:
+        except CommandRejected as error:
             metrics.COMMANDS.labels("rejected", error.reason).inc()
             await self._publish(rejected_result(raw, error))
             return

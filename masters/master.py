@@ -51,7 +51,7 @@ class Master:
         try:
             request = MasterRequest.model_validate_json(request_json)
         except ValidationError as error:
-            return self._failed(f"malformed request: {error.errors()[0]['msg']}")
+            return self.failure(f"malformed request: {error.errors()[0]['msg']}").model_dump_json()
         with self._guard:
             lock = self._running.setdefault(request.command_id, threading.Lock())
         with lock:  # a concurrent duplicate waits for the first run, then reads its reply
@@ -72,13 +72,11 @@ class Master:
     def _run(self, request: MasterRequest) -> MasterReply:
         started = time.perf_counter()
         if request.idc != self.idc:
-            return MasterReply(
-                status="failed", reason=f"wrong idc: this master serves {self.idc}", master=self.name
-            )
+            return self.failure(f"wrong idc: this master serves {self.idc}")
         try:
             call = salt_call(request.module, request.args, self._allowed)
         except ModuleRejected as error:
-            return MasterReply(status="failed", reason=str(error), master=self.name)
+            return self.failure(str(error))
         minions = self._executor.run(call, request.target, self._timeout)
         failed = sorted(minion for minion, ret in minions.items() if not ret.ok)
         status = "succeeded" if minions and not failed else "failed"
@@ -89,8 +87,9 @@ class Master:
             status=status, reason=reason, master=self.name, minions=minions, duration_ms=duration
         )
 
-    def _failed(self, reason: str) -> str:
-        return MasterReply(status="failed", reason=reason, master=self.name).model_dump_json()
+    def failure(self, reason: str) -> MasterReply:
+        """A request this master refuses to run, and why."""
+        return MasterReply(status="failed", reason=reason, master=self.name)
 
 
 def _failed_minions(failed: list[str], total: int) -> str:

@@ -13,7 +13,7 @@ from control.pki import Pki
 from masters import metrics
 from masters.executors import CallerExecutor, Executor, LocalClientExecutor, write_minion_config
 from masters.master import ALLOWLIST_FILE, Master, load_allowed
-from masters.protocol import RPYC_CONFIG, MasterReply
+from masters.protocol import RPYC_CONFIG
 from masters.tls import MutualTlsAuthenticator, server_context
 from omstream.settings import Settings
 
@@ -33,19 +33,8 @@ class MasterService(rpyc.Service):
     def exposed_execute(self, request_json: Any) -> str:
         # A netref (a live object of the client) would call back into the client: strings only.
         if type(request_json) is not str:
-            return MasterReply(
-                status="failed", reason="the request must be a JSON string", master=self._master.name
-            ).model_dump_json()
+            return self._master.failure("the request must be a JSON string").model_dump_json()
         return self._master.execute(request_json)
-
-
-class _CountingAuthenticator(MutualTlsAuthenticator):
-    def __call__(self, sock: Any) -> Any:
-        try:
-            return super().__call__(sock)
-        except Exception:
-            metrics.REFUSED.inc()
-            raise
 
 
 def build_server(master: Master, pki: Pki, host: str, port: int) -> ThreadedServer:
@@ -53,7 +42,7 @@ def build_server(master: Master, pki: Pki, host: str, port: int) -> ThreadedServ
         MasterService(master),
         hostname=host,
         port=port,
-        authenticator=_CountingAuthenticator(server_context(pki, master.name)),
+        authenticator=MutualTlsAuthenticator(server_context(pki, master.name)),
         protocol_config=RPYC_CONFIG,
         logger=logging.getLogger("omstream.master"),
     )

@@ -9,6 +9,7 @@ from typing import Any
 from rpyc.utils.authenticators import AuthenticationError
 
 from control.pki import CONTROL_CLIENT, Pki
+from masters import metrics
 
 
 def _context(purpose: int) -> ssl.SSLContext:
@@ -54,6 +55,7 @@ class MutualTlsAuthenticator:
         try:
             tls = self._context.wrap_socket(sock, server_side=True)
         except (ssl.SSLError, OSError) as error:
+            metrics.REFUSED.inc()
             raise AuthenticationError(f"TLS handshake refused: {error}") from error
         tls.settimeout(None)
         return tls, tls.getpeercert()

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
+from omstream.errors import first_error
+
 
 @dataclass(frozen=True)
 class SaltCall:
@@ -33,7 +35,12 @@ class Allowed:
 
 
 class ModuleRejected(ValueError):
-    """The module is unknown or its arguments are not acceptable; the message says why."""
+    """The module is unknown (`reason` unknown_module), its arguments fail its schema (bad_args), or
+    they name something the IDC does not allow (not_allowed); the message says why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class _OperationModule(Protocol):
@@ -54,7 +61,9 @@ def available() -> dict[str, ModuleType]:
 def _module(name: str) -> _OperationModule:
     module = available().get(name)
     if module is None:
-        raise ModuleRejected(f"unknown module {name!r} (known: {', '.join(sorted(available()))})")
+        raise ModuleRejected(
+            "unknown_module", f"unknown module {name!r} (known: {', '.join(sorted(available()))})"
+        )
     return module
 
 
@@ -62,9 +71,9 @@ def validate_args(name: str, args: dict[str, Any]) -> BaseModel:
     try:
         return _module(name).Args.model_validate(args)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "args"
-        raise ModuleRejected(f"bad args for {name}: {where}: {first['msg']}") from error
+        raise ModuleRejected(
+            "bad_args", f"bad args for {name}: {first_error(error, whole='args')}"
+        ) from error
 
 
 def salt_call(name: str, args: dict[str, Any], allowed: Allowed) -> SaltCall:

@@ -19,5 +19,5 @@ class Args(BaseModel):
 def salt_call(args: Args, allowed: Allowed) -> SaltCall:
     argv = allowed.commands.get(args.name)
     if argv is None:
-        raise ModuleRejected(f"command {args.name!r} is not on this IDC's allow-list")
+        raise ModuleRejected("not_allowed", f"command {args.name!r} is not on this IDC's allow-list")
     return SaltCall("cmd.run_all", (argv,), {"python_shell": False})

@@ -16,5 +16,5 @@ class Args(BaseModel):
 
 def salt_call(args: Args, allowed: Allowed) -> SaltCall:
     if args.state not in allowed.states:
-        raise ModuleRejected(f"state {args.state!r} is not on this IDC's allow-list")
+        raise ModuleRejected("not_allowed", f"state {args.state!r} is not on this IDC's allow-list")
     return SaltCall("state.apply", (args.state,), {"test": args.test})

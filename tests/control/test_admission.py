@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from control.commands import Command
+from control.commands import Command, CommandRejected
 from control.keys import generate_key, load_private_key, load_registry, sign
 from control.policy import DEFAULT_POLICY, load_policy
-from control.service import Admission, Rejected, rejected_result
+from control.service import Admission, rejected_result
 
 NOW = datetime.datetime.now(datetime.UTC)
 
@@ -50,7 +50,7 @@ def signer(tmp_path: Path, admission: Admission) -> Any:
 
 
 def reason_for(admission: Admission, raw: bytes) -> str:
-    with pytest.raises(Rejected) as error:
+    with pytest.raises(CommandRejected) as error:
         admission.admit(raw, NOW)
     return error.value.reason
 
@@ -90,7 +90,7 @@ def test_malformed_input_becomes_a_result_with_the_id_when_it_has_one(admission:
         b'{"command_id": "x"}',
         json.dumps({"command_id": str(uuid.UUID(int=5))}).encode(),
     ):
-        with pytest.raises(Rejected) as error:
+        with pytest.raises(CommandRejected) as error:
             admission.admit(raw, NOW)
         result = rejected_result(raw, error.value)
         assert (result.status, result.reason) == ("rejected", "malformed")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from control.commands import Command
-from control.keys import SignatureRejected, generate_key, load_private_key, load_registry, sign, verify
+from control.commands import Command, CommandRejected
+from control.keys import generate_key, load_private_key, load_registry, sign, verify
 
 NOW = datetime.datetime(2026, 11, 24, 8, 0, tzinfo=datetime.UTC)
 
@@ -66,7 +66,7 @@ def test_tampered_or_unsigned_commands_are_rejected(
 ) -> None:
     keys_dir, registry = keys
     signed = sign(command(), load_private_key(keys_dir, "alice"))
-    with pytest.raises(SignatureRejected) as error:
+    with pytest.raises(CommandRejected) as error:
         verify(tamper(signed), load_registry(registry))  # type: ignore[operator]
     assert error.value.reason == reason
 
@@ -78,7 +78,7 @@ def test_keygen_refuses_to_overwrite_unless_rotating(keys: tuple[Path, Path]) ->
         generate_key(keys_dir, registry, "alice")
     generate_key(keys_dir, registry, "alice", replace=True)
     signed = sign(command(), load_private_key(keys_dir, "alice"))
-    with pytest.raises(SignatureRejected):
+    with pytest.raises(CommandRejected):
         verify(signed, {"alice": old})
     assert (keys_dir / "alice.key").stat().st_mode & 0o777 == 0o600
 

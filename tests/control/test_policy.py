@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from control.commands import Command
-from control.policy import DEFAULT_POLICY, PolicyDenied, load_policy
+from control.commands import Command, CommandRejected
+from control.policy import DEFAULT_POLICY, load_policy
 
 POLICY = """
 roles:
@@ -73,7 +73,7 @@ def test_allowed(policy_file: Path, operator: str, module: str, idc: list[str], 
 def test_denied(
     policy_file: Path, operator: str, module: str, idc: list[str], target: str, reason: str
 ) -> None:
-    with pytest.raises(PolicyDenied) as error:
+    with pytest.raises(CommandRejected) as error:
         load_policy(policy_file).check(command(operator, module, idc, target))
     assert error.value.reason == reason
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 from aiokafka import TopicPartition
 
-from control.commands import Command, CommandResult
-from control.service import CommitTracker, Rejected, SeenCommands, recall_admitted
+from control.commands import Command, CommandRejected, CommandResult
+from control.service import CommitTracker, SeenCommands, recall_admitted
 from omstream.ops import publish
 from omstream.settings import Settings
 
@@ -44,7 +44,7 @@ def test_a_restarted_service_still_refuses_replays_of_unexpired_commands(
     )
     seen = SeenCommands()
     assert asyncio.run(recall_admitted(bootstrap, settings.ops_results_topic, seen)) == 1
-    with pytest.raises(Rejected, match="already received"):
+    with pytest.raises(CommandRejected, match="already received"):
         seen.add(live, NOW)
     seen.add(expired, NOW)  # its own expiry check rejects it; the replay memory need not keep it
 
