@@ -18,7 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from control.commands import Command, CommandResult
-from omstream.ops import DEMO_OPERATOR, ResultFollower, is_complete, new_command
+from omstream.ops import DEMO_OPERATOR, ResultFollower, ResultSets, new_command
 from omstream.progress import progress_bar
 from omstream.settings import Settings
 from omstream.stack import broker, control_plane
@@ -50,7 +50,7 @@ class _Session:
 
     async def run(self, commands: list[Command], on_complete: Any = None) -> dict[str, float]:
         """Publish `commands`; returns when each completed (monotonic seconds), failing on any failure."""
-        pending = {str(command.command_id): [] for command in commands}  # type: dict[str, list[CommandResult]]
+        result_sets = ResultSets(commands)
         for command in commands:
             await self._producer.send(self.settings.ops_commands_topic, command.model_dump_json().encode())
         await self._producer.flush()
@@ -59,12 +59,11 @@ class _Session:
         async with asyncio.timeout(120):
             while len(completed) < len(commands):
                 result = await anext(self._results)
-                if result.command_id not in pending or result.command_id in completed:
+                if result.command_id in completed or not result_sets.add(result):
                     continue
                 if result.status not in ("accepted", "succeeded"):
                     raise RuntimeError(f"command {result.command_id} {result.status}: {result.detail}")
-                pending[result.command_id].append(result)
-                if is_complete(pending[result.command_id], IDCS):
+                if result_sets.complete(result.command_id):
                     completed[result.command_id] = time.monotonic()
                     if on_complete:
                         on_complete(1)

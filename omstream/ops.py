@@ -14,6 +14,7 @@ from clickhouse_connect.driver.client import Client
 
 from clickhouse import query_rows
 from control.commands import Command, CommandResult
+from control.dispatch import MasterAddress
 from control.keys import generate_key, load_private_key, sign
 from control.pki import Pki, ensure_pki
 from masters.protocol import Target
@@ -25,12 +26,8 @@ EMBEDDED_MASTERS = {"bj": ["bj-1", "bj-2"], "sh": ["sh-1", "sh-2"]}
 
 
 def master_names(masters: dict[str, list[str]]) -> list[str]:
-    """Certificate names of the configured masters (`name@host:port` or `host:port`)."""
-    return [
-        address.rpartition("@")[0] or address.rpartition(":")[0]
-        for group in masters.values()
-        for address in group
-    ]
+    """Certificate names of the configured masters."""
+    return [MasterAddress.parse(address).name for group in masters.values() for address in group]
 
 
 def bootstrap_pki(settings: Settings) -> list[str]:
@@ -107,30 +104,45 @@ class ResultFollower:
                     yield CommandResult.model_validate_json(record.value or b"{}")
 
 
-def is_complete(results: Sequence[CommandResult], idcs: Sequence[str]) -> bool:
-    """A command's result set is complete once rejected, or once every IDC has answered."""
-    if any(result.status == "rejected" for result in results):
+class ResultSets:
+    """The results of some commands, gathered until each is complete: rejected, or answered by every IDC."""
+
+    def __init__(self, commands: Sequence[Command]) -> None:
+        self._idcs = {str(command.command_id): set(command.idc) for command in commands}
+        self._results: dict[str, list[CommandResult]] = {command_id: [] for command_id in self._idcs}
+
+    def add(self, result: CommandResult) -> bool:
+        """Keep a result of one of these commands; False for a result of any other."""
+        if result.command_id not in self._results:
+            return False
+        self._results[result.command_id].append(result)
         return True
-    return {result.idc for result in results if result.stage == "result"} >= set(idcs)
+
+    def complete(self, command_id: str) -> bool:
+        results = self._results[command_id]
+        if any(result.status == "rejected" for result in results):
+            return True
+        return {result.idc for result in results if result.stage == "result"} >= self._idcs[command_id]
+
+    def all_complete(self) -> bool:
+        return all(self.complete(command_id) for command_id in self._results)
 
 
 async def run_and_wait(
     settings: Settings, bootstrap: str, commands: Sequence[Command], timeout: float
 ) -> AsyncIterator[CommandResult]:
     """Publish `commands` and yield their results as they arrive, until each is complete or time is up."""
-    wanted = {str(command.command_id): command.idc for command in commands}
-    seen: dict[str, list[CommandResult]] = {command_id: [] for command_id in wanted}
+    result_sets = ResultSets(commands)
     async with ResultFollower(bootstrap, settings.ops_results_topic) as follower:
         await publish(
             bootstrap, settings.ops_commands_topic, [c.model_dump_json().encode() for c in commands]
         )
         async with asyncio.timeout(timeout):
             async for result in follower.results():
-                if result.command_id not in wanted:
+                if not result_sets.add(result):
                     continue
-                seen[result.command_id].append(result)
                 yield result
-                if all(is_complete(seen[cid], idcs) for cid, idcs in wanted.items()):
+                if result_sets.all_complete():
                     return
 
 

@@ -115,18 +115,18 @@ def control_plane(settings: Settings, bootstrap: str) -> Iterator[list[subproces
     bootstrap_pki(settings)
     with contextlib.ExitStack() as stack:
         processes: list[subprocess.Popen[bytes]] = []
+        ports: list[int] = []
         masters: dict[str, list[str]] = {}
         for idc, names in EMBEDDED_MASTERS.items():
-            masters[idc] = []
             for name in names:
-                port = free_port()
-                options = ("--idc", idc, "--name", name, "--port", str(port))
+                ports.append(free_port())
+                options = ("--idc", idc, "--name", name, "--port", str(ports[-1]))
                 processes.append(
                     stack.enter_context(service_process(settings, bootstrap, "master", name, *options))
                 )
-                masters[idc].append(f"{name}@{settings.master_host}:{port}")
-        for process, address in zip(processes, [a for group in masters.values() for a in group], strict=True):
-            _wait_for_port(process, address.rpartition("@")[2])
+                masters.setdefault(idc, []).append(f"{name}@{settings.master_host}:{ports[-1]}")
+        for process, port in zip(processes, ports, strict=True):  # they start in parallel
+            _wait_for_port(process, settings.master_host, port)
         control_settings = settings.model_copy(update={"masters": masters})
         processes.append(
             stack.enter_context(service_process(control_settings, bootstrap, "control", "control"))
@@ -134,17 +134,18 @@ def control_plane(settings: Settings, bootstrap: str) -> Iterator[list[subproces
         yield processes
 
 
-def _wait_for_port(process: subprocess.Popen[bytes], address: str, timeout: float = 60.0) -> None:
-    host, _, port = address.rpartition(":")
+def _wait_for_port(process: subprocess.Popen[bytes], host: str, port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         all_alive([process])
         try:
-            socket.create_connection((host, int(port)), timeout=0.2).close()
+            socket.create_connection((host, port), timeout=0.2).close()
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"a master did not listen on {address} within {timeout:.0f} s") from None
+                raise TimeoutError(
+                    f"a master did not listen on {host}:{port} within {timeout:.0f} s"
+                ) from None
             time.sleep(0.1)
 
 
