@@ -69,7 +69,7 @@ def build_report(client: Client, settings: Settings, options: ReportOptions | No
         "range": {"from": span["from"].isoformat(), "to": span["to"].isoformat()},
         "daily": rows("daily_activity"),
         "hourly": rows("hourly_activity"),
-        "behavior_totals": _behavior_totals(rows("behavior_totals")),
+        "behavior_totals": {behavior: funnel[behavior] for behavior in BEHAVIORS},
         "behavior_daily": rows("behavior_daily"),
         "anomalies": _anomalies(rows("pv_anomalies", k=ANOMALY_MADS)),
         "purchase_frequency": {
@@ -114,11 +114,6 @@ def _date_range(client: Client, timezone: str, options: ReportOptions) -> dict[s
     first = options.date_from or date.fromisoformat(span["first_day"])
     last = options.date_to or date.fromisoformat(span["last_day"])
     return {"tz": timezone, "from": first, "to": last}
-
-
-def _behavior_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
-    totals = {row["behavior"]: row["events"] for row in rows}
-    return {behavior: int(totals.get(behavior, 0)) for behavior in BEHAVIORS}
 
 
 def _anomalies(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
