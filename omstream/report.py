@@ -26,7 +26,6 @@ FUNNEL_WINDOW_S = 86_400
 RETENTION_RULE = {1: 0.40, 7: 0.20, 30: 0.10}  # the 40-20-10 rule: day-1, week and month retention
 RETENTION_CURVE_DAYS = 30
 LTV_HORIZON_DAYS = 365
-PARETO_SHARE = 0.8
 
 
 @dataclass(frozen=True)
