@@ -35,6 +35,7 @@ from masters.protocol import MasterRequest
 from masters.tls import client_context
 from omstream.errors import first_error
 from omstream.settings import Settings
+from stream.kafka import read_to_end
 
 log = logging.getLogger("omstream.control")
 
@@ -65,25 +66,13 @@ async def recall_admitted(bootstrap: str, results_topic: str, seen: SeenCommands
     """Re-learn, from `ops.results`, the commands admitted before a restart that have not expired yet:
     a restarted service must still refuse their replays. Returns how many it recalled."""
     now = datetime.datetime.now(datetime.UTC)
-    partition = TopicPartition(results_topic, 0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
-    await consumer.start()
     recalled = 0
-    try:
-        consumer.assign([partition])
-        consumer.seek(partition, 0)
-        while True:
-            batches = await consumer.getmany(partition, timeout_ms=500)
-            for record in batches.get(partition, []):
-                result = CommandResult.model_validate_json(record.value or b"{}")
-                if result.status == "accepted" and result.expires_at and result.expires_at > now:
-                    seen.remember(result.command_id, result.expires_at)
-                    recalled += 1
-            # the fetch high-water mark, not ListOffsets: Tansu reports the latter low
-            if await consumer.position(partition) >= (consumer.highwater(partition) or 0):
-                return recalled
-    finally:
-        await consumer.stop()
+    async for record in read_to_end(bootstrap, results_topic):
+        result = CommandResult.model_validate_json(record.value or b"{}")
+        if result.status == "accepted" and result.expires_at and result.expires_at > now:
+            seen.remember(result.command_id, result.expires_at)
+            recalled += 1
+    return recalled
 
 
 @dataclass

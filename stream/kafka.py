@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
@@ -76,3 +77,23 @@ class Partitioner:
         """Whether every user hashes to `partition` (the hot path: one call per message, not per user)."""
         memo = self._memo
         return all((memo[user] if user in memo else self(user)) == partition for user in user_ids)
+
+
+async def read_to_end(bootstrap: str, topic: str) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of a one-partition topic, from the first to the last there is now.
+
+    "The last" comes from a fetch's high-water mark: Tansu answers ListOffsets low after batched writes.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        consumer.seek(partition, 0)
+        while True:
+            for record in (await consumer.getmany(partition, timeout_ms=300)).get(partition, []):
+                yield record
+            if await consumer.position(partition) >= (consumer.highwater(partition) or 0):
+                return
+    finally:
+        await consumer.stop()

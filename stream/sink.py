@@ -1,9 +1,10 @@
 """The sink: the one process that writes ClickHouse (in embedded mode, the only one that opens chDB).
 
-It consumes, in its own consumer group, the events topic (raw events), the dead-letter topic and the
-workers' window results, writes each take in one batch per table, and only then lets Faust
-acknowledge it. Every table deduplicates on its key, so what a crash makes it write twice is stored
-once. After each write it publishes how far each source is stored (see `stream.processed`).
+It consumes, in its own consumer group, the events topic (raw events), the dead-letter topic, the
+workers' window results and the control plane's results (the `ops_audit` table), writes each take
+in one batch per table, and only then lets Faust acknowledge it. Every table deduplicates on its
+key, so what a crash makes it write twice is stored once. After each write it publishes how far
+each source is stored (see `stream.processed`).
 """
 
 from __future__ import annotations
