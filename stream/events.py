@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal, NotRequired
+from operator import attrgetter
+from typing import Annotated, Any, Literal, Protocol, cast
 
+import annotated_types
+import msgspec
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from typing_extensions import TypedDict
 
 Behavior = Literal["pv", "fav", "cart", "buy"]
 BEHAVIORS: tuple[Behavior, ...] = ("pv", "fav", "cart", "buy")
@@ -58,37 +60,74 @@ class Rejected:
 _EVENT_LIST = TypeAdapter(list[Event])
 
 
-def _fields_of(model: type[BaseModel]) -> Any:
-    """The model's fields and rules as a TypedDict: validating into dicts skips building models."""
-    fields = {}
+class EventFields(Protocol):
+    """An event's fields, read-only: what both `Event` and the hot path's decoding give."""
+
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def item_id(self) -> int: ...
+    @property
+    def category_id(self) -> int: ...
+    @property
+    def behavior(self) -> Behavior: ...
+    @property
+    def ts(self) -> int: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def event_id(self) -> str: ...
+
+
+def _msgspec_meta(rules: list[Any]) -> msgspec.Meta | None:
+    bounds: dict[str, int] = {}
+    for rule in rules:
+        if isinstance(rule, annotated_types.Ge):
+            bounds["ge"] = cast(int, rule.ge)
+        elif isinstance(rule, annotated_types.Lt):
+            bounds["le"] = cast(int, rule.lt) - 1  # msgspec's bounds must fit an int64: 2**63 does not
+        else:
+            raise TypeError(f"no msgspec equivalent of the rule {rule!r}")
+    return msgspec.Meta(ge=bounds.get("ge"), le=bounds.get("le")) if bounds else None
+
+
+def _as_struct(model: type[BaseModel]) -> type[msgspec.Struct]:
+    """The model's fields, types, bounds and defaults as a msgspec Struct: msgspec validates JSON
+    three times faster than pydantic, and the model stays the one definition of an event."""
+    fields: list[Any] = []
     for name, field in model.model_fields.items():
-        annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-        fields[name] = annotation if field.is_required() else NotRequired[annotation]
-    typed = TypedDict(f"{model.__name__}Fields", fields)  # type: ignore[misc]
-    typed.__pydantic_config__ = model.model_config  # type: ignore[attr-defined]
-    return typed
+        meta = _msgspec_meta(field.metadata)
+        annotation = Annotated[field.annotation, meta] if meta else field.annotation
+        fields.append((name, annotation) if field.is_required() else (name, annotation, field.default))
+    return msgspec.defstruct(f"{model.__name__}Fields", fields, frozen=True, gc=False)
 
 
-_EVENT_FIELDS = _fields_of(Event)
-_EVENT_FIELDS_ONE: TypeAdapter[dict[str, Any]] = TypeAdapter(_EVENT_FIELDS)
-_EVENT_FIELDS_LIST: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(list[_EVENT_FIELDS])  # type: ignore[valid-type]
+_EVENT_STRUCT = _as_struct(Event)
+_DECODE_ONE: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_EVENT_STRUCT)
+_DECODE_LIST: msgspec.json.Decoder[Any] = msgspec.json.Decoder(list[_EVENT_STRUCT])  # type: ignore[valid-type]
+_TS = attrgetter("ts")
 
 
-def decode_fields(value: bytes, accept_range: tuple[int, int]) -> list[dict[str, Any]] | None:
-    """The hot path: a message (one event or a batch) whose events are all valid and in the window, as
-    dicts of `Event`'s fields (optional ones may be absent); None otherwise: `decode_message` says why."""
+def decode_fields(value: bytes, accept_range: tuple[int, int]) -> list[EventFields] | None:
+    """The hot path: a message (one event or a batch) whose events are all valid and in the window;
+    None otherwise, and `decode_message` says why (it accepts all that this does, and more)."""
     opening = value[:1]
     try:
         if opening == b"[":
-            items: list[dict[str, Any]] = _EVENT_FIELDS_LIST.validate_json(value)
+            items: list[EventFields] = _DECODE_LIST.decode(value)
         elif opening == b"{":
-            items = [_EVENT_FIELDS_ONE.validate_json(value)]
+            items = [_DECODE_ONE.decode(value)]
         else:
             return None
-    except ValidationError:
+    except msgspec.DecodeError:  # not JSON, or not valid events (msgspec's ValidationError is one)
         return None
+    if not items:
+        return items
     start, end = accept_range
-    return items if all(start <= item["ts"] < end for item in items) else None
+    times = list(map(_TS, items))
+    return items if start <= min(times) and max(times) < end else None
 
 
 def classify_error(error: ValidationError) -> tuple[RejectReason, str]:
@@ -134,14 +173,15 @@ def decode_message(value: bytes, accept_range: tuple[int, int]) -> list[Event | 
     return [validate_item(item, accept_range) for item in items]
 
 
-def event_fields(value: bytes, accept_range: tuple[int, int]) -> list[dict[str, Any]]:
-    """The fields of the message's valid, in-window events (what the raw table stores)."""
-    fields = decode_fields(value, accept_range)
-    if fields is None:
-        fields = [
-            result.model_dump() for result in decode_message(value, accept_range) if isinstance(result, Event)
-        ]
-    return fields
+def as_event(fields: EventFields) -> Event:
+    if isinstance(fields, Event):
+        return fields
+    return Event.model_validate({name: getattr(fields, name) for name in Event.model_fields})
+
+
+def valid_events(value: bytes, accept_range: tuple[int, int]) -> list[Event]:
+    """The message's valid, in-window events, when some of its events are not (the slow path)."""
+    return [result for result in decode_message(value, accept_range) if isinstance(result, Event)]
 
 
 def encode_events(events: Sequence[Event]) -> bytes:

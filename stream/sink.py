@@ -24,13 +24,14 @@ from control.commands import CommandResult
 from omstream.settings import Settings
 from stream import metrics
 from stream.app import create_app, raw_topic
-from stream.events import event_fields
+from stream.events import EventFields, decode_fields, valid_events
 from stream.processed import encode_processed
 from stream.results import decode_results
 from stream.sinks.clickhouse import (
     DeadLetterRow,
     insert_audit_rows,
     insert_dead_letters,
+    insert_event_messages,
     insert_events,
     insert_window_rows,
 )
@@ -99,9 +100,19 @@ def build_sink_app(settings: Settings, bootstrap: str, client: Client) -> faust.
     async def store_events(stream: faust.StreamT[bytes]) -> None:
         # Bad input is the workers' to dead-letter (they see every message too); here it is skipped.
         async for batch in stream.take_events(settings.take_messages, within=settings.take_seconds):  # type: ignore[attr-defined]
-            rows = [row for event in batch for row in event_fields(event.value, accept_range)]
-            await writer.run(insert_events, rows)
-            metrics.EVENTS_STORED.inc(len(rows))
+            valid: list[bytes] = []
+            decoded: list[EventFields] = []
+            repaired: list[EventFields] = []
+            for event in batch:
+                fields = decode_fields(event.value, accept_range)
+                if fields is not None:
+                    valid.append(event.value)
+                    decoded += fields
+                else:  # some events are bad: the model path keeps the good ones
+                    repaired += valid_events(event.value, accept_range)
+            await writer.run(insert_event_messages, valid, decoded)
+            await writer.run(insert_events, repaired)
+            metrics.EVENTS_STORED.inc(len(decoded) + len(repaired))
             await published("raw", settings.events_topic, last_offsets(batch))
 
     async def store_dead_letters(stream: faust.StreamT[bytes]) -> None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import faust
@@ -28,8 +29,10 @@ from stream.checkpoints import encode_checkpoint, latest_checkpoints
 from stream.events import (
     BEHAVIORS,
     Event,
+    EventFields,
     Rejected,
     RejectReason,
+    as_event,
     decode_fields,
     decode_message,
     encode_events,
@@ -40,6 +43,9 @@ from stream.results import encode_results
 from stream.windows import Batch, Bucketer, Checkpoint, PartitionWindows
 
 _CODE = {behavior: code for code, behavior in enumerate(BEHAVIORS)}
+_USER, _ITEM, _CATEGORY, _BEHAVIOR, _TS = (
+    attrgetter(name) for name in ("user_id", "item_id", "category_id", "behavior", "ts")
+)
 
 
 class PartitionInput:
@@ -48,22 +54,23 @@ class PartitionInput:
     def __init__(self) -> None:
         self.offsets: list[int] = []
         self.message_index: list[int] = []
-        self.events: list[dict[str, Any]] = []  # the fields of each event (see `decode_fields`)
+        self.events: list[EventFields] = []
         self.user_ids: list[int] = []
 
     def batch(self) -> Batch:
-        def column(values: Sequence[int]) -> np.ndarray[Any, np.dtype[np.int64]]:
-            return np.fromiter(values, dtype=np.int64, count=len(values))
-
         events = self.events
+
+        def column(values: Iterable[int]) -> np.ndarray[Any, np.dtype[np.int64]]:
+            return np.fromiter(values, dtype=np.int64, count=len(events))
+
         return Batch(
             self.offsets,
             column(self.message_index),
             column(self.user_ids),
-            column([event["ts"] for event in events]),
-            column([_CODE[event["behavior"]] for event in events]),
-            column([event["item_id"] for event in events]),
-            column([event["category_id"] for event in events]),
+            column(map(_TS, events)),
+            column(map(_CODE.__getitem__, map(_BEHAVIOR, events))),
+            column(map(_ITEM, events)),
+            column(map(_CATEGORY, events)),
         )
 
 
@@ -132,9 +139,9 @@ class WindowWorker:
             if time.monotonic() - self.last_flush >= self.settings.window_flush_seconds:
                 await self._write_windows(everything=True)
 
-    def _window(self, event: EventT, fields: list[dict[str, Any]], into: PartitionInput) -> bool:
+    def _window(self, event: EventT, fields: list[EventFields], into: PartitionInput) -> bool:
         """The common case, without awaiting: every event valid and of a user of this partition."""
-        user_ids = [item["user_id"] for item in fields]
+        user_ids = list(map(_USER, fields))
         if not self.partitioner.all_to(user_ids, event.message.partition):
             return False
         into.offsets.append(event.message.offset)
@@ -145,7 +152,7 @@ class WindowWorker:
         return True
 
     async def _route_slowly(
-        self, event: EventT, fields: list[dict[str, Any]] | None, into: PartitionInput
+        self, event: EventT, fields: list[EventFields] | None, into: PartitionInput
     ) -> None:
         """A message with bad events (dead-lettered with their reason) or misrouted ones (re-routed)."""
         partition, offset = event.message.partition, event.message.offset
@@ -158,13 +165,13 @@ class WindowWorker:
                     origin = f"{self.settings.events_topic}/{partition}/{offset}/{position}"
                     await self._dead_letter(result, origin)
                 else:
-                    fields.append(result.model_dump())
+                    fields.append(result)
         for item in fields:
-            if self.partitioner(item["user_id"]) != partition:
-                await self._reroute(Event.model_validate(item))
+            if self.partitioner(item.user_id) != partition:
+                await self._reroute(as_event(item))
             else:  # a copy re-routed twice (its sender re-processed) is an exact duplicate: counted once
                 into.events.append(item)
-                into.user_ids.append(item["user_id"])
+                into.user_ids.append(item.user_id)
                 into.message_index.append(index)
 
     async def _reroute(self, event: Event) -> None:
@@ -186,7 +193,7 @@ class WindowWorker:
             batch = into.batch()
             late = state.add(batch)
             for position in np.flatnonzero(late).tolist():
-                event = Event.model_validate(into.events[position])
+                event = as_event(into.events[position])
                 offset = batch.offsets[batch.message_index[position]]
                 detail = f"ts={event.ts} is behind watermark {state.watermark} by more than the grace"
                 letter = Rejected(RejectReason.LATE, detail, encode_events([event]).decode())

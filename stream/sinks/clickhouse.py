@@ -8,12 +8,15 @@ delivery exactly-once in storage.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 
+from stream.events import EventFields
 from stream.metrics import INSERT_ROWS, INSERT_SECONDS
 from stream.windows import FunnelRow, WindowRow
 
@@ -36,11 +39,37 @@ def _timed_insert(client: Client, table: str, columns: Sequence[str], data: list
     INSERT_ROWS.labels(table).observe(len(data[0]))
 
 
-def insert_events(client: Client, events: Sequence[Mapping[str, Any]]) -> None:
-    """`events`: fields of valid events (`stream.events.event_fields`); absent optional ones are ''."""
+def insert_events(client: Client, events: Sequence[EventFields]) -> None:
     if events:
-        columns = [[event.get(name, "") for event in events] for name in EVENT_COLUMNS]
+        columns = [list(map(attrgetter(name), events)) for name in EVENT_COLUMNS]
         _timed_insert(client, "events", EVENT_COLUMNS, columns)
+
+
+def _json_rows(message: bytes) -> bytes:
+    """A message's events as JSONEachRow rows: the objects of a batch, commas between them and all."""
+    return message.rstrip()[1:-1] if message[:1] == b"[" else message
+
+
+def insert_event_messages(client: Client, messages: Sequence[bytes], events: Sequence[EventFields]) -> None:
+    """Messages whose every event is valid and in the window, stored as they are: ClickHouse parses JSON
+    faster than Python hands it columns. `events` are the same events decoded, stored column by column
+    when ClickHouse refuses the JSON (a repeated key, which the decoding reads as its last value)."""
+    if not messages:
+        return
+    started = time.perf_counter()
+    try:
+        summary = client.raw_insert(
+            "events",
+            EVENT_COLUMNS,
+            insert_block=b"\n".join(map(_json_rows, messages)),
+            fmt="JSONEachRow",
+            settings={"input_format_skip_unknown_fields": 1},
+        )
+    except DatabaseError:
+        insert_events(client, events)
+        return
+    INSERT_SECONDS.labels("events").observe(time.perf_counter() - started)
+    INSERT_ROWS.labels("events").observe(summary.written_rows)
 
 
 def _insert_dataclasses(client: Client, table: str, rows: Sequence[Any]) -> None:
