@@ -34,7 +34,8 @@ from stream.sources.taobao import sort_by_time
 EVENTS_STORED = "omstream_events_stored_total"  # the sink: raw events written to ClickHouse
 WORKER_EVENTS = "omstream_events_in_total"  # a worker: events whose take it has fully processed
 FLOOR_RESULT_PREFIX = "faust-floor-samples: "  # the floor's stdout may carry terminal codes too
-_POLL_S = 0.2  # scraping a service's metrics costs it CPU: often enough to time, rarely enough not to slow it
+_POLL_S = 0.2  # how often the end of a run is checked for
+_SCRAPE_S = 1.0  # scraping a service's metrics costs it CPU (several % at 5 Hz): not more often than this
 _SINGLE_MAX_EVENTS = 100_000  # one event per message runs at Faust's per-message rate: keep it short
 _RUN_TIMEOUT_S = 600.0
 _STALL_TIMEOUT_S = 120.0  # a crashed Faust agent can leave its process alive, doing nothing
@@ -90,15 +91,13 @@ def _first_counting(samples: Sequence[Sample]) -> int:
 def first_to_last_rate(samples: Sequence[Sample]) -> float:
     """Events per second from the first sample that counted events to the last one.
 
-    Events counted by the first such sample took time before it, so they are left out. When no later
-    sample counted more (a run too small to measure), it is all events over the time since the
-    sample before the first: a rough figure only.
+    Events counted by the first such sample took time before it, so they are left out, unless they
+    are more than half of all (a short run): then the rate runs from the sample before, which
+    counted none, and includes whatever else happened in between.
     """
-    first = _first_counting(samples)
-    start, end = samples[first], samples[-1]
-    if end.count > start.count:
-        return (end.count - start.count) / (end.at - start.at)
-    return end.count / (end.at - samples[first - 1].at)
+    first, end = _first_counting(samples), samples[-1]
+    start = samples[first] if samples[first].count <= end.count / 2 else samples[first - 1]
+    return (end.count - start.count) / (end.at - start.at)
 
 
 def run_ingest_bench(events: int) -> dict[str, Any]:
@@ -277,9 +276,11 @@ async def _follow_pipeline(
     async with ProcessedWatcher(bootstrap, settings.processed_topic) as watcher:
         while True:
             await watcher.poll(timeout_ms=round(_POLL_S * 1000))
-            worker, sink = _scrape(ports[0], WORKER_EVENTS), _scrape(ports[1], EVENTS_STORED)
-            samples.append(PipelineSample(time.monotonic(), worker, sink, peak_rss_mb(services[0].pid)))
-            if not watcher.behind(targets, stages):
+            done = not watcher.behind(targets, stages)
+            if done or time.monotonic() - samples[-1].at >= _SCRAPE_S:
+                worker, sink = _scrape(ports[0], WORKER_EVENTS), _scrape(ports[1], EVENTS_STORED)
+                samples.append(PipelineSample(time.monotonic(), worker, sink, peak_rss_mb(services[0].pid)))
+            if done:
                 return samples
             _check_progress(samples, services)
 

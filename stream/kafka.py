@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -73,10 +73,12 @@ class Partitioner:
             self._memo[user_id] = partition
         return partition
 
-    def all_to(self, user_ids: Iterable[int], partition: int) -> bool:
+    def all_to(self, user_ids: Sequence[int], partition: int) -> bool:
         """Whether every user hashes to `partition` (the hot path: one call per message, not per user)."""
-        memo = self._memo
-        return all((memo[user] if user in memo else self(user)) == partition for user in user_ids)
+        partitions = set(map(self._memo.get, user_ids))  # C-level loops: a message has hundreds of users
+        if None in partitions:
+            partitions = set(map(self, user_ids))
+        return partitions <= {partition}
 
 
 async def read_to_end(bootstrap: str, topic: str) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:

@@ -14,6 +14,11 @@ def test_rate_when_one_sample_counted_everything_uses_the_interval_before_it() -
     assert first_to_last_rate([Sample(0.0, 0), Sample(1.0, 0), Sample(1.5, 100)]) == 200.0
 
 
+def test_rate_when_the_first_sample_counted_most_events_includes_them() -> None:
+    # leaving out 990 of 1,000 events would time only the last ten
+    assert first_to_last_rate([Sample(0.0, 0), Sample(1.0, 0), Sample(2.0, 990), Sample(3.0, 1000)]) == 500.0
+
+
 def test_end_to_end_runs_from_the_worker_s_first_event_until_everything_is_stored() -> None:
     samples = [
         PipelineSample(0.0, worker=0, sink=0, rss_mb=0),
