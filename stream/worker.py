@@ -129,8 +129,11 @@ class WindowWorker:
                     await self._route_slowly(event, fields, into)
             metrics.MESSAGES_IN.inc(len(batch))
             await self._add_to_windows(inputs)
+            # a take that did not fill has caught up with the topic: write every open window now,
+            # rather than up to a flush interval later (what a live dashboard, or a replay, waits for)
+            caught_up = len(batch) < self.settings.take_messages
             due = time.monotonic() - self.last_flush >= self.settings.window_flush_seconds
-            await self._write_windows(everything=due)
+            await self._write_windows(everything=due or caught_up)
             metrics.EVENTS_IN.inc(sum(len(into.events) for into in inputs.values()))
 
     async def flush(self) -> None:
