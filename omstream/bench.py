@@ -277,7 +277,9 @@ async def _follow_pipeline(
         while True:
             await watcher.poll(timeout_ms=round(_POLL_S * 1000))
             done = not watcher.behind(targets, stages)
-            if done or time.monotonic() - samples[-1].at >= _SCRAPE_S:
+            # until the worker's first events, often: that moment is a figure of its own
+            interval = _SCRAPE_S if samples[-1].worker else _POLL_S
+            if done or time.monotonic() - samples[-1].at >= interval:
                 worker, sink = _scrape(ports[0], WORKER_EVENTS), _scrape(ports[1], EVENTS_STORED)
                 samples.append(PipelineSample(time.monotonic(), worker, sink, peak_rss_mb(services[0].pid)))
             if done:

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
 
     pack_size: int = Field(default=250, ge=1, description="events per batched Kafka message (emitter)")
     take_messages: int = Field(
-        default=400,
+        default=1_000,
         ge=1,
         description="Kafka messages per take of a worker or the sink (a message holds pack_size events)",
     )
