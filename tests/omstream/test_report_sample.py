@@ -23,7 +23,7 @@ def test_report_on_the_real_sample_equals_an_independent_computation(
     try:
         clickhouse.migrate(client)
         parsed = read_csv(taobao_sample, settings.accept_range)
-        insert_events(client, [event.model_dump() for event in parsed if isinstance(event, Event)])
+        insert_events(client, [event for event in parsed if isinstance(event, Event)])
         report = build_report(client, settings)
     finally:
         client.close()

@@ -68,10 +68,35 @@ def test_the_fast_path_agrees_with_the_model_and_declines_anything_it_cannot_vou
         assert decode_fields(orjson.dumps(bad), WINDOW) is None
         assert len(valid_events(orjson.dumps(bad), WINDOW)) == valid
     single = decode_fields(orjson.dumps(GOOD), WINDOW)  # one event per message takes the fast path too
-    assert single is not None and [as_event(item) for item in single] == [
-        Event.model_validate(GOOD)
-    ]
+    assert single is not None and [as_event(item) for item in single] == [Event.model_validate(GOOD)]
     for bad_event in ({**GOOD, "behavior": "like"}, {**GOOD, "ts": 5}, {**GOOD, "user_id": "1"}):
         assert decode_fields(orjson.dumps(bad_event), WINDOW) is None
         assert valid_events(orjson.dumps(bad_event), WINDOW) == []
     assert decode_fields(b" " + orjson.dumps(GOOD), WINDOW) is None  # unusual JSON: the model path decides
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {**GOOD, "user_id": 2**63 - 1},
+        {**GOOD, "user_id": 2**63},
+        {**GOOD, "user_id": -1},
+        {**GOOD, "user_id": True},
+        {**GOOD, "user_id": 1.0},
+        {**GOOD, "item_id": None},
+        {**GOOD, "channel": 5},
+        {**GOOD, "channel": None},
+        {**GOOD, "behavior": "PV"},
+        {**GOOD, "ts": WINDOW[1]},
+        {**GOOD, "ts": 2**64 - 1},
+        {**GOOD, "nested": {"user_id": "x"}},
+        {key: value for key, value in GOOD.items() if key != "category_id"},
+    ],
+)
+def test_the_fast_path_takes_an_event_only_as_the_model_reads_it(event: dict[str, object]) -> None:
+    from stream.events import as_event, decode_fields
+
+    for payload in (orjson.dumps(event), orjson.dumps([GOOD, event])):
+        fields = decode_fields(payload, WINDOW)
+        if fields is not None:
+            assert [as_event(item) for item in fields] == decode_message(payload, WINDOW)
