@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import faust
 from faust.tables import TableManager
 from mode import CrashingSupervisor
@@ -54,6 +56,14 @@ def create_app(settings: Settings, app_id: str, bootstrap: str) -> faust.App:
     )
 
 
+def _tune_garbage_collection() -> None:
+    """Collect cycles less often: a take holds lists of a quarter of a million events, and each young
+    collection walks them (6 % of a batched worker's time went to collections). What is loaded by now
+    lives as long as the process, so full collections need not walk it either."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
+
+
 def raw_topic(app: faust.App, name: str) -> faust.TopicT:
     """A topic of bytes: decoding is ours (orjson, pydantic), several times faster than Faust's codecs."""
     return app.topic(name, key_serializer="raw", value_serializer="raw")
@@ -61,5 +71,6 @@ def raw_topic(app: faust.App, name: str) -> faust.TopicT:
 
 def run_faust(app: faust.App, settings: Settings) -> None:
     """Run a Faust app (worker or sink) until SIGTERM/SIGINT; Faust handles both and stops cleanly."""
+    _tune_garbage_collection()
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
