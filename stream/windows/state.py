@@ -198,16 +198,28 @@ class PartitionWindows:
 
     def _tally(self, users: Int64s, ts: Int64s, codes: Int64s, offsets: Int64s, watermarks: Int64s) -> None:
         for kind, size in TUMBLING.items():
-            starts = self.bucketer.starts(size, ts)
-            for start, rows in _groups(starts):
+            # one pass of numpy per kind, then per window only what must touch its tally
+            starts, first, inverse = np.unique(
+                self.bucketer.starts(size, ts), return_index=True, return_inverse=True
+            )
+            counts = np.bincount(inverse * 4 + codes, minlength=4 * starts.size).reshape(-1, 4)
+            order = np.argsort(inverse, kind="stable")  # rows by window, in their original order
+            ends = np.cumsum(np.bincount(inverse)).tolist()
+            users_by_window = users[order].tolist()
+            begin = 0
+            for index, start in enumerate(starts.tolist()):
+                end = ends[index]
                 tally = self.tallies.get((kind, start))
                 if tally is None:
-                    tally = self._open(kind, start, int(offsets[rows[0]]), int(watermarks[rows[0]]))
-                tally.counts += np.bincount(codes[rows], minlength=4)
-                tally.users.update(users[rows].tolist())
+                    row = first[index]
+                    tally = self._open(kind, start, int(offsets[row]), int(watermarks[row]))
+                tally.counts += counts[index]
+                tally.users.update(users_by_window[begin:end])
                 if kind in FUNNEL_KINDS:
+                    rows = order[begin:end]
                     tally.funnel.append((users[rows], ts[rows], codes[rows]))
                 tally.dirty = True
+                begin = end
 
     def _open(self, kind: str, start: int, offset: int, watermark: int) -> Tally:
         tally = self.tallies[(kind, start)] = Tally(offset, watermark)
@@ -239,7 +251,7 @@ class PartitionWindows:
         return windows, funnels
 
     def _window_row(self, kind: str, start: int, counts: Int64s, uv: int, final: bool) -> WindowRow:
-        pv, fav, cart, buy = (int(count) for count in counts)
+        pv, fav, cart, buy = counts.tolist()
         return WindowRow(kind, start, self.partition, pv, fav, cart, buy, uv, int(final), self.last_offset)
 
     def _funnel_row(self, kind: str, start: int, tally: Tally, final: bool) -> FunnelRow:
@@ -289,14 +301,3 @@ class PartitionWindows:
             offset, watermark = self.last_offset + 1, self.watermark
         closed_before = max(self.close_point, self.final_horizon)
         return Checkpoint(self.partition, offset, watermark, closed_before, self.last_offset)
-
-
-def _groups(keys: Int64s) -> Iterator[tuple[int, Int64s]]:
-    """(key, row indices in their original order) per distinct key."""
-    unique, inverse = np.unique(keys, return_inverse=True)
-    if unique.size == 1:
-        yield int(unique[0]), np.arange(keys.size)
-        return
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.cumsum(np.bincount(inverse))[:-1]
-    yield from zip(unique.tolist(), np.split(order, bounds), strict=True)
