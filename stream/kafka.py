@@ -60,16 +60,23 @@ async def _wait_for_topics(admin: AIOKafkaAdminClient, names: list[str]) -> None
 
 
 class Partitioner:
-    """Kafka's default key partitioning (murmur2 of the key), memoised per user."""
+    """Kafka's default key partitioning (murmur2 of the key), memoised per user.
 
-    def __init__(self, partitions: int) -> None:
+    The memo is emptied when it reaches `memo_limit` users (about 90 MB at the default), so a
+    long-running worker's memory does not grow with the number of users it has ever seen.
+    """
+
+    def __init__(self, partitions: int, memo_limit: int = 1 << 20) -> None:
         self.partitions = partitions
+        self.memo_limit = memo_limit
         self._memo: dict[int, int] = {}
 
     def __call__(self, user_id: int) -> int:
         partition = self._memo.get(user_id)
         if partition is None:
             partition = (murmur2(str(user_id).encode()) & 0x7FFFFFFF) % self.partitions
+            if len(self._memo) >= self.memo_limit:
+                self._memo.clear()
             self._memo[user_id] = partition
         return partition
 
