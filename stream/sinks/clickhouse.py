@@ -32,11 +32,15 @@ class DeadLetterRow:
     payload: str
 
 
+def _observe_insert(table: str, started: float, rows: int) -> None:
+    INSERT_SECONDS.labels(table).observe(time.perf_counter() - started)
+    INSERT_ROWS.labels(table).observe(rows)
+
+
 def _timed_insert(client: Client, table: str, columns: Sequence[str], data: list[list[Any]]) -> None:
     started = time.perf_counter()
     client.insert(table, data, column_names=list(columns), column_oriented=True)
-    INSERT_SECONDS.labels(table).observe(time.perf_counter() - started)
-    INSERT_ROWS.labels(table).observe(len(data[0]))
+    _observe_insert(table, started, len(data[0]))
 
 
 def insert_events(client: Client, events: Sequence[EventFields]) -> None:
@@ -68,8 +72,7 @@ def insert_event_messages(client: Client, messages: Sequence[bytes], events: Seq
     except DatabaseError:
         insert_events(client, events)
         return
-    INSERT_SECONDS.labels("events").observe(time.perf_counter() - started)
-    INSERT_ROWS.labels("events").observe(summary.written_rows)
+    _observe_insert("events", started, summary.written_rows)
 
 
 def _insert_dataclasses(client: Client, table: str, rows: Sequence[Any]) -> None:
