@@ -100,3 +100,10 @@ def test_the_fast_path_takes_an_event_only_as_the_model_reads_it(event: dict[str
         fields = decode_fields(payload, WINDOW)
         if fields is not None:
             assert [as_event(item) for item in fields] == decode_message(payload, WINDOW)
+
+
+def test_the_read_only_view_of_an_event_names_every_field_of_the_model() -> None:
+    from stream.events import EventFields
+
+    properties = {name for name, value in vars(EventFields).items() if isinstance(value, property)}
+    assert properties == set(Event.model_fields)
