@@ -25,10 +25,12 @@ class ImmediateTableManager(TableManager):
 
 def create_app(settings: Settings, app_id: str, bootstrap: str) -> faust.App:
     """`app_id` is also the consumer group: the workers share one, the sink has its own."""
+    datadir = settings.state_dir / f"faust-{app_id}"
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust expects it to exist
     return faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
-        datadir=str(settings.state_dir / f"faust-{app_id}"),
+        datadir=str(datadir),
         # No tables or repartitioned streams: state lives in ClickHouse, so Faust needs no leader
         # topic, no changelogs and no recovery, each of which costs a rebalance or a wait at start.
         topic_disable_leader=True,

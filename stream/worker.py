@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
 import faust
 import numpy as np
-from faust.types import TP, EventT
+from faust.types import TP, EventT, Message
 
 from omstream.settings import Settings
 from stream import metrics
@@ -75,6 +75,26 @@ class PartitionInput:
 
 
 @dataclass(frozen=True)
+class Assignment:
+    """The partitions this worker may window now, and the group generation that assigned them.
+
+    A take can hold messages fetched before a rebalance and reach the worker after the revocation.
+    They are skipped, and the partition's next owner (perhaps this worker again) reads them from the
+    committed offset: windowed, they would reopen the partition from a later offset than the one
+    Kafka re-delivers from, and the re-delivered events would then count as late.
+    """
+
+    partitions: frozenset[int] = frozenset()
+    generation: int | None = None
+
+    def admits(self, message: Message) -> bool:
+        return message.generation_id == self.generation and message.partition in self.partitions
+
+    def without(self, revoked: set[int]) -> Assignment:
+        return Assignment(self.partitions - revoked, self.generation)
+
+
+@dataclass(frozen=True)
 class Topics:
     events: faust.TopicT
     dead_letters: faust.TopicT
@@ -85,11 +105,8 @@ class Topics:
 class WindowWorker:
     """The window state of the partitions assigned to this worker, and the processing of one take."""
 
-    def __init__(
-        self, settings: Settings, bootstrap: str, topics: Topics, generation: Callable[[], int | None]
-    ) -> None:
+    def __init__(self, settings: Settings, bootstrap: str, topics: Topics) -> None:
         self.settings = settings
-        self.generation = generation  # the consumer group generation (it changes with every rebalance)
         self.bootstrap = bootstrap
         self.topics = topics
         self.partitioner = Partitioner(settings.events_partitions)
@@ -102,6 +119,11 @@ class WindowWorker:
         self._lock = asyncio.Lock()  # a take and the flush timer never interleave
         self._in_flight: list[Awaitable[Any]] = []  # sends to wait for before acknowledging
         self._accept_range = settings.accept_range
+        self.assignment = Assignment()
+
+    async def assign(self, partitions: set[int], generation: int | None) -> None:
+        async with self._lock:
+            self.assignment = Assignment(frozenset(partitions), generation)
 
     async def revoke(self, partitions: set[int]) -> None:
         """Forget revoked partitions: their next owner rebuilds them from the checkpoint.
@@ -110,6 +132,7 @@ class WindowWorker:
         this worker rejoins the group and the partition's next owner reads them.
         """
         async with self._lock:
+            self.assignment = self.assignment.without(partitions)
             for partition in partitions:
                 self.windows.pop(partition, None)
                 self.held.pop(partition, None)
@@ -118,10 +141,9 @@ class WindowWorker:
     async def process(self, batch: Sequence[EventT]) -> None:
         async with self._lock:
             inputs: dict[int, PartitionInput] = defaultdict(PartitionInput)
-            generation = self.generation()
             for event in batch:
-                if event.message.generation_id != generation:
-                    continue  # fetched before a rebalance: the partition's owner now reads it again
+                if not self.assignment.admits(event.message):
+                    continue  # the partition's owner reads it again (see `Assignment`)
                 self.held[event.message.partition].append(event)
                 fields = decode_fields(event.value, self._accept_range)
                 into = inputs[event.message.partition]
@@ -189,6 +211,11 @@ class WindowWorker:
     async def _send(self, topic: faust.TopicT, value: bytes, **options: Any) -> None:
         self._in_flight.append(await topic.send(value=value, **options))
 
+    async def _sent(self) -> None:
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight)
+            self._in_flight.clear()
+
     async def _add_to_windows(self, inputs: dict[int, PartitionInput]) -> None:
         await self._open_new_partitions(set(inputs) - set(self.windows))
         for partition, into in inputs.items():
@@ -218,13 +245,16 @@ class WindowWorker:
             for payload in encode_results(windows, funnels, positions):
                 await self._send(self.topics.windows, payload)
             self.sent_positions = positions or self.sent_positions
+        # The rows (and re-routed events, dead letters) are on Kafka before a checkpoint says their
+        # windows are final, and the checkpoint before any message is acknowledged: a crash in between
+        # re-delivers the messages, and the next owner writes the rows again.
+        await self._sent()
         for checkpoint in checkpoints:
             if self.sent_checkpoints.get(checkpoint.partition) != checkpoint:
                 key = str(checkpoint.partition).encode()
                 await self._send(self.topics.checkpoints, encode_checkpoint(checkpoint), key=key)
                 self.sent_checkpoints[checkpoint.partition] = checkpoint
-        await asyncio.gather(*self._in_flight)  # on Kafka before any message is acknowledged
-        self._in_flight.clear()
+        await self._sent()
         for (kind, final), count in Counter((row.kind, row.final) for row in windows).items():
             metrics.WINDOW_ROWS.labels(kind, str(final)).inc(count)
         for checkpoint in checkpoints:
@@ -267,7 +297,7 @@ def build_worker_app(settings: Settings, bootstrap: str) -> faust.App:
         raw_topic(app, settings.checkpoints_topic),
     )
 
-    worker = WindowWorker(settings, bootstrap, topics, lambda: app.consumer_generation_id)
+    worker = WindowWorker(settings, bootstrap, topics)
 
     async def compute_windows(stream: faust.StreamT[bytes]) -> None:
         # noack: the worker acknowledges a message only once no open window needs it (see module doc)
@@ -275,9 +305,17 @@ def build_worker_app(settings: Settings, bootstrap: str) -> faust.App:
         async for batch in batches:
             await worker.process(batch)
 
+    def events_partitions(tps: set[TP]) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic == settings.events_topic}
+
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
-        await worker.revoke({tp.partition for tp in revoked if tp.topic == settings.events_topic})
+        await worker.revoke(events_partitions(revoked))
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def take_assigned(app: faust.App, assigned: set[TP], **_: Any) -> None:
+        # Faust sets the new generation before it sends this signal, and fetches only after it
+        await worker.assign(events_partitions(assigned), app.consumer_generation_id)
 
     app.agent(topics.events, name="compute_windows")(compute_windows)
     app.timer(settings.window_flush_seconds, name="flush_windows")(worker.flush)

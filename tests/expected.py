@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import gzip
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
@@ -70,20 +71,26 @@ def funnel_daily(rows: set[Row], timezone: str, conversion: int = 86_400) -> lis
     for day in sorted(by_day_user):
         reached = [0, 0, 0]
         for events in by_day_user[day].values():
-            level, last_pv, chain_start = 0, None, None
-            for ts, kind in sorted(events):
-                if kind == 0:
-                    last_pv, level = ts, max(level, 1)
-                elif kind == 1 and last_pv is not None and ts - last_pv <= conversion:
-                    chain_start, level = max(chain_start or last_pv, last_pv), max(level, 2)
-                elif kind == 2 and chain_start is not None and ts - chain_start <= conversion:
-                    level = 3
-            for index in range(level):
+            for index in range(_funnel_level(events, conversion)):
                 reached[index] += 1
         result.append(
             {"date": day, "pv_users": reached[0], "cart_users": reached[1], "buy_users": reached[2]}
         )
     return result
+
+
+def _funnel_level(events: list[tuple[int, int]], conversion: int) -> int:
+    """How far one user got: 1 with a pv, 2 with a cart within `conversion` of a pv, 3 with a buy within
+    `conversion` of that chain's pv (events as (ts, step 0/1/2), in any order)."""
+    level, last_pv, chain_start = 0, None, None
+    for ts, kind in sorted(events):
+        if kind == 0:
+            last_pv, level = ts, max(level, 1)
+        elif kind == 1 and last_pv is not None and ts - last_pv <= conversion:
+            chain_start, level = max(chain_start or last_pv, last_pv), max(level, 2)
+        elif kind == 2 and chain_start is not None and ts - chain_start <= conversion:
+            level = 3
+    return level
 
 
 # The report's acceptance figures, recomputed in plain Python from the same distinct rows.
@@ -223,3 +230,68 @@ def figures_of(report: dict[str, Any]) -> dict[str, object]:
         "retention": [pick(row, ("cohort_date", "users", "d1")) for row in report["retention"]],
         "repurchase_rate": pick(report["repurchase_rate"], ("buyers", "repurchasers", "repurchase_rate")),
     }
+
+
+# The stream layer's window rows, per source partition, recomputed from the distinct rows.
+
+MINUTE, HOUR = 60, 3_600
+WindowKey = tuple[str, int, int]  # kind, window start (Unix seconds), partition
+
+
+def _window(kind: str, ts: int, timezone: str) -> tuple[int, int]:
+    """The [start, end) of the tumbling window holding `ts`; days run from local midnight to midnight."""
+    if kind == "day":
+        day = _local_day(ts, timezone)
+        zone = ZoneInfo(timezone)
+        start, end = (datetime.combine(d, datetime.min.time(), zone) for d in (day, day + timedelta(days=1)))
+        return int(start.timestamp()), int(end.timestamp())
+    size = MINUTE if kind == "minute" else HOUR
+    return ts - ts % size, ts - ts % size + size
+
+
+def partition_windows(
+    rows: set[Row], partition_of: Any, timezone: str, grace: int, conversion: int = 86_400
+) -> tuple[dict[WindowKey, tuple[int, ...]], dict[WindowKey, tuple[int, ...]]]:
+    """What each partition's windows hold once all rows are processed in time order, as the workers
+    write them: (pv, fav, cart, buy, uv, final) per minute, hour, day and rolling-hour window, and
+    (pv users, cart users, buy users, final) per hour and day funnel. A window is final when its end is
+    at or before its partition's watermark (its newest event time) minus the grace; a rolling hour
+    (every minute-aligned hour that holds an event) is written only once final."""
+    by_partition: dict[int, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_partition[partition_of(row[0])].append(row)
+    windows: dict[WindowKey, tuple[int, ...]] = {}
+    funnels: dict[WindowKey, tuple[int, ...]] = {}
+    for partition, events in by_partition.items():
+        events.sort(key=lambda row: row[4])
+        close = events[-1][4] - grace
+        for kind in ("minute", "hour", "day"):
+            groups: dict[tuple[int, int], list[Row]] = defaultdict(list)
+            for row in events:
+                groups[_window(kind, row[4], timezone)].append(row)
+            for (start, end), members in groups.items():
+                final = int(end <= close)
+                windows[(kind, start, partition)] = (*_counts(members), final)
+                if kind != "minute":
+                    funnels[(kind, start, partition)] = (*_funnel_counts(members, conversion), final)
+        times = [row[4] for row in events]
+        starts = {ts - ts % MINUTE - HOUR + MINUTE * step for ts in times for step in range(1, 61)}
+        for start in sorted(start for start in starts if start + HOUR <= close):
+            inside = events[bisect.bisect_left(times, start) : bisect.bisect_left(times, start + HOUR)]
+            windows[("rolling_1h", start, partition)] = (*_counts(inside), 1)
+    return windows, funnels
+
+
+def _counts(rows: list[Row]) -> tuple[int, ...]:
+    counts = Counter(row[3] for row in rows)
+    return (*(counts[behavior] for behavior in BEHAVIORS), len({row[0] for row in rows}))
+
+
+def _funnel_counts(rows: list[Row], conversion: int) -> tuple[int, ...]:
+    step = {"pv": 0, "cart": 1, "buy": 2}
+    per_user: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for user, _, _, behavior, ts in rows:
+        if behavior in step:
+            per_user[user].append((ts, step[behavior]))
+    levels = [_funnel_level(events, conversion) for events in per_user.values()]
+    return tuple(sum(level > reached for level in levels) for reached in range(3))

@@ -7,13 +7,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
 
 import clickhouse
 from omstream.demo import replay_file
 from omstream.report import build_report
 from omstream.settings import Settings
+from omstream.stack import all_alive
 from stream.emitter import EmitReport
 from stream.processed import ProcessedWatcher
 from stream.replay import Pacer
@@ -73,3 +79,23 @@ def kill_when_processed(pid: int, settings: Settings, bootstrap: str, messages: 
 
     asyncio.run(wait())
     os.kill(pid, signal.SIGKILL)
+
+
+async def wait_for_members(
+    bootstrap: str, group: str, members: int, timeout: float, alive: Sequence[subprocess.Popen[bytes]] = ()
+) -> None:
+    """Until the consumer group is stable with `members` members (and the `alive` processes still run)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            all_alive(alive)
+            (response,) = await admin.describe_consumer_groups([group])
+            _, _, state, _, _, joined = response.groups[0]
+            if state == "Stable" and len(joined) == members:
+                return
+            assert time.monotonic() < deadline, f"group {group}: {state} with {len(joined)} members"
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()

@@ -7,17 +7,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from omstream.demo import produced_targets
 from omstream.settings import Settings
 from omstream.stack import pipeline, wait_until_processed
 from stream.replay import Pacer
-from tests.pipeline import assert_exact, kill_when_processed, ordered_sample, replay
+from tests.pipeline import assert_exact, kill_when_processed, ordered_sample, replay, wait_for_members
 
 pytestmark = pytest.mark.integration
 
@@ -60,20 +58,3 @@ def test_three_workers_on_six_partitions_one_killed_mid_stream_store_exact_resul
         targets = produced_targets(settings, emitted)
         wait_until_processed(settings, bootstrap, targets, 120, [sink, *survivors])
     assert_exact(settings, ordered_file)
-
-
-async def wait_for_members(bootstrap: str, group: str, members: int, timeout: float) -> None:
-    """Until the consumer group is stable with `members` members."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            (response,) = await admin.describe_consumer_groups([group])
-            _, _, state, _, _, joined = response.groups[0]
-            if state == "Stable" and len(joined) == members:
-                return
-            assert time.monotonic() < deadline, f"group {group}: {state} with {len(joined)} members"
-            await asyncio.sleep(0.2)
-    finally:
-        await admin.close()

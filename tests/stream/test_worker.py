@@ -2,8 +2,11 @@
 real-time windows exact, through replays, SIGKILLs, two workers and late input."""
 
 import asyncio
+import contextlib
 import random
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -11,14 +14,24 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from omstream.demo import produced_targets
+from omstream.embedded import stop_process
 from omstream.settings import Settings
-from omstream.stack import pipeline, service_process, wait_until_processed, worker_process
+from omstream.stack import pipeline, service_env, service_process, wait_until_processed, worker_process
+from stream.emitter import EmitReport, Emitter
 from stream.events import Event, encode_events
 from stream.kafka import Partitioner
 from stream.replay import Pacer
 from stream.sources.taobao import parse_line
 from tests.expected import behavior_totals, hourly_activity
-from tests.pipeline import assert_exact, expected, kill_when_processed, ordered_sample, replay, stored
+from tests.pipeline import (
+    assert_exact,
+    expected,
+    kill_when_processed,
+    ordered_sample,
+    replay,
+    stored,
+    wait_for_members,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -175,3 +188,40 @@ def test_bad_messages_and_misrouted_events_on_the_topic(
     assert report["behavior_totals"] == behavior_totals(rows)
     reasons = {(row["reason"], row["source"]): row["rejected"] for row in report["dead_letters"]}
     assert reasons == {("malformed", "stream"): 1, ("unknown_behavior", "stream"): 1}
+
+
+def test_services_started_on_a_fresh_state_dir_create_what_they_need(
+    settings: Settings, bootstrap: str, tmp_path: Path
+) -> None:
+    """`omstream worker` and `omstream sink` as an operator starts them, on a state dir that does not
+    exist yet (logs elsewhere): each creates what it needs, and together they store events."""
+    fresh = settings.model_copy(update={"state_dir": tmp_path / "new" / "state"})
+    with contextlib.ExitStack() as stack:
+        services = []
+        for command, group in (("worker", fresh.consumer_group), ("sink", fresh.sink_group)):
+            log = stack.enter_context((tmp_path / f"{command}.log").open("wb"))
+            process = subprocess.Popen(
+                [sys.executable, "-m", "omstream", command],
+                env=service_env(fresh, bootstrap),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            stack.callback(stop_process, process)
+            services.append(process)
+            # one at a time: the first alone finds no state dir at all
+            asyncio.run(wait_for_members(bootstrap, group, 1, timeout=60, alive=[process]))
+        events = [
+            Event(user_id=1, item_id=2, category_id=3, behavior="pv", ts=1_511_600_000 + i) for i in range(5)
+        ]
+        emitted = asyncio.run(_emit(fresh, bootstrap, events))
+        wait_until_processed(fresh, bootstrap, produced_targets(fresh, emitted), 120, services)
+    assert stored(fresh)["behavior_totals"]["pv"] == 5
+
+
+async def _emit(settings: Settings, bootstrap: str, events: list[Event]) -> EmitReport:
+    async with Emitter(
+        bootstrap, settings.events_topic, settings.dlq_topic, settings.accept_range
+    ) as emitter:
+        for event in events:
+            await emitter.emit(event)
+        return await emitter.flush()
