@@ -10,8 +10,8 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
 import pytest
 from matplotlib.image import imread
@@ -20,7 +20,7 @@ import clickhouse
 from omstream._charts import CHARTS
 from omstream._html import write_html
 from omstream.bench import load_generated, run_report_bench
-from omstream.report import ReportOptions, build_report, ltv, render_text
+from omstream.report import Report, ReportOptions, build_report, ltv, render_text
 from omstream.settings import Settings
 from stream.events import BEHAVIORS
 from stream.sources.generator import generate_chunks
@@ -28,11 +28,6 @@ from tests.expected import Row, figures_of, report_figures
 
 EVENTS, SEED = 200_000, 5
 TZ = "Asia/Shanghai"
-REQUIRED_KEYS = {
-    "timezone", "daily", "hourly", "behavior_totals", "anomalies", "purchase_frequency", "fav_to_buy",
-    "cart_to_buy", "category_sales_top", "category_pay_rate_top", "category_pareto", "retention",
-    "repurchase_rate", "funnel_counts", "funnel_users", "paths", "rfm", "ltv", "realtime", "dead_letters",
-}  # fmt: skip
 
 
 def generated_rows(events: int, seed: int) -> set[Row]:
@@ -44,75 +39,75 @@ def generated_rows(events: int, seed: int) -> set[Row]:
     return rows
 
 
-def report_of_generated(folder: Path, events: int, options: ReportOptions) -> dict[str, Any]:
+def report_of_generated(folder: Path, events: int, options: ReportOptions) -> Report:
     settings = Settings(state_dir=folder, kafka_bootstrap="", clickhouse_dsn="")
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
         clickhouse.migrate(client)
         load_generated(client, events, SEED)
-        return build_report(client, settings, options)
+        return build_report(client, settings.timezone, settings.funnel_conversion_seconds, options)
     finally:
         client.close()  # one chDB directory open per process at a time
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Report]:
     yield report_of_generated(tmp_path_factory.mktemp("state"), EVENTS, ReportOptions(arpu=0.5, cac=20.0))
 
 
-def test_json_report_has_every_required_section(report: dict[str, Any]) -> None:
-    assert set(report) >= REQUIRED_KEYS
-    assert set(report["realtime"]) == {"hourly", "funnel_daily"}
-    json.dumps(report, allow_nan=False)  # strict JSON: no NaN or infinity anywhere
+def test_json_report_has_every_section(report: Report) -> None:
+    assert list(report.as_json()) == [field.name for field in fields(Report)]
+    json.dumps(report.as_json(), allow_nan=False)  # strict JSON: no NaN or infinity anywhere
 
 
-def test_report_equals_an_independent_computation(report: dict[str, Any]) -> None:
+def test_report_equals_an_independent_computation(report: Report) -> None:
     rows = generated_rows(EVENTS, SEED)
     assert figures_of(report) == report_figures(rows, TZ)
 
 
-def test_generated_data_shows_the_taobao_patterns(report: dict[str, Any]) -> None:
-    peak = max(report["hourly"], key=lambda row: row["pv"])
+def test_generated_data_shows_the_taobao_patterns(report: Report) -> None:
+    peak = max(report.hourly, key=lambda row: row["pv"])
     assert peak["hour"] == 21
-    assert [row["date"] for row in report["anomalies"]] == ["2017-12-02"]
-    assert "MADs above the median" in report["anomalies"][0]["reason"]
-    assert 0.05 < report["funnel_counts"]["cart_per_pv"] < 0.07
-    pareto = report["category_pareto"]
-    assert pareto["categories_for_80pct"] < 0.5 * pareto["categories_with_sales"]
-    assert 2.5 < report["purchase_frequency"]["buys_per_buyer"] < 3.3
+    assert [row["date"] for row in report.anomalies] == ["2017-12-02"]
+    assert "MADs above the median" in report.anomalies[0]["reason"]
+    assert 0.05 < report.funnel_counts["cart_per_pv"] < 0.07
+    pareto = report.category_pareto
+    assert pareto.categories_for_80pct < 0.5 * pareto.categories_with_sales
+    buys_per_buyer = report.purchase_frequency.buys_per_buyer
+    assert buys_per_buyer is not None and 2.5 < buys_per_buyer < 3.3
 
 
-def test_report_sections_are_consistent_with_each_other(report: dict[str, Any]) -> None:
-    funnel, users = report["funnel_counts"], report["funnel_users"]
-    assert [funnel[b] for b in BEHAVIORS] == [report["behavior_totals"][b] for b in BEHAVIORS]
-    assert users["pv_users"] >= users["cart_users"] >= users["buy_users"] > 0
-    assert (
-        sum(segment["buyers"] for segment in report["rfm"]["segments"]) == report["repurchase_rate"]["buyers"]
-    )
-    assert report["fav_to_buy"]["overall"] == funnel["buy"] / funnel["fav"]
-    sales = [row["buys"] for row in report["category_sales_top"]]
+def test_report_sections_are_consistent_with_each_other(report: Report) -> None:
+    funnel, users = report.funnel_counts, report.funnel_users
+    assert [funnel[b] for b in BEHAVIORS] == [report.behavior_totals[b] for b in BEHAVIORS]
+    assert users.pv_users >= users.cart_users >= users.buy_users > 0
+    assert sum(segment["buyers"] for segment in report.rfm.segments) == report.repurchase_rate.buyers
+    assert report.fav_to_buy.overall == funnel["buy"] / funnel["fav"]
+    sales = [row["buys"] for row in report.category_sales_top]
     assert sales == sorted(sales, reverse=True)
-    rates = [row["pay_rate"] for row in report["category_pay_rate_top"]]
+    rates = [row["pay_rate"] for row in report.category_pay_rate_top]
     assert rates == sorted(rates, reverse=True)
-    assert all(row["visitors"] >= ReportOptions().min_visitors for row in report["category_pay_rate_top"])
-    top_sequences = report["paths"]["top_sequences"]
-    assert top_sequences[0]["sessions"] >= top_sequences[-1]["sessions"]
-    assert report["ltv"]["ltv"] == pytest.approx(report["ltv"]["lt_days"] * 0.5)
+    assert all(row["visitors"] >= ReportOptions().min_visitors for row in report.category_pay_rate_top)
+    top_sequences = report.paths.top_sequences
+    assert top_sequences[0].sessions >= top_sequences[-1].sessions
+    assert report.ltv.lt_days is not None and report.ltv.ltv == pytest.approx(report.ltv.lt_days * 0.5)
 
 
 def test_ltv_sums_observed_then_fitted_retention_and_finds_the_payback_day() -> None:
     curve = [{"day": day, "rate": 0.5} for day in range(1, 9)]  # flat: the fit stays at 0.5
     result = ltv(curve, arpu=2.0, cac=10.0)
-    assert result["lt_days"] == pytest.approx(1 + 365 * 0.5)
-    assert result["ltv"] == pytest.approx(2.0 * (1 + 365 * 0.5))
-    assert result["payback_days"] == 8  # 1 + 0.5 * 8 active days earn 2 * 5 = 10
+    assert result.lt_days == pytest.approx(1 + 365 * 0.5)
+    assert result.ltv == pytest.approx(2.0 * (1 + 365 * 0.5))
+    assert result.payback_days == 8  # 1 + 0.5 * 8 active days earn 2 * 5 = 10
     decaying = [{"day": day, "rate": 0.6 - 0.2 * math.log(day)} for day in range(1, 9)]
     fitted = ltv(decaying, arpu=None, cac=None)
-    assert fitted["fit"] == pytest.approx({"intercept": 0.6, "log_slope": -0.2})
-    assert fitted["lt_days"] < 1 + 20 and fitted["ltv"] is None and fitted["payback_days"] is None
+    assert fitted.fit is not None
+    assert (fitted.fit.intercept, fitted.fit.log_slope) == pytest.approx((0.6, -0.2))
+    assert fitted.lt_days is not None and fitted.lt_days < 1 + 20
+    assert fitted.ltv is None and fitted.payback_days is None
 
 
-def test_text_report_has_the_main_tables(report: dict[str, Any]) -> None:
+def test_text_report_has_the_main_tables(report: Report) -> None:
     text = render_text(report)
     for title in (
         "Daily activity",
@@ -133,7 +128,7 @@ def _chromium() -> str:
     return binary
 
 
-def test_html_report_renders_its_charts_in_headless_chromium(report: dict[str, Any], tmp_path: Path) -> None:
+def test_html_report_renders_its_charts_in_headless_chromium(report: Report, tmp_path: Path) -> None:
     page = write_html(report, tmp_path / "html")
     assert sorted(path.stem for path in page.parent.glob("*.png")) == sorted(CHARTS)
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -194,7 +189,7 @@ def test_report_bench_times_a_tiny_run() -> None:
 
 def test_an_empty_database_reports_empty_sections_in_every_format(tmp_path: Path) -> None:
     result = report_of_generated(tmp_path / "state", 0, ReportOptions(arpu=1.0, cac=5.0))
-    json.dumps(result, allow_nan=False)
-    assert result["daily"] == [] and result["retention"] == [] and result["ltv"]["ltv"] is None
+    json.dumps(result.as_json(), allow_nan=False)
+    assert result.daily == [] and result.retention == [] and result.ltv.ltv is None
     assert "Daily activity" in render_text(result)
     assert write_html(result, tmp_path / "html").is_file()
