@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 
 from omstream._charts import CHARTS, render_png
-from omstream.report import Report, Row, cell
+from omstream.report import Report, Row, cell, period
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
@@ -73,7 +73,7 @@ def _figures(report: Report) -> list[Row]:
 
 
 def _page(report: Report, charts: dict[str, str]) -> str:
-    period = f"{report.range.from_} to {report.range.to} ({report.timezone})"
+    days = f"{period(report)} ({report.timezone})"
     rule = [{"rule": day, **asdict(check)} for day, check in report.retention_rule.items()]
     sequences = [asdict(sequence) for sequence in report.paths.top_sequences]
     sections = [
@@ -90,7 +90,7 @@ def _page(report: Report, charts: dict[str, str]) -> str:
     body = "".join(f"<h2>{escape(title)}</h2>{content}" for title, content in sections)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>OMStream report {escape(period)}</title><style>{_STYLE}</style>"
+        f"<title>OMStream report {escape(days)}</title><style>{_STYLE}</style>"
         f"<script>{_CHECK_CHARTS}</script></head>"
-        f"<body><h1>OMStream report</h1><p>{escape(period)}</p>{body}</body></html>"
+        f"<body><h1>OMStream report</h1><p>{escape(days)}</p>{body}</body></html>"
     )

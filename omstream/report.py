@@ -25,6 +25,11 @@ RETENTION_RULE = {1: 0.40, 7: 0.20, 30: 0.10}  # the 40-20-10 rule: day-1, week 
 RETENTION_CURVE_DAYS = 30
 LTV_HORIZON_DAYS = 365
 PATH_SEPARATOR = " > "
+NO_DATA = (
+    "No data: ClickHouse has no events yet (load some with `omstream demo`, "
+    "or `omstream up` and `omstream replay FILE`)"
+)
+_EPOCH = date(1970, 1, 1)  # ClickHouse's first Date
 
 Row = dict[str, Any]  # a query's row, keyed by the SQL's own column names (the SQL defines them once)
 
@@ -155,7 +160,7 @@ class Report:
     """The report's sections, in the order of its JSON."""
 
     timezone: str
-    range: DateRange
+    range: DateRange | None  # None: no events and no days asked for
     daily: list[Row]
     hourly: list[Row]
     behavior_totals: dict[str, int]
@@ -228,7 +233,9 @@ def build_report(
     `funnel_window_s` of their first pv."""
     options = options or ReportOptions()
     span = _date_range(client, timezone, options)
-    catalogue = _Catalogue(client, {"tz": timezone, "from": span.from_, "to": span.to})
+    # Without events every range is empty, and the queries still give each section its empty form.
+    days = span or DateRange(_EPOCH, _EPOCH)
+    catalogue = _Catalogue(client, {"tz": timezone, "from": days.from_, "to": days.to})
     funnel = catalogue.row("funnel_counts")
     categories = _sales(catalogue, options, "sales", min_visitors=1)
     items = _items(catalogue, options, categories)
@@ -262,11 +269,16 @@ def build_report(
     )
 
 
-def _date_range(client: Client, timezone: str, options: ReportOptions) -> DateRange:
+def _date_range(client: Client, timezone: str, options: ReportOptions) -> DateRange | None:
+    """The days asked for, else the first / last day with events; None when neither gives both ends."""
     span = query_rows(client, "data_span", tz=timezone)[0]
-    first = options.date_from or date.fromisoformat(span["first_day"])
-    last = options.date_to or date.fromisoformat(span["last_day"])
-    return DateRange(first, last)
+    first = options.date_from or _day(span["first_day"])
+    last = options.date_to or _day(span["last_day"])
+    return DateRange(first, last) if first and last else None
+
+
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
 
 
 def _sales(
@@ -439,12 +451,17 @@ def _short_retention(rows: list[Row]) -> list[Row]:
     ]
 
 
+def period(report: Report) -> str:
+    """The report's days, as headings show them."""
+    return "no data" if report.range is None else f"{report.range.from_} to {report.range.to}"
+
+
 def render_text(report: Report) -> str:
     totals = [{"behavior": name, "events": count} for name, count in report.behavior_totals.items()]
-    period = f"{report.range.from_} to {report.range.to}"
     sections = [
+        *([[NO_DATA]] if report.range is None else []),
         _table(totals, "Behaviour totals"),
-        _table(report.daily, f"Daily activity ({report.timezone}, {period})"),
+        _table(report.daily, f"Daily activity ({report.timezone}, {period(report)})"),
         *_analysis_tables(report),
         _table(report.dead_letters, "Rejected input (dead letters)"),
     ]

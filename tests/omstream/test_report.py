@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import fields
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -191,5 +192,16 @@ def test_an_empty_database_reports_empty_sections_in_every_format(tmp_path: Path
     result = report_of_generated(tmp_path / "state", 0, ReportOptions(arpu=1.0, cac=5.0))
     json.dumps(result.as_json(), allow_nan=False)
     assert result.daily == [] and result.retention == [] and result.ltv.ltv is None
-    assert "Daily activity" in render_text(result)
+    text = render_text(result)
+    assert "Daily activity" in text
     assert write_html(result, tmp_path / "html").is_file()
+    # no days to report on, rather than the epoch that the empty database's min(ts) would give
+    assert result.range is None and result.as_json()["range"] is None
+    assert text.startswith("No data") and "1970" not in text
+    assert "1970" not in (tmp_path / "html" / "report.html").read_text()
+
+
+def test_a_range_asked_for_is_reported_even_without_data(tmp_path: Path) -> None:
+    days = ReportOptions(date_from=date(2017, 11, 26), date_to=date(2017, 11, 27))
+    result = report_of_generated(tmp_path / "state", 0, days)
+    assert result.as_json()["range"] == {"from": "2017-11-26", "to": "2017-11-27"}
