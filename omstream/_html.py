@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 
 from omstream._charts import CHARTS, render_png
-from omstream.report import Report, Row, cell, period
+from omstream.report import Report, Row, cell, items_title, period
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
@@ -84,6 +84,7 @@ def _page(report: Report, charts: dict[str, str]) -> str:
         ("Funnel", charts["funnel"] + _table([report.funnel_counts])),
         ("Retention", charts["retention"] + _table(rule)),
         ("Categories", charts["pareto"] + _table(report.category_sales_top)),
+        (items_title(report.items), _table(report.items.sales_top)),
         ("User paths", charts["paths"] + _table(sequences)),
         ("RFM segments", _table(report.rfm.segments)),
     ]

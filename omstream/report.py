@@ -284,10 +284,15 @@ def _day(text: str | None) -> date | None:
 def _sales(
     catalogue: _Catalogue, options: ReportOptions, order: str, min_visitors: int, category: int = 0
 ) -> list[Row]:
+    """The top categories, or with `category` the top items of that category, by `order`."""
     level = "item" if category else "category"
-    return catalogue.rows(
+    rows = catalogue.rows(
         "sales_stats", level=level, category=category, order=order, min_visitors=min_visitors, top=options.top
     )
+    if category:
+        return rows
+    # a category's row stands for all its items: the query's item_id is a placeholder 0 there
+    return [{column: value for column, value in row.items() if column != "item_id"} for row in rows]
 
 
 def _purchase_frequency(catalogue: _Catalogue) -> PurchaseFrequency:
@@ -451,6 +456,14 @@ def _short_retention(rows: list[Row]) -> list[Row]:
     ]
 
 
+def items_title(items: Items) -> str:
+    return (
+        "Top items by sales"
+        if items.category_id is None
+        else f"Top items of category {items.category_id} by sales"
+    )
+
+
 def period(report: Report) -> str:
     """The report's days, as headings show them."""
     return "no data" if report.range is None else f"{report.range.from_} to {report.range.to}"
@@ -485,6 +498,7 @@ def _analysis_tables(report: Report) -> list[list[str]]:
         _table([asdict(report.funnel_users)], "Funnel (users, ordered pv > cart > buy)"),
         _table([singles], "Key figures"),
         _table(report.category_sales_top, "Top categories by sales"),
+        _table(report.items.sales_top, items_title(report.items)),
         _table(_short_retention(report.retention), "Retention by cohort"),
         _table([asdict(sequence) for sequence in report.paths.top_sequences], "Top session paths"),
         _table(report.rfm.segments, "RFM segments"),

@@ -122,6 +122,19 @@ def test_text_report_has_the_main_tables(report: Report) -> None:
     assert "2017-12-02" in text
 
 
+def test_category_rows_have_no_item_column_and_item_rows_do(report: Report, tmp_path: Path) -> None:
+    for rows in (report.category_sales_top, report.category_pay_rate_top):
+        assert rows and all("item_id" not in row for row in rows)
+    assert report.items.sales_top and all(row["item_id"] > 0 for row in report.items.sales_top)
+    text = render_text(report)
+    assert text.split("Top categories by sales\n")[1].split()[:2] == ["category_id", "buys"]
+    items = text.split(f"Top items of category {report.items.category_id} by sales\n")[1]
+    assert items.split()[:3] == ["category_id", "item_id", "buys"]
+    html = write_html(report, tmp_path / "html").read_text()
+    assert "<th>category_id</th><th>buys</th>" in html
+    assert "<th>category_id</th><th>item_id</th><th>buys</th>" in html
+
+
 def _chromium() -> str:
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
