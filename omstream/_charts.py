@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Callable
+from itertools import pairwise
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from omstream.report import Report
+from omstream._sankey import Flow, draw_sankey
+from omstream.report import PATH_SEPARATOR, PathSequence, Report
+from stream.events import BEHAVIORS
 
 _SIZE = (9.0, 4.2)
 _DPI = 100
 _PV, _UV, _ACCENT = "#4C72B0", "#DD8452", "#C44E52"
+_END = "end"  # where a session's path stops
+_BEHAVIOR_COLORS = {"pv": _PV, "fav": "#55A868", "cart": _UV, "buy": _ACCENT, _END: "#AAAAAA"}
 
 
 def _daily(report: Report, axes: Axes) -> None:
@@ -91,12 +97,31 @@ def _pareto(report: Report, axes: Axes) -> None:
 
 
 def _paths(report: Report, axes: Axes) -> None:
-    transitions = report.paths.top_transitions[::-1]
-    labels = [f"{row.from_} > {row.to}" for row in transitions]
-    axes.barh(labels, [row.count for row in transitions], color=_PV)
-    axes.set_xlabel("transitions, all sessions")
-    gap = report.paths.session_gap_seconds // 60
-    axes.set_title(f"Top behaviour transitions within sessions (gap <= {gap} min)")
+    paths = report.paths
+    if not paths.top_sequences:
+        axes.set_title("Session paths")
+        axes.set_axis_off()
+        axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
+        return
+    share = sum(sequence.share for sequence in paths.top_sequences)
+    axes.set_title(
+        f"Session paths (gap <= {paths.session_gap_seconds // 60} min), step by step: "
+        f"the {len(paths.top_sequences)} most frequent, {share:.0%} of sessions"
+    )
+    flows = _path_flows(paths.top_sequences)
+    steps = max(flow.column for flow in flows) + 1
+    labels = [f"step {step}" for step in range(1, steps + 1)]
+    draw_sankey(axes, flows, order=[*BEHAVIORS, _END], colors=_BEHAVIOR_COLORS, column_labels=labels)
+
+
+def _path_flows(sequences: list[PathSequence]) -> list[Flow]:
+    """Sessions going from step N's behaviour to step N + 1's, or to the end of their path."""
+    flows: Counter[tuple[int, str, str]] = Counter()
+    for sequence in sequences:
+        steps = [*sequence.path.split(PATH_SEPARATOR), _END]
+        for column, (source, target) in enumerate(pairwise(steps)):
+            flows[column, source, target] += sequence.sessions
+    return [Flow(column, source, target, value) for (column, source, target), value in flows.items()]
 
 
 CHARTS: dict[str, Callable[[Report, Axes], None]] = {

@@ -12,14 +12,20 @@ import sys
 from collections.abc import Iterator
 from dataclasses import fields
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from matplotlib.image import imread
+from matplotlib.patches import PathPatch, Rectangle
+from matplotlib.path import Path as BezierPath
 
 import clickhouse
 from omstream._charts import CHARTS
 from omstream._html import write_html
+from omstream._sankey import NODE_WIDTH
 from omstream.bench import load_generated, run_report_bench
 from omstream.report import Report, ReportOptions, build_report, ltv, render_text
 from omstream.settings import Settings
@@ -133,6 +139,22 @@ def test_category_rows_have_no_item_column_and_item_rows_do(report: Report, tmp_
     html = write_html(report, tmp_path / "html").read_text()
     assert "<th>category_id</th><th>buys</th>" in html
     assert "<th>category_id</th><th>item_id</th><th>buys</th>" in html
+
+
+def test_paths_chart_is_a_sankey_of_the_top_sequences(report: Report) -> None:
+    axes = Figure().add_subplot()
+    CHARTS["paths"](report, axes)
+    bands = [patch.get_path() for patch in axes.patches if isinstance(patch, PathPatch)]
+    nodes = [patch for patch in axes.patches if isinstance(patch, Rectangle)]
+    paths = [[*sequence.path.split(" > "), None] for sequence in report.paths.top_sequences]  # None: its end
+    flows = {(step, *move) for path in paths for step, move in enumerate(pairwise(path))}
+    assert len(bands) == len(flows)
+    assert all(BezierPath.CURVE4 in np.asarray(band.codes) for band in bands)
+    # each session of step 1 goes on or ends: the bands leaving the first column are as high as its nodes
+    first_column = [node.get_height() for node in nodes if node.get_x() == 0]
+    outlines = [np.asarray(band.vertices) for band in bands]
+    leaving = [outline[0, 1] - outline[7, 1] for outline in outlines if outline[0, 0] == NODE_WIDTH]
+    assert sum(leaving) == pytest.approx(sum(first_column))
 
 
 def _chromium() -> str:
