@@ -34,6 +34,10 @@ _EPOCH = date(1970, 1, 1)  # ClickHouse's first Date
 Row = dict[str, Any]  # a query's row, keyed by the SQL's own column names (the SQL defines them once)
 
 
+class NoSchema(RuntimeError):
+    """ClickHouse has none of OMStream's tables: nothing was ever loaded there."""
+
+
 @dataclass(frozen=True)
 class DateRange:
     from_: date  # `from` in JSON (a Python keyword)
@@ -231,6 +235,8 @@ def build_report(
 ) -> Report:
     """The report over `options`' days in `timezone`; the ordered funnel counts a user's steps within
     `funnel_window_s` of their first pv."""
+    if not client.command("EXISTS TABLE distinct_events"):
+        raise NoSchema(NO_DATA)
     options = options or ReportOptions()
     span = _date_range(client, timezone, options)
     # Without events every range is empty, and the queries still give each section its empty form.

@@ -67,6 +67,13 @@ def test_unreachable_broker_is_one_clear_line(tmp_path: Path) -> None:
     assert "no Kafka broker" in one_line_error(omstream("replay", str(data), state=tmp_path))
 
 
+def test_report_before_any_data_is_one_line_saying_how_to_get_some(tmp_path: Path) -> None:
+    for format_ in ("text", "json", "html"):
+        done = omstream("report", "--format", format_, state=tmp_path / "fresh", CLICKHOUSE_DSN="")
+        error = one_line_error(done)
+        assert "no events yet" in error and "omstream demo" in error and "omstream replay" in error, format_
+
+
 @pytest.mark.integration
 def test_demo_reports_exactly_what_an_independent_computation_finds(tmp_path: Path) -> None:
     data = tmp_path / "events.csv.gz"
