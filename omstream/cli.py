@@ -58,6 +58,7 @@ def _terminate_as_interrupt() -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="omstream", prog_name="omstream", message="%(prog)s %(version)s")
 def main() -> None:
     """OMStream: user-behaviour analytics over Kafka, Faust and ClickHouse."""
 

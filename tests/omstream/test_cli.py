@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,11 @@ def test_help_everywhere(tmp_path: Path) -> None:
     for command in commands:
         done = omstream(*command, "--help", state=tmp_path)
         assert done.returncode == 0 and "Usage:" in done.stdout, command
+
+
+def test_version_is_the_installed_package_version(tmp_path: Path) -> None:
+    done = omstream("--version", state=tmp_path)
+    assert done.returncode == 0 and done.stdout == f"omstream {version('omstream')}\n"
 
 
 def test_missing_file_is_one_clear_line(tmp_path: Path) -> None:
