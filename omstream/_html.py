@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import asdict
 from html import escape
 from pathlib import Path
-from typing import Any
 
 from omstream._charts import CHARTS, render_png
-from omstream.report import cell
+from omstream.report import Report, Row, cell, items_title, period
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
@@ -27,7 +27,7 @@ window.addEventListener("load", () => {
 """
 
 
-def write_html(report: dict[str, Any], out: Path) -> Path:
+def write_html(report: Report, out: Path) -> Path:
     """Write `report.html` and one PNG per chart into `out`; returns the HTML's path."""
     out.mkdir(parents=True, exist_ok=True)
     charts = {}
@@ -45,7 +45,7 @@ def _chart(name: str, png: bytes) -> str:
     return f'<img class="chart" alt="{name} chart" src="data:image/png;base64,{data}">'
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def _table(rows: list[Row]) -> str:
     if not rows:
         return "<p>(none)</p>"
     head = "".join(f"<th>{escape(str(name))}</th>" for name in rows[0])
@@ -55,44 +55,43 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _figures(report: dict[str, Any]) -> list[dict[str, Any]]:
-    ltv, pareto = report["ltv"], report["category_pareto"]
+def _figures(report: Report) -> list[Row]:
+    ltv, pareto, repurchase = report.ltv, report.category_pareto, report.repurchase_rate
     return [
-        {"figure": "buys per buyer", "value": report["purchase_frequency"]["buys_per_buyer"]},
-        {"figure": "repurchase rate (" + report["repurchase_rate"]["definition"] + ")",
-         "value": report["repurchase_rate"]["repurchase_rate"]},
-        {"figure": "cart / pv", "value": report["funnel_counts"]["cart_per_pv"]},
-        {"figure": "fav-to-buy (buy / fav)", "value": report["fav_to_buy"]["overall"]},
-        {"figure": "cart-to-buy (buy / cart)", "value": report["cart_to_buy"]["overall"]},
-        {"figure": "categories with sales", "value": pareto["categories_with_sales"]},
-        {"figure": "categories making 80 % of sales", "value": pareto["categories_for_80pct"]},
-        {"figure": "LT (expected active days)", "value": ltv["lt_days"]},
-        {"figure": "LTV (LT x ARPU)", "value": ltv["ltv"]},
-        {"figure": "LTV / CAC", "value": ltv["ltv_to_cac"]},
-        {"figure": "payback (days)", "value": ltv["payback_days"]},
-    ]  # fmt: skip
+        {"figure": "buys per buyer", "value": report.purchase_frequency.buys_per_buyer},
+        {"figure": f"repurchase rate ({repurchase.definition})", "value": repurchase.repurchase_rate},
+        {"figure": "cart / pv", "value": report.funnel_counts["cart_per_pv"]},
+        {"figure": "fav-to-buy (buy / fav)", "value": report.fav_to_buy.overall},
+        {"figure": "cart-to-buy (buy / cart)", "value": report.cart_to_buy.overall},
+        {"figure": "categories with sales", "value": pareto.categories_with_sales},
+        {"figure": "categories making 80 % of sales", "value": pareto.categories_for_80pct},
+        {"figure": "LT (expected active days)", "value": ltv.lt_days},
+        {"figure": "LTV (LT x ARPU)", "value": ltv.ltv},
+        {"figure": "LTV / CAC", "value": ltv.ltv_to_cac},
+        {"figure": "payback (days)", "value": ltv.payback_days},
+    ]
 
 
-def _page(report: dict[str, Any], charts: dict[str, str]) -> str:
-    period = f"{report['range']['from']} to {report['range']['to']} ({report['timezone']})"
+def _page(report: Report, charts: dict[str, str]) -> str:
+    days = f"{period(report)} ({report.timezone})"
+    rule = [{"rule": day, **asdict(check)} for day, check in report.retention_rule.items()]
+    sequences = [asdict(sequence) for sequence in report.paths.top_sequences]
     sections = [
         ("Key figures", _table(_figures(report))),
-        ("Daily activity", charts["daily"] + _table(report["daily"])),
-        ("PV anomalies", _table(report["anomalies"])),
+        ("Daily activity", charts["daily"] + _table(report.daily)),
+        ("PV anomalies", _table(report.anomalies)),
         ("Hour of day", charts["hourly"]),
-        ("Funnel", charts["funnel"] + _table([report["funnel_counts"]])),
-        (
-            "Retention",
-            charts["retention"] + _table([{"rule": k, **v} for k, v in report["retention_rule"].items()]),
-        ),
-        ("Categories", charts["pareto"] + _table(report["category_sales_top"])),
-        ("User paths", charts["paths"] + _table(report["paths"]["top_sequences"])),
-        ("RFM segments", _table(report["rfm"]["segments"])),
+        ("Funnel", charts["funnel"] + _table([report.funnel_counts])),
+        ("Retention", charts["retention"] + _table(rule)),
+        ("Categories", charts["pareto"] + _table(report.category_sales_top)),
+        (items_title(report.items), _table(report.items.sales_top)),
+        ("User paths", charts["paths"] + _table(sequences)),
+        ("RFM segments", _table(report.rfm.segments)),
     ]
     body = "".join(f"<h2>{escape(title)}</h2>{content}" for title, content in sections)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>OMStream report {escape(period)}</title><style>{_STYLE}</style>"
+        f"<title>OMStream report {escape(days)}</title><style>{_STYLE}</style>"
         f"<script>{_CHECK_CHARTS}</script></head>"
-        f"<body><h1>OMStream report</h1><p>{escape(period)}</p>{body}</body></html>"
+        f"<body><h1>OMStream report</h1><p>{escape(days)}</p>{body}</body></html>"
     )

@@ -58,6 +58,7 @@ def _terminate_as_interrupt() -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="omstream", prog_name="omstream", message="%(prog)s %(version)s")
 def main() -> None:
     """OMStream: user-behaviour analytics over Kafka, Faust and ClickHouse."""
 
@@ -78,7 +79,7 @@ def demo(events: int, data: Path | None, seed: int, as_json: bool) -> None:
         raise FileNotFoundError(f"no such file: {data}")
     result = run_demo(Settings(), events, data, seed)
     emitted = result.emitted
-    summary = {"sent": emitted.sent, "rejected": dict(emitted.rejected), **result.report}
+    summary = {"sent": emitted.sent, "rejected": dict(emitted.rejected), **result.report.as_json()}
     if as_json:
         ops = [ops_result.model_dump(mode="json") for ops_result in result.ops]
         click.echo(json.dumps(summary | {"ops": ops}, default=str))
@@ -421,7 +422,7 @@ def report(
     settings = Settings()
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
-        result = build_report(client, settings, options)
+        result = build_report(client, settings.timezone, settings.funnel_conversion_seconds, options)
     finally:
         client.close()
     if fmt == "html" and not as_json:
@@ -429,7 +430,9 @@ def report(
 
         click.echo(f"wrote {write_html(result, out)} and its charts")
     else:
-        click.echo(json.dumps(result, default=str) if as_json or fmt == "json" else render_text(result))
+        click.echo(
+            json.dumps(result.as_json(), default=str) if as_json or fmt == "json" else render_text(result)
+        )
 
 
 @main.group()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import clickhouse
 from control.commands import Command, CommandResult
 from omstream.ops import DEMO_OPERATOR, new_command, run_and_wait
 from omstream.progress import progress_bar
-from omstream.report import build_report
+from omstream.report import Report, build_report
 from omstream.settings import Settings
 from omstream.stack import broker, control_plane, pipeline, state_path, wait_until_processed
 from stream.emitter import EmitReport, Emitter
@@ -26,7 +25,7 @@ _OPS_TIMEOUT_S = 60.0
 @dataclass
 class DemoResult:
     emitted: EmitReport
-    report: dict[str, Any]
+    report: Report
     ops: list[CommandResult]
 
 
@@ -100,7 +99,8 @@ def run_demo(settings: Settings, events: int, data: Path | None, seed: int) -> D
         wait_until_processed(settings, bootstrap, targets, _CONSUME_TIMEOUT_S, alive=[*services, *plane])
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
-        return DemoResult(emitted, build_report(client, settings), ops)
+        report = build_report(client, settings.timezone, settings.funnel_conversion_seconds)
+        return DemoResult(emitted, report, ops)
     finally:
         client.close()
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import bisect
 import gzip
 from collections import Counter, defaultdict
+from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from omstream.report import Report
 
 BEHAVIORS = ("pv", "fav", "cart", "buy")
 Row = tuple[int, int, int, str, int]
@@ -217,7 +221,7 @@ def report_figures(rows: set[Row], timezone: str) -> dict[str, object]:
     }
 
 
-def figures_of(report: dict[str, Any]) -> dict[str, object]:
+def figures_of(report: Report) -> dict[str, object]:
     """The report's acceptance figures: the sections compared whole, and the parts of the others that the
     independent computation covers (the Pareto summary, retention to day 1, the repurchase counts)."""
 
@@ -225,10 +229,17 @@ def figures_of(report: dict[str, Any]) -> dict[str, object]:
         return {key: row[key] for key in keys}
 
     return {
-        **{key: report[key] for key in ("behavior_totals", "daily", "hourly", "purchase_frequency")},
-        "category_pareto": pick(report["category_pareto"], ("categories_with_sales", "categories_for_80pct")),
-        "retention": [pick(row, ("cohort_date", "users", "d1")) for row in report["retention"]],
-        "repurchase_rate": pick(report["repurchase_rate"], ("buyers", "repurchasers", "repurchase_rate")),
+        "behavior_totals": report.behavior_totals,
+        "daily": report.daily,
+        "hourly": report.hourly,
+        "purchase_frequency": asdict(report.purchase_frequency),
+        "category_pareto": pick(
+            asdict(report.category_pareto), ("categories_with_sales", "categories_for_80pct")
+        ),
+        "retention": [pick(row, ("cohort_date", "users", "d1")) for row in report.retention],
+        "repurchase_rate": pick(
+            asdict(report.repurchase_rate), ("buyers", "repurchasers", "repurchase_rate")
+        ),
     }
 
 

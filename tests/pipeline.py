@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 import clickhouse
 from omstream.demo import replay_file
-from omstream.report import build_report
+from omstream.report import Report, build_report
 from omstream.settings import Settings
 from omstream.stack import all_alive
 from stream.emitter import EmitReport
@@ -35,10 +35,10 @@ def ordered_sample(folder: Path) -> Path:
     return folder / "ordered.csv"
 
 
-def stored(settings: Settings) -> dict[str, Any]:
+def stored(settings: Settings) -> Report:
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
-        return build_report(client, settings)
+        return build_report(client, settings.timezone, settings.funnel_conversion_seconds)
     finally:
         client.close()
 
@@ -52,11 +52,11 @@ def expected(path: Path, settings: Settings) -> dict[str, Any]:
     }
 
 
-def assert_exact(settings: Settings, path: Path) -> dict[str, Any]:
+def assert_exact(settings: Settings, path: Path) -> Report:
     report, truth = stored(settings), expected(path, settings)
-    assert report["behavior_totals"] == truth["behavior_totals"]
-    assert report["realtime"]["hourly"] == truth["hourly"]
-    assert report["realtime"]["funnel_daily"] == truth["funnel_daily"]
+    assert report.behavior_totals == truth["behavior_totals"]
+    assert report.realtime.hourly == truth["hourly"]
+    assert report.realtime.funnel_daily == truth["funnel_daily"]
     return report
 
 

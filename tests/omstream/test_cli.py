@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,11 @@ def test_help_everywhere(tmp_path: Path) -> None:
         assert done.returncode == 0 and "Usage:" in done.stdout, command
 
 
+def test_version_is_the_installed_package_version(tmp_path: Path) -> None:
+    done = omstream("--version", state=tmp_path)
+    assert done.returncode == 0 and done.stdout == f"omstream {version('omstream')}\n"
+
+
 def test_missing_file_is_one_clear_line(tmp_path: Path) -> None:
     assert "no such file" in one_line_error(omstream("replay", str(tmp_path / "nope.csv"), state=tmp_path))
     assert "no such file" in one_line_error(omstream("demo", "--data", "nope.csv", state=tmp_path))
@@ -65,6 +71,13 @@ def test_unreachable_broker_is_one_clear_line(tmp_path: Path) -> None:
     error = one_line_error(omstream("replay", str(data), state=tmp_path, KAFKA_BOOTSTRAP="127.0.0.1:9"))
     assert "unreachable at 127.0.0.1:9" in error
     assert "no Kafka broker" in one_line_error(omstream("replay", str(data), state=tmp_path))
+
+
+def test_report_before_any_data_is_one_line_saying_how_to_get_some(tmp_path: Path) -> None:
+    for format_ in ("text", "json", "html"):
+        done = omstream("report", "--format", format_, state=tmp_path / "fresh", CLICKHOUSE_DSN="")
+        error = one_line_error(done)
+        assert "no events yet" in error and "omstream demo" in error and "omstream replay" in error, format_
 
 
 @pytest.mark.integration

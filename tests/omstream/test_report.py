@@ -10,17 +10,24 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import fields
+from datetime import date
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from matplotlib.image import imread
+from matplotlib.patches import PathPatch, Rectangle
+from matplotlib.path import Path as BezierPath
 
 import clickhouse
 from omstream._charts import CHARTS
 from omstream._html import write_html
+from omstream._sankey import NODE_WIDTH
 from omstream.bench import load_generated, run_report_bench
-from omstream.report import ReportOptions, build_report, ltv, render_text
+from omstream.report import Report, ReportOptions, build_report, ltv, render_text
 from omstream.settings import Settings
 from stream.events import BEHAVIORS
 from stream.sources.generator import generate_chunks
@@ -28,11 +35,6 @@ from tests.expected import Row, figures_of, report_figures
 
 EVENTS, SEED = 200_000, 5
 TZ = "Asia/Shanghai"
-REQUIRED_KEYS = {
-    "timezone", "daily", "hourly", "behavior_totals", "anomalies", "purchase_frequency", "fav_to_buy",
-    "cart_to_buy", "category_sales_top", "category_pay_rate_top", "category_pareto", "retention",
-    "repurchase_rate", "funnel_counts", "funnel_users", "paths", "rfm", "ltv", "realtime", "dead_letters",
-}  # fmt: skip
 
 
 def generated_rows(events: int, seed: int) -> set[Row]:
@@ -44,75 +46,75 @@ def generated_rows(events: int, seed: int) -> set[Row]:
     return rows
 
 
-def report_of_generated(folder: Path, events: int, options: ReportOptions) -> dict[str, Any]:
+def report_of_generated(folder: Path, events: int, options: ReportOptions) -> Report:
     settings = Settings(state_dir=folder, kafka_bootstrap="", clickhouse_dsn="")
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
         clickhouse.migrate(client)
         load_generated(client, events, SEED)
-        return build_report(client, settings, options)
+        return build_report(client, settings.timezone, settings.funnel_conversion_seconds, options)
     finally:
         client.close()  # one chDB directory open per process at a time
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Report]:
     yield report_of_generated(tmp_path_factory.mktemp("state"), EVENTS, ReportOptions(arpu=0.5, cac=20.0))
 
 
-def test_json_report_has_every_required_section(report: dict[str, Any]) -> None:
-    assert set(report) >= REQUIRED_KEYS
-    assert set(report["realtime"]) == {"hourly", "funnel_daily"}
-    json.dumps(report, allow_nan=False)  # strict JSON: no NaN or infinity anywhere
+def test_json_report_has_every_section(report: Report) -> None:
+    assert list(report.as_json()) == [field.name for field in fields(Report)]
+    json.dumps(report.as_json(), allow_nan=False)  # strict JSON: no NaN or infinity anywhere
 
 
-def test_report_equals_an_independent_computation(report: dict[str, Any]) -> None:
+def test_report_equals_an_independent_computation(report: Report) -> None:
     rows = generated_rows(EVENTS, SEED)
     assert figures_of(report) == report_figures(rows, TZ)
 
 
-def test_generated_data_shows_the_taobao_patterns(report: dict[str, Any]) -> None:
-    peak = max(report["hourly"], key=lambda row: row["pv"])
+def test_generated_data_shows_the_taobao_patterns(report: Report) -> None:
+    peak = max(report.hourly, key=lambda row: row["pv"])
     assert peak["hour"] == 21
-    assert [row["date"] for row in report["anomalies"]] == ["2017-12-02"]
-    assert "MADs above the median" in report["anomalies"][0]["reason"]
-    assert 0.05 < report["funnel_counts"]["cart_per_pv"] < 0.07
-    pareto = report["category_pareto"]
-    assert pareto["categories_for_80pct"] < 0.5 * pareto["categories_with_sales"]
-    assert 2.5 < report["purchase_frequency"]["buys_per_buyer"] < 3.3
+    assert [row["date"] for row in report.anomalies] == ["2017-12-02"]
+    assert "MADs above the median" in report.anomalies[0]["reason"]
+    assert 0.05 < report.funnel_counts["cart_per_pv"] < 0.07
+    pareto = report.category_pareto
+    assert pareto.categories_for_80pct < 0.5 * pareto.categories_with_sales
+    buys_per_buyer = report.purchase_frequency.buys_per_buyer
+    assert buys_per_buyer is not None and 2.5 < buys_per_buyer < 3.3
 
 
-def test_report_sections_are_consistent_with_each_other(report: dict[str, Any]) -> None:
-    funnel, users = report["funnel_counts"], report["funnel_users"]
-    assert [funnel[b] for b in BEHAVIORS] == [report["behavior_totals"][b] for b in BEHAVIORS]
-    assert users["pv_users"] >= users["cart_users"] >= users["buy_users"] > 0
-    assert (
-        sum(segment["buyers"] for segment in report["rfm"]["segments"]) == report["repurchase_rate"]["buyers"]
-    )
-    assert report["fav_to_buy"]["overall"] == funnel["buy"] / funnel["fav"]
-    sales = [row["buys"] for row in report["category_sales_top"]]
+def test_report_sections_are_consistent_with_each_other(report: Report) -> None:
+    funnel, users = report.funnel_counts, report.funnel_users
+    assert [funnel[b] for b in BEHAVIORS] == [report.behavior_totals[b] for b in BEHAVIORS]
+    assert users.pv_users >= users.cart_users >= users.buy_users > 0
+    assert sum(segment["buyers"] for segment in report.rfm.segments) == report.repurchase_rate.buyers
+    assert report.fav_to_buy.overall == funnel["buy"] / funnel["fav"]
+    sales = [row["buys"] for row in report.category_sales_top]
     assert sales == sorted(sales, reverse=True)
-    rates = [row["pay_rate"] for row in report["category_pay_rate_top"]]
+    rates = [row["pay_rate"] for row in report.category_pay_rate_top]
     assert rates == sorted(rates, reverse=True)
-    assert all(row["visitors"] >= ReportOptions().min_visitors for row in report["category_pay_rate_top"])
-    top_sequences = report["paths"]["top_sequences"]
-    assert top_sequences[0]["sessions"] >= top_sequences[-1]["sessions"]
-    assert report["ltv"]["ltv"] == pytest.approx(report["ltv"]["lt_days"] * 0.5)
+    assert all(row["visitors"] >= ReportOptions().min_visitors for row in report.category_pay_rate_top)
+    top_sequences = report.paths.top_sequences
+    assert top_sequences[0].sessions >= top_sequences[-1].sessions
+    assert report.ltv.lt_days is not None and report.ltv.ltv == pytest.approx(report.ltv.lt_days * 0.5)
 
 
 def test_ltv_sums_observed_then_fitted_retention_and_finds_the_payback_day() -> None:
     curve = [{"day": day, "rate": 0.5} for day in range(1, 9)]  # flat: the fit stays at 0.5
     result = ltv(curve, arpu=2.0, cac=10.0)
-    assert result["lt_days"] == pytest.approx(1 + 365 * 0.5)
-    assert result["ltv"] == pytest.approx(2.0 * (1 + 365 * 0.5))
-    assert result["payback_days"] == 8  # 1 + 0.5 * 8 active days earn 2 * 5 = 10
+    assert result.lt_days == pytest.approx(1 + 365 * 0.5)
+    assert result.ltv == pytest.approx(2.0 * (1 + 365 * 0.5))
+    assert result.payback_days == 8  # 1 + 0.5 * 8 active days earn 2 * 5 = 10
     decaying = [{"day": day, "rate": 0.6 - 0.2 * math.log(day)} for day in range(1, 9)]
     fitted = ltv(decaying, arpu=None, cac=None)
-    assert fitted["fit"] == pytest.approx({"intercept": 0.6, "log_slope": -0.2})
-    assert fitted["lt_days"] < 1 + 20 and fitted["ltv"] is None and fitted["payback_days"] is None
+    assert fitted.fit is not None
+    assert (fitted.fit.intercept, fitted.fit.log_slope) == pytest.approx((0.6, -0.2))
+    assert fitted.lt_days is not None and fitted.lt_days < 1 + 20
+    assert fitted.ltv is None and fitted.payback_days is None
 
 
-def test_text_report_has_the_main_tables(report: dict[str, Any]) -> None:
+def test_text_report_has_the_main_tables(report: Report) -> None:
     text = render_text(report)
     for title in (
         "Daily activity",
@@ -126,6 +128,35 @@ def test_text_report_has_the_main_tables(report: dict[str, Any]) -> None:
     assert "2017-12-02" in text
 
 
+def test_category_rows_have_no_item_column_and_item_rows_do(report: Report, tmp_path: Path) -> None:
+    for rows in (report.category_sales_top, report.category_pay_rate_top):
+        assert rows and all("item_id" not in row for row in rows)
+    assert report.items.sales_top and all(row["item_id"] > 0 for row in report.items.sales_top)
+    text = render_text(report)
+    assert text.split("Top categories by sales\n")[1].split()[:2] == ["category_id", "buys"]
+    items = text.split(f"Top items of category {report.items.category_id} by sales\n")[1]
+    assert items.split()[:3] == ["category_id", "item_id", "buys"]
+    html = write_html(report, tmp_path / "html").read_text()
+    assert "<th>category_id</th><th>buys</th>" in html
+    assert "<th>category_id</th><th>item_id</th><th>buys</th>" in html
+
+
+def test_paths_chart_is_a_sankey_of_the_top_sequences(report: Report) -> None:
+    axes = Figure().add_subplot()
+    CHARTS["paths"](report, axes)
+    bands = [patch.get_path() for patch in axes.patches if isinstance(patch, PathPatch)]
+    nodes = [patch for patch in axes.patches if isinstance(patch, Rectangle)]
+    paths = [[*sequence.path.split(" > "), None] for sequence in report.paths.top_sequences]  # None: its end
+    flows = {(step, *move) for path in paths for step, move in enumerate(pairwise(path))}
+    assert len(bands) == len(flows)
+    assert all(BezierPath.CURVE4 in np.asarray(band.codes) for band in bands)
+    # each session of step 1 goes on or ends: the bands leaving the first column are as high as its nodes
+    first_column = [node.get_height() for node in nodes if node.get_x() == 0]
+    outlines = [np.asarray(band.vertices) for band in bands]
+    leaving = [outline[0, 1] - outline[7, 1] for outline in outlines if outline[0, 0] == NODE_WIDTH]
+    assert sum(leaving) == pytest.approx(sum(first_column))
+
+
 def _chromium() -> str:
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
@@ -133,7 +164,7 @@ def _chromium() -> str:
     return binary
 
 
-def test_html_report_renders_its_charts_in_headless_chromium(report: dict[str, Any], tmp_path: Path) -> None:
+def test_html_report_renders_its_charts_in_headless_chromium(report: Report, tmp_path: Path) -> None:
     page = write_html(report, tmp_path / "html")
     assert sorted(path.stem for path in page.parent.glob("*.png")) == sorted(CHARTS)
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -194,7 +225,18 @@ def test_report_bench_times_a_tiny_run() -> None:
 
 def test_an_empty_database_reports_empty_sections_in_every_format(tmp_path: Path) -> None:
     result = report_of_generated(tmp_path / "state", 0, ReportOptions(arpu=1.0, cac=5.0))
-    json.dumps(result, allow_nan=False)
-    assert result["daily"] == [] and result["retention"] == [] and result["ltv"]["ltv"] is None
-    assert "Daily activity" in render_text(result)
+    json.dumps(result.as_json(), allow_nan=False)
+    assert result.daily == [] and result.retention == [] and result.ltv.ltv is None
+    text = render_text(result)
+    assert "Daily activity" in text
     assert write_html(result, tmp_path / "html").is_file()
+    # no days to report on, rather than the epoch that the empty database's min(ts) would give
+    assert result.range is None and result.as_json()["range"] is None
+    assert text.startswith("No data") and "1970" not in text
+    assert "1970" not in (tmp_path / "html" / "report.html").read_text()
+
+
+def test_a_range_asked_for_is_reported_even_without_data(tmp_path: Path) -> None:
+    days = ReportOptions(date_from=date(2017, 11, 26), date_to=date(2017, 11, 27))
+    result = report_of_generated(tmp_path / "state", 0, days)
+    assert result.as_json()["range"] == {"from": "2017-11-26", "to": "2017-11-27"}

@@ -24,7 +24,7 @@ def test_report_on_the_real_sample_equals_an_independent_computation(
         clickhouse.migrate(client)
         parsed = read_csv(taobao_sample, settings.accept_range)
         insert_events(client, [event for event in parsed if isinstance(event, Event)])
-        report = build_report(client, settings)
+        report = build_report(client, settings.timezone, settings.funnel_conversion_seconds)
     finally:
         client.close()
     rows = distinct_valid_rows(taobao_sample, settings.accept_range)

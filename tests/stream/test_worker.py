@@ -50,9 +50,9 @@ def test_replaying_a_file_twice_changes_nothing(
             wait_until_processed(settings, bootstrap, produced_targets(settings, emitted), 120, services)
     report = assert_exact(settings, ordered_file)
     # the second pass is behind the windows' grace: stored once, and dead-lettered as late for the windows
-    rejected = {row["reason"]: row["rejected"] for row in report["dead_letters"] if row["source"] == "replay"}
+    rejected = {row["reason"]: row["rejected"] for row in report.dead_letters if row["source"] == "replay"}
     assert rejected == {reason: 2 * count for reason, count in emitted.rejected.items()}
-    late = [row["rejected"] for row in report["dead_letters"] if row["reason"] == "late"]
+    late = [row["rejected"] for row in report.dead_letters if row["reason"] == "late"]
     assert late == [second_pass_late(ordered_file, settings)]
 
 
@@ -123,12 +123,10 @@ def test_events_shuffled_within_the_grace_are_exact_and_later_ones_dead_lettered
         wait_until_processed(settings, bootstrap, produced_targets(settings, emitted), 120, services)
     report = stored(settings)
     truth = expected(in_time, settings)
-    assert report["realtime"]["hourly"] == truth["hourly"]
-    assert report["realtime"]["funnel_daily"] == truth["funnel_daily"]
-    assert (
-        report["behavior_totals"]["pv"] == truth["behavior_totals"]["pv"] + 5
-    )  # late events are still stored
-    late_letters = [row for row in report["dead_letters"] if row["reason"] == "late"]
+    assert report.realtime.hourly == truth["hourly"]
+    assert report.realtime.funnel_daily == truth["funnel_daily"]
+    assert report.behavior_totals["pv"] == truth["behavior_totals"]["pv"] + 5  # late events are still stored
+    late_letters = [row for row in report.dead_letters if row["reason"] == "late"]
     assert late_letters == [{"reason": "late", "source": "stream", "rejected": 5}]
 
 
@@ -184,9 +182,9 @@ def test_bad_messages_and_misrouted_events_on_the_topic(
     rows: set[tuple[int, int, int, str, int]] = {
         (e.user_id, e.item_id, e.category_id, e.behavior, e.ts) for e in events
     }
-    assert report["realtime"]["hourly"] == hourly_activity(rows, settings.timezone)
-    assert report["behavior_totals"] == behavior_totals(rows)
-    reasons = {(row["reason"], row["source"]): row["rejected"] for row in report["dead_letters"]}
+    assert report.realtime.hourly == hourly_activity(rows, settings.timezone)
+    assert report.behavior_totals == behavior_totals(rows)
+    reasons = {(row["reason"], row["source"]): row["rejected"] for row in report.dead_letters}
     assert reasons == {("malformed", "stream"): 1, ("unknown_behavior", "stream"): 1}
 
 
