@@ -213,7 +213,7 @@ def test_services_started_on_a_fresh_state_dir_create_what_they_need(
         ]
         emitted = asyncio.run(_emit(fresh, bootstrap, events))
         wait_until_processed(fresh, bootstrap, produced_targets(fresh, emitted), 120, services)
-    assert stored(fresh)["behavior_totals"]["pv"] == 5
+    assert stored(fresh).behavior_totals["pv"] == 5
 
 
 async def _emit(settings: Settings, bootstrap: str, events: list[Event]) -> EmitReport:
