@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import uuid
 
-from control.commands import CommandResult
+from control.results import CommandResult
+
+log = logging.getLogger("omstream.audit")
 
 _EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
 
@@ -60,3 +63,12 @@ def audit_rows(result: CommandResult) -> list[AuditRow]:
         )
         for minion, ret in sorted(result.minions.items())
     ]
+
+
+def audit_rows_of(value: bytes) -> list[AuditRow]:
+    """The audit rows of one message on `ops.results`; none for a message that is not a result."""
+    try:
+        return audit_rows(CommandResult.model_validate_json(value))
+    except ValueError:  # not a result, or a command_id that is not a UUID
+        log.warning("skipped a message on the results topic that is not a command result")
+        return []

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from masters.tls import TlsFiles
+
 CONTROL_CLIENT = "control"
 _VALID_FOR = datetime.timedelta(days=825)
 
@@ -36,10 +38,9 @@ class Pki:
     def key(self, name: str) -> Path:
         return self.directory / f"{name}.key"
 
-    def require(self, name: str) -> None:
-        for path in (self.ca_cert, self.cert(name), self.key(name)):
-            if not path.is_file():
-                raise FileNotFoundError(f"missing {path}: run `omstream ops bootstrap` first")
+    def files(self, name: str) -> TlsFiles:
+        """What `name` needs for its side of mutual TLS."""
+        return TlsFiles(cert=self.cert(name), key=self.key(name), ca=self.ca_cert)
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:

@@ -8,9 +8,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from control.commands import Command, CommandRejected
 from masters import modules
-from omstream.errors import first_error
+from masters.protocol import Command, CommandRejected, first_error
 
 DEFAULT_POLICY = Path(__file__).parent / "policy.yaml"
 

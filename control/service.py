@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -25,19 +26,34 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
 from control import metrics
-from control.commands import Command, CommandRejected, CommandResult
 from control.dispatch import Idc, MasterAddress, MasterClient, MasterUnavailable
-from control.keys import load_registry, verify
-from control.pki import Pki
-from control.policy import DEFAULT_POLICY, Policy, load_policy
+from control.policy import Policy, load_policy
+from control.results import CommandResult
+from masters.keys import load_registry, verify
 from masters.modules import ModuleRejected, validate_args
-from masters.protocol import MasterRequest
-from masters.tls import client_context
-from omstream.errors import first_error
-from omstream.settings import Settings
-from stream.kafka import read_to_end
+from masters.protocol import Command, CommandRejected, MasterRequest, first_error
+from masters.tls import TlsFiles, client_context
+from stream.kafka import GroupTimings, read_to_end
 
 log = logging.getLogger("omstream.control")
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    bootstrap: str
+    commands_topic: str
+    results_topic: str
+    group: str
+    timings: GroupTimings
+    masters: dict[str, list[MasterAddress]]  # per IDC
+    tls: TlsFiles  # the control service's client certificate
+    policy_file: Path
+    operators_file: Path  # the registry of operators' public keys
+    timeout_s: float  # time an IDC has to return a result set
+    connect_timeout_s: float
+    idc_concurrency: int  # commands in flight per IDC
+    max_lifetime_s: int  # longest accepted expires_at - issued_at; bounds the replay memory
+
 
 # A command issued a little "in the future" is a clock skew, not an attack.
 _CLOCK_SKEW = datetime.timedelta(seconds=60)
@@ -166,8 +182,8 @@ class CommitTracker:
 
 
 class ControlService:
-    def __init__(self, settings: Settings, admission: Admission, idcs: dict[str, Idc]) -> None:
-        self._settings = settings
+    def __init__(self, config: ControlConfig, admission: Admission, idcs: dict[str, Idc]) -> None:
+        self._config = config
         self._admission = admission
         self._idcs = idcs
         self._producer: AIOKafkaProducer | None = None
@@ -204,7 +220,7 @@ class ControlService:
 
     async def _outcome(self, idc: str, request_json: str) -> dict[str, Any]:
         """The IDC's result set, or why there is none: every outcome is a result."""
-        timeout = self._settings.ops_timeout_s
+        timeout = self._config.timeout_s
         try:
             reply = await asyncio.wait_for(self._idcs[idc].dispatch(request_json), timeout)
         except TimeoutError:
@@ -222,26 +238,26 @@ class ControlService:
     async def _publish(self, result: CommandResult) -> None:
         assert self._producer is not None
         await self._producer.send_and_wait(
-            self._settings.ops_results_topic,
+            self._config.results_topic,
             key=result.command_id.encode(),
             value=result.model_dump_json().encode(),
         )
 
-    async def run(self, bootstrap: str) -> None:
-        settings = self._settings
+    async def run(self) -> None:
+        config = self._config
         consumer = AIOKafkaConsumer(
-            settings.ops_commands_topic,
-            bootstrap_servers=bootstrap,
-            group_id=settings.control_group,
+            config.commands_topic,
+            bootstrap_servers=config.bootstrap,
+            group_id=config.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=20,
-            session_timeout_ms=int(settings.session_timeout_s * 1000),
-            heartbeat_interval_ms=max(100, int(settings.session_timeout_s * 250)),
+            session_timeout_ms=config.timings.session_ms,
+            heartbeat_interval_ms=config.timings.heartbeat_ms,
         )
-        recalled = await recall_admitted(bootstrap, settings.ops_results_topic, self._admission.seen)
+        recalled = await recall_admitted(config.bootstrap, config.results_topic, self._admission.seen)
         log.info("recalled %d unexpired admitted commands", recalled)
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        self._producer = AIOKafkaProducer(bootstrap_servers=config.bootstrap, linger_ms=0)
         await self._producer.start()
         await consumer.start()
         try:
@@ -291,40 +307,35 @@ def _finish(
     return done
 
 
-def build_idcs(settings: Settings, masters: dict[str, list[str]], pool: ThreadPoolExecutor) -> dict[str, Idc]:
-    context = client_context(Pki(settings.pki_dir))
+def build_idcs(config: ControlConfig, pool: ThreadPoolExecutor) -> dict[str, Idc]:
+    context = client_context(config.tls)
     return {
         idc: Idc(
             idc,
             [
-                MasterClient(
-                    MasterAddress.parse(address),
-                    context,
-                    settings.ops_connect_timeout_s,
-                    settings.ops_timeout_s,
-                )
+                MasterClient(address, context, config.connect_timeout_s, config.timeout_s)
                 for address in addresses
             ],
-            settings.ops_idc_concurrency,
+            config.idc_concurrency,
             pool,
         )
-        for idc, addresses in masters.items()
+        for idc, addresses in config.masters.items()
     }
 
 
-async def serve(settings: Settings, bootstrap: str, masters: dict[str, list[str]]) -> None:
-    """Run the control service until cancelled, with the policy, registry and masters it is given."""
+async def serve(config: ControlConfig) -> None:
+    """Run the control service until cancelled."""
     admission = Admission(
-        policy=load_policy(settings.policy_file or DEFAULT_POLICY),
-        operators=load_registry(settings.operators_file),
-        idcs=set(masters),
-        max_lifetime=datetime.timedelta(seconds=settings.ops_max_lifetime_s),
+        policy=load_policy(config.policy_file),
+        operators=load_registry(config.operators_file),
+        idcs=set(config.masters),
+        max_lifetime=datetime.timedelta(seconds=config.max_lifetime_s),
     )
-    workers = settings.ops_idc_concurrency * max(1, len(masters))
+    workers = config.idc_concurrency * max(1, len(config.masters))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpyc") as pool:
-        idcs = build_idcs(settings, masters, pool)
+        idcs = build_idcs(config, pool)
         try:
-            await ControlService(settings, admission, idcs).run(bootstrap)
+            await ControlService(config, admission, idcs).run()
         finally:
             for idc in idcs.values():
                 idc.close()

@@ -11,16 +11,21 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from clickhouse import load_query
+from stream.sources.taobao import TAOBAO_END, TAOBAO_START
 
 OUT = Path(__file__).resolve().parent / "dashboards"
 CLICKHOUSE = {"type": "grafana-clickhouse-datasource", "uid": "omstream-clickhouse"}
 PROMETHEUS = {"type": "prometheus", "uid": "omstream-prometheus"}
 # The Taobao data set's days (China time): where the demo and replayed data live. Ops commands are live.
-TAOBAO_DAYS = {"from": "2017-11-24T16:00:00.000Z", "to": "2017-12-03T15:59:59.000Z"}
+TAOBAO_DAYS = {
+    "from": datetime.fromtimestamp(TAOBAO_START, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+    "to": datetime.fromtimestamp(TAOBAO_END - 1, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+}
 LAST_WEEK = {"from": "now-7d", "to": "now"}
 # Parameters every dashboard binds the same way: the time zone variable and the time picker's days.
 GRAFANA_PARAMETERS = {

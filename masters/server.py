@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import logging
 import socket
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import rpyc
 from rpyc.utils.server import ThreadedServer
 
-from control.pki import Pki
 from masters import metrics
 from masters.executors import CallerExecutor, Executor, LocalClientExecutor, write_minion_config
-from masters.master import ALLOWLIST_FILE, Master, load_allowed
+from masters.master import Master, load_allowed
 from masters.protocol import RPYC_CONFIG
-from masters.tls import MutualTlsAuthenticator, server_context
-from omstream.settings import Settings
+from masters.tls import MutualTlsAuthenticator, TlsFiles, server_context
+
+
+@dataclass(frozen=True)
+class MasterConfig:
+    idc: str
+    name: str  # as on its certificate
+    host: str
+    port: int
+    tls: TlsFiles  # its server certificate, and the CA its clients' certificates come from
+    allowlist_file: Path  # the named commands and states each IDC may run
+    timeout_s: float  # time Salt has to return
+    salt_master_config: Path | None  # through this salt-master (LocalClient); None: masterless Salt
+    salt_dir: Path  # where masterless Salt's configuration is written
 
 
 class MasterService(rpyc.Service):
@@ -37,24 +50,23 @@ class MasterService(rpyc.Service):
         return self._master.execute(request_json)
 
 
-def build_server(master: Master, pki: Pki, host: str, port: int) -> ThreadedServer:
+def build_server(master: Master, config: MasterConfig) -> ThreadedServer:
     return ThreadedServer(
         MasterService(master),
-        hostname=host,
-        port=port,
-        authenticator=MutualTlsAuthenticator(server_context(pki, master.name)),
+        hostname=config.host,
+        port=config.port,
+        authenticator=MutualTlsAuthenticator(server_context(config.tls)),
         protocol_config=RPYC_CONFIG,
         logger=logging.getLogger("omstream.master"),
     )
 
 
-def build_master(settings: Settings, idc: str, name: str) -> Master:
+def build_master(config: MasterConfig) -> Master:
     """Salt LocalClient when a salt-master is configured, else masterless Salt on this machine."""
     executor: Executor
-    if settings.salt_master_config:
-        executor = LocalClientExecutor(settings.salt_master_config)
+    if config.salt_master_config:
+        executor = LocalClientExecutor(config.salt_master_config)
     else:
-        config = write_minion_config(settings.state_dir / "salt" / name, minion_id=socket.gethostname())
-        executor = CallerExecutor(config)
-    allowed = load_allowed(settings.command_allowlist_file or ALLOWLIST_FILE, idc)
-    return Master(name, idc, executor, allowed, settings.ops_timeout_s)
+        executor = CallerExecutor(write_minion_config(config.salt_dir, minion_id=socket.gethostname()))
+    allowed = load_allowed(config.allowlist_file, config.idc)
+    return Master(config.name, config.idc, executor, allowed, config.timeout_s)

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import socket
 import ssl
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rpyc.utils.authenticators import AuthenticationError
 
-from control.pki import CONTROL_CLIENT, Pki
 from masters import metrics
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """One party's certificate and key, and the CA certificate it trusts (PEM files)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def require(self) -> None:
+        for path in (self.ca, self.cert, self.key):
+            if not path.is_file():
+                raise FileNotFoundError(f"missing {path}: run `omstream ops bootstrap` first")
 
 
 def _context(purpose: int) -> ssl.SSLContext:
@@ -19,21 +34,21 @@ def _context(purpose: int) -> ssl.SSLContext:
     return context
 
 
-def server_context(pki: Pki, name: str) -> ssl.SSLContext:
-    pki.require(name)
+def server_context(files: TlsFiles) -> ssl.SSLContext:
+    files.require()
     context = _context(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pki.cert(name), pki.key(name))
-    context.load_verify_locations(pki.ca_cert)
+    context.load_cert_chain(files.cert, files.key)
+    context.load_verify_locations(files.ca)
     return context
 
 
-def client_context(pki: Pki, name: str = CONTROL_CLIENT) -> ssl.SSLContext:
+def client_context(files: TlsFiles) -> ssl.SSLContext:
     """Verifies the master's certificate against the CA and its name (`check_hostname`)."""
-    pki.require(name)
+    files.require()
     context = _context(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = True
-    context.load_cert_chain(pki.cert(name), pki.key(name))
-    context.load_verify_locations(pki.ca_cert)
+    context.load_cert_chain(files.cert, files.key)
+    context.load_verify_locations(files.ca)
     return context
 
 

@@ -11,80 +11,59 @@ import asyncio
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
-from control.commands import Command, CommandResult
-from omstream.ops import DEMO_OPERATOR, ResultFollower, ResultSets, new_command
+from control.client import OpsClient, new_command
+from omstream.embedded import DEMO_OPERATOR, broker, control_plane
 from omstream.progress import progress_bar
+from omstream.services import ops_topics
 from omstream.settings import Settings
-from omstream.stack import broker, control_plane
 
 IDCS = ["bj", "sh"]
 
 
-class _Session:
-    """One producer and one result follower for the whole run, so each command costs only its trip."""
+class _Pings:
+    """Signed pings to both IDCs, run through one client for the whole bench, so each costs only its trip."""
 
-    def __init__(self, settings: Settings, bootstrap: str) -> None:
-        self.settings = settings
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-        self._follower = ResultFollower(bootstrap, settings.ops_results_topic)
-        self._results: AsyncIterator[CommandResult] | None = None
+    def __init__(self, client: OpsClient, keys_dir: Path) -> None:
+        self._client = client
+        self._keys_dir = keys_dir
 
-    async def __aenter__(self) -> _Session:
-        await self._producer.start()
-        await self._follower.__aenter__()
-        self._results = self._follower.results()
-        return self
+    async def run(self, count: int, on_complete: Callable[[int], object] | None = None) -> list[float]:
+        """Run `count` pings at once; returns when each completed (monotonic s); fails on any failure."""
+        commands = [new_command(self._keys_dir, DEMO_OPERATOR, IDCS, "*", "ping", {}) for _ in range(count)]
+        completed: list[float] = []
 
-    async def __aexit__(self, *_: object) -> None:
-        await self._follower.__aexit__()
-        await self._producer.stop()
+        def done(_: str) -> None:
+            completed.append(time.monotonic())
+            if on_complete:
+                on_complete(1)
 
-    def ping(self) -> Command:
-        return new_command(self.settings, DEMO_OPERATOR, IDCS, "*", "ping", {})
-
-    async def run(self, commands: list[Command], on_complete: Any = None) -> dict[str, float]:
-        """Publish `commands`; returns when each completed (monotonic seconds), failing on any failure."""
-        result_sets = ResultSets(commands)
-        for command in commands:
-            await self._producer.send(self.settings.ops_commands_topic, command.model_dump_json().encode())
-        await self._producer.flush()
-        completed: dict[str, float] = {}
-        assert self._results is not None
-        async with asyncio.timeout(120):
-            while len(completed) < len(commands):
-                result = await anext(self._results)
-                if result.command_id in completed or not result_sets.add(result):
-                    continue
-                if result.status not in ("accepted", "succeeded"):
-                    raise RuntimeError(f"command {result.command_id} {result.status}: {result.detail}")
-                if result_sets.complete(result.command_id):
-                    completed[result.command_id] = time.monotonic()
-                    if on_complete:
-                        on_complete(1)
+        async for result in self._client.run(commands, timeout=120, on_complete=done):
+            if result.status not in ("accepted", "succeeded"):
+                raise RuntimeError(f"command {result.command_id} {result.status}: {result.detail}")
+        if len(completed) < count:
+            raise TimeoutError(f"{count - len(completed)} of {count} pings got no result")
         return completed
 
 
 async def _measure(settings: Settings, bootstrap: str, sequential: int, burst: int) -> dict[str, Any]:
-    async with _Session(settings, bootstrap) as session:
-        await session.run([session.ping() for _ in range(5)])  # warm-up: connections, Salt's loaders
+    async with OpsClient(bootstrap, ops_topics(settings)) as client:
+        pings = _Pings(client, settings.keys_dir)
+        await pings.run(5)  # warm-up: connections, Salt's loaders
         latencies = []
         with progress_bar(total=sequential, unit="cmd", desc="latency") as bar:
             for _ in range(sequential):
                 started = time.monotonic()
-                completed = await session.run([session.ping()])
-                latencies.append((max(completed.values()) - started) * 1000)
+                completed = await pings.run(1)
+                latencies.append((max(completed) - started) * 1000)
                 bar.update(1)
         with progress_bar(total=burst, unit="cmd", desc="burst") as bar:
-            commands = [session.ping() for _ in range(burst)]
             started = time.monotonic()
-            completed = await session.run(commands, on_complete=bar.update)
-        elapsed = max(completed.values()) - started
+            completed = await pings.run(burst, on_complete=bar.update)
+        elapsed = max(completed) - started
     quantiles = statistics.quantiles(latencies, n=100)
     return {
         "idcs": IDCS,

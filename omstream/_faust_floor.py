@@ -18,16 +18,17 @@ import time
 import faust
 
 from omstream.bench import FLOOR_RESULT_PREFIX, count_events
+from omstream.embedded import resolve_bootstrap
+from omstream.services import faust_config
 from omstream.settings import Settings
-from omstream.stack import resolve_bootstrap
-from stream.app import create_app, raw_topic
+from stream.app import create_app, raw_topic, run_faust
 
 _TAKE = 1_000
 _WITHIN_S = 0.2
 
 
 def build_app(settings: Settings, bootstrap: str, expected: int) -> faust.App:
-    app = create_app(settings, f"{settings.consumer_group}-floor", bootstrap)
+    app = create_app(faust_config(settings, f"{settings.consumer_group}-floor", bootstrap))
 
     async def floor(stream: faust.StreamT[bytes]) -> None:
         samples = [(time.monotonic(), 0)]
@@ -44,9 +45,7 @@ def build_app(settings: Settings, bootstrap: str, expected: int) -> faust.App:
 
 def main() -> None:
     settings = Settings()
-    app = build_app(settings, resolve_bootstrap(settings), int(sys.argv[1]))
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    run_faust(build_app(settings, resolve_bootstrap(settings), int(sys.argv[1])), settings.log_level)
 
 
 if __name__ == "__main__":

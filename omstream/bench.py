@@ -21,21 +21,28 @@ from aiokafka import AIOKafkaConsumer
 from clickhouse_connect.driver.client import Client
 
 import clickhouse
-from omstream.demo import replay_file
-from omstream.embedded import free_port, stop_process
+from omstream.embedded import (
+    all_alive,
+    broker,
+    free_port,
+    required_stages,
+    service_env,
+    service_process,
+    stop_process,
+    worker_process,
+)
+from omstream.progress import replay_with_progress
 from omstream.settings import Settings
-from omstream.stack import all_alive, broker, required_stages, service_env, service_process, worker_process
 from stream.emitter import EmitReport
-from stream.events import BEHAVIORS
+from stream.events import BEHAVIORS, EVENT_COLUMNS
+from stream.metrics import EVENTS_IN_TOTAL, EVENTS_STORED_TOTAL
 from stream.processed import ProcessedWatcher
 from stream.sources.generator import generate_chunks, generate_csv
 from stream.sources.taobao import sort_by_time
 
-EVENTS_STORED = "omstream_events_stored_total"  # the sink: raw events written to ClickHouse
-WORKER_EVENTS = "omstream_events_in_total"  # a worker: events whose take it has fully processed
 FLOOR_RESULT_PREFIX = "faust-floor-samples: "  # the floor's stdout may carry terminal codes too
 _POLL_S = 0.2  # how often the end of a run is checked for
-_SCRAPE_S = 1.0  # scraping a service's metrics costs it CPU (several % at 5 Hz): not more often than this
+_SCRAPE_S = 1.0  # scraping a service's metrics costs it CPU: not more often than this
 _SINGLE_MAX_EVENTS = 100_000  # one event per message runs at Faust's per-message rate: keep it short
 _RUN_TIMEOUT_S = 600.0
 _STALL_TIMEOUT_S = 120.0  # a crashed Faust agent can leave its process alive, doing nothing
@@ -80,7 +87,7 @@ def _watch_sink(
         if time.monotonic() - samples[0].at > timeout:
             raise TimeoutError("the sink did not store every event in time")
         time.sleep(_POLL_S)
-        samples.append(Sample(time.monotonic(), _scrape(port, EVENTS_STORED)))
+        samples.append(Sample(time.monotonic(), _scrape(port, EVENTS_STORED_TOTAL)))
     return samples
 
 
@@ -100,7 +107,7 @@ def first_to_last_rate(samples: Sequence[Sample]) -> float:
     return (end.count - start.count) / (end.at - start.at)
 
 
-def run_ingest_bench(events: int) -> dict[str, Any]:
+def run_ingest_bench(configured: Settings, events: int) -> dict[str, Any]:
     """Generate, produce, then store raw events with the ClickHouse sink alone (no windows)."""
     with tempfile.TemporaryDirectory(prefix="omstream-bench-") as folder:
         root = Path(folder)
@@ -108,10 +115,10 @@ def run_ingest_bench(events: int) -> dict[str, Any]:
         started = time.monotonic()
         generate_csv(data, events=events, seed=1)
         generate_s = time.monotonic() - started
-        settings = _bench_settings(root / "state")
+        settings = _bench_settings(configured, root / "state")
         with broker(settings) as bootstrap:
             started = time.monotonic()
-            emitted = asyncio.run(replay_file(data, settings, bootstrap, settings.pack_size))
+            emitted = asyncio.run(replay_with_progress(data, settings, bootstrap))
             produce_s = time.monotonic() - started
             with service_process(settings, bootstrap, "sink", "sink") as sink:
                 samples = _watch_sink(settings.metrics_port, emitted.sent, sink)
@@ -175,7 +182,7 @@ class PipelineRun:
         return series[_first_counting(series)].at - series[0].at
 
 
-def run_stream_bench(events: int) -> dict[str, Any]:
+def run_stream_bench(configured: Settings, events: int) -> dict[str, Any]:
     """End-to-end rates, batched and one event per message, each beside its reference.
 
     Each run has its own embedded broker, chDB and state dir. Messages are produced before any
@@ -183,9 +190,10 @@ def run_stream_bench(events: int) -> dict[str, Any]:
     """
     with tempfile.TemporaryDirectory(prefix="omstream-bench-stream-") as folder:
         root = Path(folder)
-        batched, run = _batched_run(root / "batched", _time_ordered_csv(root, "batched", events))
+        batched_data = _time_ordered_csv(root, "batched", events)
+        batched, run = _batched_run(_bench_settings(configured, root / "batched"), batched_data)
         single_data = _time_ordered_csv(root, "single", min(events, _SINGLE_MAX_EVENTS))
-        single = _single_run(root / "single", single_data)
+        single = _single_run(_bench_settings(configured, root / "single"), single_data)
     return {
         "batched": batched,
         "single": single,
@@ -205,20 +213,26 @@ def _time_ordered_csv(root: Path, name: str, events: int) -> Path:
     return ordered
 
 
-def _bench_settings(state_dir: Path) -> Settings:
+def _bench_settings(configured: Settings, state_dir: Path) -> Settings:
     """The configured settings on the embedded broker and chDB, in a state dir of the bench's own."""
-    return Settings(state_dir=state_dir, kafka_bootstrap="", clickhouse_dsn="", metrics_port=free_port())
+    return configured.model_copy(
+        update={
+            "state_dir": state_dir,
+            "kafka_bootstrap": "",
+            "clickhouse_dsn": "",
+            "metrics_port": free_port(),
+        }
+    )
 
 
 def _produce(data: Path, settings: Settings, bootstrap: str, pack: int) -> EmitReport:
-    emitted = asyncio.run(replay_file(data, settings, bootstrap, pack))
+    emitted = asyncio.run(replay_with_progress(data, settings, bootstrap, pack))
     if emitted.failed or not emitted.sent:
         raise RuntimeError(f"produced {emitted.sent} events, {emitted.failed} failed: {emitted.errors[:3]}")
     return emitted
 
 
-def _batched_run(state_dir: Path, data: Path) -> tuple[dict[str, Any], PipelineRun]:
-    settings = _bench_settings(state_dir)
+def _batched_run(settings: Settings, data: Path) -> tuple[dict[str, Any], PipelineRun]:
     with broker(settings) as bootstrap:
         emitted = _produce(data, settings, bootstrap, settings.pack_size)
         baseline = asyncio.run(_plain_consumer(bootstrap, settings.events_topic, emitted.sent))
@@ -234,8 +248,7 @@ def _batched_run(state_dir: Path, data: Path) -> tuple[dict[str, Any], PipelineR
     return figures, run
 
 
-def _single_run(state_dir: Path, data: Path) -> dict[str, Any]:
-    settings = _bench_settings(state_dir)
+def _single_run(settings: Settings, data: Path) -> dict[str, Any]:
     with broker(settings) as bootstrap:
         emitted = _produce(data, settings, bootstrap, pack=1)
         floor = _faust_floor(settings, bootstrap, emitted.sent)
@@ -280,7 +293,7 @@ async def _follow_pipeline(
             # until the worker's first events, often: that moment is a figure of its own
             interval = _SCRAPE_S if samples[-1].worker else _POLL_S
             if done or time.monotonic() - samples[-1].at >= interval:
-                worker, sink = _scrape(ports[0], WORKER_EVENTS), _scrape(ports[1], EVENTS_STORED)
+                worker, sink = _scrape(ports[0], EVENTS_IN_TOTAL), _scrape(ports[1], EVENTS_STORED_TOTAL)
                 samples.append(PipelineSample(time.monotonic(), worker, sink, peak_rss_mb(services[0].pid)))
             if done:
                 return samples
@@ -366,7 +379,7 @@ def _last_line(path: Path) -> str:
 # `omstream bench report`: the whole JSON report over generated events in a fresh chDB.
 
 REPORT_TARGET_S = 15.0
-_REPORT_COLUMNS = ["user_id", "item_id", "category_id", "behavior", "ts"]
+_GENERATED_COLUMNS = list(EVENT_COLUMNS[:5])  # the generator's: no channel, device or event id
 
 
 def load_generated(client: Client, events: int, seed: int) -> None:
@@ -375,15 +388,15 @@ def load_generated(client: Client, events: int, seed: int) -> None:
         behaviors = [BEHAVIORS[code] for code in chunk.behavior.tolist()]
         columns = [chunk.user_id.tolist(), chunk.item_id.tolist(), chunk.category_id.tolist(), behaviors]
         client.insert(
-            "events", [*columns, chunk.ts.tolist()], column_names=_REPORT_COLUMNS, column_oriented=True
+            "events", [*columns, chunk.ts.tolist()], column_names=_GENERATED_COLUMNS, column_oriented=True
         )
 
 
-def run_report_bench(events: int) -> dict[str, Any]:
+def run_report_bench(events: int, timezone: str, funnel_window_s: int) -> dict[str, Any]:
     """Generate `events` into a temporary chDB, then time `build_report` (JSON, LTV inputs included)."""
     from omstream.report import ReportOptions, build_report
 
-    settings, options = Settings(), ReportOptions(arpu=1.0, cac=50.0)
+    options = ReportOptions(arpu=1.0, cac=50.0)
     with tempfile.TemporaryDirectory(prefix="omstream-bench-report-") as folder:
         client = clickhouse.connect(f"chdb://{Path(folder) / 'chdb'}")
         try:
@@ -392,7 +405,7 @@ def run_report_bench(events: int) -> dict[str, Any]:
             load_generated(client, events, seed=1)
             load_s = time.monotonic() - started
             started = time.monotonic()
-            report = build_report(client, settings.timezone, settings.funnel_conversion_seconds, options)
+            report = build_report(client, timezone, funnel_window_s, options)
             report_json = json.dumps(report.as_json(), default=str)
             report_s = time.monotonic() - started
         finally:

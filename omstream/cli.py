@@ -98,7 +98,7 @@ def demo(events: int, data: Path | None, seed: int, as_json: bool) -> None:
 @one_line_errors
 def up() -> None:
     """Run the embedded stack (broker, ClickHouse sink, stream worker, control plane) until Ctrl-C."""
-    from omstream.stack import all_alive, broker, control_plane, pipeline
+    from omstream.embedded import all_alive, broker, control_plane, pipeline
 
     _terminate_as_interrupt()
     settings = Settings()
@@ -124,21 +124,23 @@ def up() -> None:
 @one_line_errors
 def worker() -> None:
     """Run a stream worker: real-time windows of its share of the events topic (KAFKA_BOOTSTRAP)."""
-    from omstream.stack import resolve_bootstrap
+    from omstream.embedded import resolve_bootstrap
+    from omstream.services import worker_config
     from stream.app import run_faust
     from stream.worker import build_worker_app
 
     settings = Settings()
     bootstrap = resolve_bootstrap(settings)
     _serve_metrics(f"worker: Kafka {bootstrap}", settings)
-    run_faust(build_worker_app(settings, bootstrap), settings)
+    run_faust(build_worker_app(worker_config(settings, bootstrap)), settings.log_level)
 
 
 @main.command()
 @one_line_errors
 def sink() -> None:
     """Run the ClickHouse sink: raw events, dead letters and window results into CLICKHOUSE_DSN."""
-    from omstream.stack import resolve_bootstrap
+    from omstream.embedded import resolve_bootstrap
+    from omstream.services import sink_config
     from stream.app import run_faust
     from stream.sink import build_sink_app
 
@@ -148,7 +150,7 @@ def sink() -> None:
     try:
         clickhouse.migrate(client, settings.clickhouse_cluster)
         _serve_metrics(f"sink: Kafka {bootstrap}", settings)
-        run_faust(build_sink_app(settings, bootstrap, client), settings)
+        run_faust(build_sink_app(sink_config(settings, bootstrap), client), settings.log_level)
     finally:
         client.close()
 
@@ -158,16 +160,15 @@ def sink() -> None:
 def control() -> None:
     """Run the control service: signed commands from ops.commands to the masters, outcomes to ops.results."""
     from control.service import serve
-    from omstream.stack import resolve_bootstrap
+    from omstream.embedded import resolve_bootstrap
+    from omstream.services import control_config
 
     settings = Settings()
-    if not settings.masters:
-        raise ValueError('no masters configured: set OMSTREAM_MASTERS, e.g. {"bj": ["master-bj-1:18861"]}')
-    bootstrap = resolve_bootstrap(settings)
-    _serve_metrics(f"control: Kafka {bootstrap}", settings)
+    config = control_config(settings, resolve_bootstrap(settings))
+    _serve_metrics(f"control: Kafka {config.bootstrap}", settings)
     _terminate_as_interrupt()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, bootstrap, settings.masters))
+        asyncio.run(serve(config))
 
 
 @main.command()
@@ -177,16 +178,12 @@ def control() -> None:
 @one_line_errors
 def master(idc: str, name: str, port: int | None) -> None:
     """Run one master: an rpyc server over mutual TLS that executes operations through Salt."""
-    from control.pki import Pki
     from masters.server import build_master, build_server
+    from omstream.services import master_config
 
     settings = Settings()
-    server = build_server(
-        build_master(settings, idc, name),
-        Pki(settings.pki_dir),
-        settings.master_host,
-        port or settings.master_port,
-    )
+    config = master_config(settings, idc, name, port)
+    server = build_server(build_master(config), config)
     _serve_metrics(f"master {name} ({idc}): rpyc over mTLS on :{server.port}", settings)
     _terminate_as_interrupt()
     with contextlib.suppress(KeyboardInterrupt):
@@ -204,7 +201,7 @@ def ops() -> None:
 @one_line_errors
 def ops_keygen(operator: str, rotate: bool) -> None:
     """Create an operator's Ed25519 key and register its public half."""
-    from control.keys import generate_key
+    from masters.keys import generate_key
 
     settings = Settings()
     path = generate_key(settings.keys_dir, settings.operators_file, operator, replace=rotate)
@@ -215,7 +212,7 @@ def ops_keygen(operator: str, rotate: bool) -> None:
 @one_line_errors
 def ops_bootstrap() -> None:
     """Create what is missing of the private CA, master and control certificates, and the demo key."""
-    from omstream.ops import bootstrap_pki
+    from omstream.embedded import bootstrap_pki
 
     created = bootstrap_pki(Settings())
     click.echo(f"created: {', '.join(created)}" if created else "nothing to create")
@@ -242,20 +239,24 @@ def ops_run(
     as_json: bool,
 ) -> None:
     """Sign a command with the operator's key and publish it to ops.commands."""
-    from omstream.ops import new_command, parse_args, parse_target, publish, run_and_wait
-    from omstream.stack import resolve_bootstrap
+    from control.client import new_command, parse_args, parse_target, publish, run_and_wait
+    from omstream.embedded import resolve_bootstrap
+    from omstream.services import ops_topics
 
     settings = Settings()
     bootstrap = resolve_bootstrap(settings)
-    command = new_command(settings, operator, idcs.split(","), parse_target(target), module, parse_args(args))
+    topics = ops_topics(settings)
+    command = new_command(
+        settings.keys_dir, operator, idcs.split(","), parse_target(target), module, parse_args(args)
+    )
     if not wait:
-        asyncio.run(publish(bootstrap, settings.ops_commands_topic, [command.model_dump_json().encode()]))
+        asyncio.run(publish(bootstrap, topics.commands, [command.model_dump_json().encode()]))
         click.echo(f"published {command.command_id}")
         return
 
     async def follow() -> bool:
         ok = True
-        async for result in run_and_wait(settings, bootstrap, [command], timeout):
+        async for result in run_and_wait(bootstrap, topics, [command], timeout):
             ok &= result.status in ("accepted", "succeeded")
             click.echo(result.model_dump_json() if as_json else _result_line(result))
         return ok
@@ -279,7 +280,7 @@ def _result_line(result: Any) -> str:
 @one_line_errors
 def ops_history(limit: int, as_json: bool) -> None:
     """Recent commands and their results, from the ClickHouse audit table."""
-    from omstream.ops import history
+    from control.client import history
 
     settings = Settings()
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
@@ -334,7 +335,7 @@ def migrate() -> None:
 @one_line_errors
 def generate(events: int, seed: int, out: Path, dirty: bool) -> None:
     """Write a deterministic Taobao-shaped UserBehavior CSV."""
-    from omstream.demo import generate_with_progress
+    from omstream.progress import generate_with_progress
 
     started = time.monotonic()
     generate_with_progress(out, events, seed, dirty)
@@ -353,8 +354,9 @@ def replay(
     file: Path, rate: float | None, speedup: float | None, sort_first: bool, pack: int | None, as_json: bool
 ) -> None:
     """Replay a Taobao UserBehavior CSV (plain or .gz) onto the events topic."""
-    from omstream.demo import replay_file, time_ordered
-    from omstream.stack import resolve_bootstrap
+    from omstream.demo import time_ordered
+    from omstream.embedded import resolve_bootstrap
+    from omstream.progress import replay_with_progress
     from stream.replay import Pacer
 
     if not file.is_file():
@@ -363,7 +365,7 @@ def replay(
     bootstrap = resolve_bootstrap(settings)
     pacer = Pacer(rate=rate, speedup=speedup)
     source = time_ordered(file, settings) if sort_first else file
-    report = asyncio.run(replay_file(source, settings, bootstrap, pack or settings.pack_size, pacer))
+    report = asyncio.run(replay_with_progress(source, settings, bootstrap, pack, pacer))
     summary = {
         "sent": report.sent,
         "messages": report.messages,
@@ -452,7 +454,7 @@ def bench_ingest(events: int, as_json: bool) -> None:
     """Generate, produce and sink rates, with peak RSS."""
     from omstream.bench import run_ingest_bench
 
-    result = run_ingest_bench(events)
+    result = run_ingest_bench(Settings(), events)
     _print_figures(result, as_json)
 
 
@@ -465,7 +467,7 @@ def bench_stream(events: int, as_json: bool) -> None:
     from omstream.bench import run_stream_bench
 
     _terminate_as_interrupt()
-    result = run_stream_bench(events)
+    result = run_stream_bench(Settings(), events)
     _print_figures(result, as_json)
 
 
@@ -477,7 +479,8 @@ def bench_report(events: int, as_json: bool) -> None:
     """Time the whole JSON report over generated events in a fresh chDB."""
     from omstream.bench import run_report_bench
 
-    result = run_report_bench(events)
+    settings = Settings()
+    result = run_report_bench(events, settings.timezone, settings.funnel_conversion_seconds)
     _print_figures(result, as_json)
 
 

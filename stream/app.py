@@ -1,14 +1,33 @@
-"""The Faust application (worker or sink) and its topics, configured from `Settings`."""
+"""The Faust application of a worker or the sink, and how it takes messages."""
 
 from __future__ import annotations
 
 import gc
+from dataclasses import dataclass
+from pathlib import Path
 
 import faust
 from faust.tables import TableManager
 from mode import CrashingSupervisor
 
-from omstream.settings import Settings
+from stream.kafka import GroupTimings
+
+
+@dataclass(frozen=True)
+class FaustConfig:
+    app_id: str  # also the consumer group: the workers share one, the sink has its own
+    bootstrap: str
+    datadir: Path
+    timings: GroupTimings
+    log_level: str
+
+
+@dataclass(frozen=True)
+class Takes:
+    """An agent takes up to `messages` messages at a time, waiting at most `seconds` for them."""
+
+    messages: int
+    seconds: float
 
 
 class ImmediateTableManager(TableManager):
@@ -23,24 +42,20 @@ class ImmediateTableManager(TableManager):
             await self.recovery.start()
 
 
-def create_app(settings: Settings, app_id: str, bootstrap: str) -> faust.App:
-    """`app_id` is also the consumer group: the workers share one, the sink has its own."""
-    datadir = settings.state_dir / f"faust-{app_id}"
-    datadir.mkdir(parents=True, exist_ok=True)  # Faust expects it to exist
+def create_app(config: FaustConfig) -> faust.App:
+    config.datadir.mkdir(parents=True, exist_ok=True)  # Faust expects it to exist
     return faust.App(
-        app_id,
-        broker=f"kafka://{bootstrap}",
-        datadir=str(datadir),
+        config.app_id,
+        broker=f"kafka://{config.bootstrap}",
+        datadir=str(config.datadir),
         # No tables or repartitioned streams: state lives in ClickHouse, so Faust needs no leader
         # topic, no changelogs and no recovery, each of which costs a rebalance or a wait at start.
         topic_disable_leader=True,
         topic_allow_declare=False,
         web_enabled=False,
-        # Tansu answers a JoinGroup only after half the session timeout: a short session makes the
-        # first assignment (and the recovery from a killed member) take seconds, not half a minute.
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=settings.session_timeout_s / 4,
-        broker_rebalance_timeout=settings.session_timeout_s * 2,
+        broker_session_timeout=config.timings.session_ms / 1000,
+        broker_heartbeat_interval=config.timings.heartbeat_ms / 1000,
+        broker_rebalance_timeout=config.timings.rebalance_ms / 1000,
         stream_recovery_delay=0.0,
         TableManager=ImmediateTableManager,
         # An agent that fails ends the process (a supervisor restarts it, and the windows are rebuilt
@@ -60,8 +75,8 @@ def create_app(settings: Settings, app_id: str, bootstrap: str) -> faust.App:
 
 def _tune_garbage_collection() -> None:
     """Collect cycles less often: a take holds lists of a quarter of a million events, and each young
-    collection walks them (6 % of a batched worker's time went to collections). What is loaded by now
-    lives as long as the process, so full collections need not walk it either."""
+    collection would walk them. What is loaded by now lives as long as the process, so full
+    collections need not walk it either."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 10)
 
@@ -71,8 +86,8 @@ def raw_topic(app: faust.App, name: str) -> faust.TopicT:
     return app.topic(name, key_serializer="raw", value_serializer="raw")
 
 
-def run_faust(app: faust.App, settings: Settings) -> None:
+def run_faust(app: faust.App, log_level: str) -> None:
     """Run a Faust app (worker or sink) until SIGTERM/SIGINT; Faust handles both and stops cleanly."""
     _tune_garbage_collection()
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(app, loglevel=log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from stream.events import Event, Rejected, encode_events, encode_rejected, validate_item
+from stream.events import DeadLetter, Event, Rejected, encode_events, validate_item
 from stream.kafka import Partitioner
 
 _MAX_IN_FLIGHT = 2_000  # messages awaiting acknowledgement before emit() waits
@@ -87,7 +87,7 @@ class Emitter:
 
     async def reject(self, rejected: Rejected) -> None:
         self.report.rejected[rejected.reason.value] += 1
-        future = await self._producer.send(self.dlq_topic, encode_rejected(rejected, self.source))
+        future = await self._producer.send(self.dlq_topic, DeadLetter.of(rejected, self.source).encode())
         self._track(future, on_ok=self._dlq_delivered)
 
     async def flush(self) -> EmitReport:

@@ -1,7 +1,8 @@
 """The user-behaviour event, its JSON wire format, and why an input is rejected.
 
-Wire format on the events topic (MISSION §3): UTF-8 JSON, either one event object per message
-or a JSON array of events whose users all hash to the partition the message is written to.
+Wire format on the events topic: UTF-8 JSON, either one event object per message (as services that
+write to Kafka themselves send it) or a JSON array of events whose users all hash to the partition
+the message is written to (as our emitter batches them).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Protocol, cast
+from typing import Annotated, Any, Literal, Protocol, cast, get_args
 
 import annotated_types
 import msgspec
@@ -18,7 +19,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 Behavior = Literal["pv", "fav", "cart", "buy"]
-BEHAVIORS: tuple[Behavior, ...] = ("pv", "fav", "cart", "buy")
+BEHAVIORS: tuple[Behavior, ...] = get_args(Behavior)
+# Numeric codes, where windows and the generator work on arrays: a behaviour's index in BEHAVIORS
+BEHAVIOR_CODE: dict[Behavior, int] = {behavior: code for code, behavior in enumerate(BEHAVIORS)}
+PV, FAV, CART, BUY = (BEHAVIOR_CODE[behavior] for behavior in BEHAVIORS)
 
 Id = Annotated[int, Field(ge=0, lt=2**63)]
 
@@ -40,6 +44,9 @@ class Event(BaseModel):
     @property
     def key(self) -> bytes:
         return str(self.user_id).encode()
+
+
+EVENT_COLUMNS: tuple[str, ...] = tuple(Event.model_fields)  # also the raw table's columns, in order
 
 
 class RejectReason(StrEnum):
@@ -95,8 +102,7 @@ def _msgspec_meta(rules: list[Any]) -> msgspec.Meta | None:
 
 def _as_struct(model: type[BaseModel], ts_range: tuple[int, int]) -> type[msgspec.Struct]:
     """The model's fields, types, bounds and defaults as a msgspec Struct, with `ts` in `ts_range`:
-    msgspec validates JSON three times faster than pydantic, and the model stays the one definition
-    of an event."""
+    msgspec validates JSON faster than pydantic, and the model stays the one definition of an event."""
     fields: list[Any] = []
     for name, field in model.model_fields.items():
         rules = [*field.metadata, *(_window_rules(ts_range) if name == "ts" else [])]
@@ -195,12 +201,35 @@ def encode_events(events: Sequence[Event]) -> bytes:
     return _EVENT_LIST.dump_json(list(events), exclude_defaults=True)
 
 
-def encode_rejected(rejected: Rejected, source: str, origin: str = "") -> bytes:
-    """A dead letter; `origin` names the input it came from, so re-processing it yields the same letter."""
-    letter = {
-        "reason": rejected.reason.value,
-        "detail": rejected.detail,
-        "source": source,
-        "payload": rejected.payload,
-    }
-    return orjson.dumps({**letter, "origin": origin} if origin else letter)
+@dataclass(frozen=True)
+class DeadLetter:
+    """A rejected input on the dead-letter topic, as the `dead_letters` table stores it.
+
+    `origin` names the input it came from (topic/partition/offset/position), so re-processing the same
+    input yields the same letter; a letter written without one takes its own position on the topic.
+    """
+
+    origin: str
+    reason: str
+    source: str  # who rejected it: the emitter (`replay`, …) or `stream`
+    detail: str
+    payload: str  # the offending input, verbatim
+
+    @classmethod
+    def of(cls, rejected: Rejected, source: str, origin: str = "") -> DeadLetter:
+        return cls(origin, rejected.reason.value, source, rejected.detail, rejected.payload)
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def decode(cls, value: bytes, position: str) -> DeadLetter:
+        """The letter in `value`; one written in another shape (by a foreign producer) is kept too, as
+        a malformed letter carrying the raw bytes, because a dead letter is never dropped."""
+        try:
+            body = orjson.loads(value)
+            fields = {name: str(body[name]) for name in ("reason", "source", "detail", "payload")}
+            return cls(origin=str(body.get("origin") or position), **fields)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raw = bytes(value).decode(errors="replace")
+            return cls(position, RejectReason.MALFORMED.value, "unknown", "unreadable dead letter", raw)

@@ -5,10 +5,34 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
+
+
+@dataclass(frozen=True)
+class GroupTimings:
+    """A consumer group member's timings, all derived from its session timeout.
+
+    Tansu answers a JoinGroup only after half the session timeout, so a short session makes the
+    first assignment (and the recovery from a killed member) take seconds, not half a minute.
+    """
+
+    session_s: float
+
+    @property
+    def session_ms(self) -> int:
+        return int(self.session_s * 1000)
+
+    @property
+    def heartbeat_ms(self) -> int:
+        return max(100, self.session_ms // 4)
+
+    @property
+    def rebalance_ms(self) -> int:
+        return self.session_ms * 2
 
 
 class BrokerUnreachable(RuntimeError):
@@ -62,8 +86,8 @@ async def _wait_for_topics(admin: AIOKafkaAdminClient, names: list[str]) -> None
 class Partitioner:
     """Kafka's default key partitioning (murmur2 of the key), memoised per user.
 
-    The memo is emptied when it reaches `memo_limit` users (about 90 MB at the default), so a
-    long-running worker's memory does not grow with the number of users it has ever seen.
+    The memo is emptied when it reaches `memo_limit` users, so a long-running worker's memory does not
+    grow with the number of users it has ever seen.
     """
 
     def __init__(self, partitions: int, memo_limit: int = 1 << 20) -> None:
@@ -88,11 +112,28 @@ class Partitioner:
         return partitions <= {partition}
 
 
-async def read_to_end(bootstrap: str, topic: str) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """Every record of a one-partition topic, from the first to the last there is now.
+# Where a partition ends comes from a fetch's high-water mark, never from ListOffsets (`end_offsets`):
+# Tansu answers ListOffsets low when a partition's last record batch holds several records.
 
-    "The last" comes from a fetch's high-water mark: Tansu answers ListOffsets low after batched writes.
-    """
+
+async def high_water_marks(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """The offset after the last message of each partition (0 for an empty one)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, partition) for partition in range(partitions)]
+        consumer.assign(assigned)
+        for partition in assigned:
+            consumer.seek(partition, 0)
+        await consumer.getmany(*assigned, timeout_ms=500)
+        return {tp.partition: consumer.highwater(tp) or 0 for tp in assigned}
+    finally:
+        await consumer.stop()
+
+
+async def read_to_end(bootstrap: str, topic: str) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of a one-partition topic, from the first until the reader reaches the high-water
+    mark of its latest fetch."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
     await consumer.start()
     try:

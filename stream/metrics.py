@@ -1,11 +1,15 @@
-"""Prometheus metrics of the stream worker (served by `omstream worker` on its metrics port)."""
+"""Prometheus metrics of the stream worker and the sink (each serves them on its metrics port)."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-EVENTS_IN = Counter("omstream_events_in_total", "Events decoded from the events topic")
-EVENTS_STORED = Counter("omstream_events_stored_total", "Events written to the raw events table")
+# the two counters `omstream bench` scrapes, by the names they are exposed under
+EVENTS_IN_TOTAL = "omstream_events_in_total"
+EVENTS_STORED_TOTAL = "omstream_events_stored_total"
+
+EVENTS_IN = Counter(EVENTS_IN_TOTAL, "Events of the events topic whose take a worker has processed")
+EVENTS_STORED = Counter(EVENTS_STORED_TOTAL, "Events written to the raw events table")
 MESSAGES_IN = Counter("omstream_messages_in_total", "Kafka messages read from the events topic")
 DEAD_LETTERS = Counter(
     "omstream_dead_letters_total", "Rejected inputs sent to the dead-letter topic", ["reason"]

@@ -2,9 +2,9 @@
 
 Kafka's committed offsets cannot say this: the worker holds acknowledgements while windows are open.
 After every write the sink publishes `{"stage", "topic", "partition", "offset"}`: the last source
-offset whose effects of that stage (`raw` events, `windows`, `dead_letters`) are all in ClickHouse.
-A demo, a benchmark or a test can so wait for "everything is stored" with any number of workers,
-without reading ClickHouse (which chDB would not allow from a second process).
+offset whose effects of that stage are all in ClickHouse. A demo, a benchmark or a test can so wait
+for "everything is stored" with any number of workers, without reading ClickHouse (which chDB would
+not allow from a second process).
 """
 
 from __future__ import annotations
@@ -12,14 +12,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from enum import StrEnum
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
+
+from stream.kafka import high_water_marks
 
 Position = tuple[str, int]
 
 
-def encode_processed(stage: str, topic: str, partition: int, offset: int) -> bytes:
+class Stage(StrEnum):
+    RAW = "raw"  # events in the raw table
+    WINDOWS = "windows"  # the window rows of events (positions are the events topic's)
+    DEAD_LETTERS = "dead_letters"
+    AUDIT = "audit"  # the control plane's results in the audit table
+
+
+def encode_processed(stage: Stage, topic: str, partition: int, offset: int) -> bytes:
     return orjson.dumps({"stage": stage, "topic": topic, "partition": partition, "offset": offset})
 
 
@@ -54,20 +64,9 @@ class ProcessedWatcher:
         }
 
     async def last_offsets(self, topic: str, partitions: int) -> dict[Position, int]:
-        """The last offset of each partition that holds messages, from a fetch's high-water mark:
-        Tansu answers ListOffsets wrongly after batched writes, but its fetch high-water is exact."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            assigned = [TopicPartition(topic, partition) for partition in range(partitions)]
-            consumer.assign(assigned)
-            for partition in assigned:
-                consumer.seek(partition, 0)
-            await consumer.getmany(*assigned, timeout_ms=500)
-            highwater = {tp.partition: consumer.highwater(tp) or 0 for tp in assigned}
-        finally:
-            await consumer.stop()
-        return {(topic, partition): mark - 1 for partition, mark in highwater.items() if mark}
+        """The last offset of each partition that holds messages."""
+        marks = await high_water_marks(self._bootstrap, topic, partitions)
+        return {(topic, partition): mark - 1 for partition, mark in marks.items() if mark}
 
     async def wait(
         self,

@@ -1,13 +1,15 @@
-"""Replay a stream of parsed rows onto Kafka through the emitter, optionally paced."""
+"""Replay events onto Kafka through the emitter, optionally paced: rows, or a Taobao CSV file."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from stream.emitter import EmitReport, Emitter
 from stream.events import Event, Rejected
+from stream.sources.taobao import read_csv
 
 _PACE_EVERY = 1_000  # events between pacing checks: sleeping per event would cap the rate itself
 
@@ -52,3 +54,10 @@ async def replay(
         else:
             await emitter.reject(row)
     return await emitter.flush()
+
+
+async def replay_file(
+    path: Path, emitter: Emitter, pacer: Pacer | None = None, on_progress: Callable[[int], None] | None = None
+) -> EmitReport:
+    """Replay a Taobao CSV (read as a stream); `on_progress` gets the bytes read so far."""
+    return await replay(read_csv(path, emitter.accept_range, on_progress), emitter, pacer)

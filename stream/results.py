@@ -1,9 +1,11 @@
-"""Window results on Kafka (`omstream.windows`): from the workers to the one ClickHouse writer."""
+"""Window results on Kafka (`omstream.windows`): from the workers to the one ClickHouse writer.
+
+Rows travel as JSON objects with named fields, so a worker and a sink of different versions (a
+rolling deploy) never put a value into the wrong column.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,10 +13,7 @@ import orjson
 
 from stream.windows import FunnelRow, WindowRow
 
-_ROWS_PER_MESSAGE = 2_000  # ~150 kB: well under Kafka's default 1 MB message limit
-# a row's fields in order (dataclasses.astuple deep-copies every field: ten times slower)
-_WINDOW_VALUES = operator.attrgetter(*(field.name for field in dataclasses.fields(WindowRow)))
-_FUNNEL_VALUES = operator.attrgetter(*(field.name for field in dataclasses.fields(FunnelRow)))
+_ROWS_PER_MESSAGE = 2_000  # well under Kafka's default 1 MB message limit
 
 
 @dataclass(frozen=True)
@@ -35,10 +34,10 @@ def encode_results(
     chunks = chunks or [([], [])]
     last = len(chunks) - 1
     return [
-        orjson.dumps(
+        orjson.dumps(  # orjson writes a dataclass as an object of its fields
             {
-                "windows": [_WINDOW_VALUES(row) for row in window_rows],
-                "funnels": [_FUNNEL_VALUES(row) for row in funnel_rows],
+                "windows": window_rows,
+                "funnels": funnel_rows,
                 "positions": {str(p): offset for p, offset in positions.items()} if index == last else {},
             }
         )
@@ -49,7 +48,7 @@ def encode_results(
 def decode_results(value: bytes) -> WindowResults:
     body = orjson.loads(value)
     return WindowResults(
-        [WindowRow(*row) for row in body["windows"]],
-        [FunnelRow(*row) for row in body["funnels"]],
+        [WindowRow(**row) for row in body["windows"]],
+        [FunnelRow(**row) for row in body["funnels"]],
         {int(partition): int(offset) for partition, offset in body["positions"].items()},
     )

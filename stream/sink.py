@@ -10,33 +10,48 @@ each source is stored (see `stream.processed`).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
-import orjson
 from clickhouse_connect.driver.client import Client
 from faust.types import EventT
 
-from control.audit import AuditRow, audit_rows
-from control.commands import CommandResult
-from omstream.settings import Settings
 from stream import metrics
-from stream.app import create_app, raw_topic
-from stream.events import EventFields, decode_fields, valid_events
-from stream.processed import encode_processed
+from stream.app import FaustConfig, Takes, create_app, raw_topic
+from stream.events import DeadLetter, EventFields, decode_fields, valid_events
+from stream.processed import Stage, encode_processed
 from stream.results import decode_results
 from stream.sinks.clickhouse import (
-    DeadLetterRow,
-    insert_audit_rows,
     insert_dead_letters,
     insert_event_messages,
     insert_events,
+    insert_rows,
     insert_window_rows,
 )
+from stream.topics import Topics
 
-log = logging.getLogger("omstream.sink")
+
+@dataclass(frozen=True)
+class TableFeed:
+    """A topic the sink stores into a table for another component (the control plane's results into
+    the audit table): `rows` reads one message into the table's rows, and none from a message that
+    is not one of its records."""
+
+    topic: str
+    table: str
+    stage: Stage
+    rows: Callable[[bytes], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    faust: FaustConfig
+    topics: Topics
+    accept_range: tuple[int, int]  # accepted event times, [from, to) Unix seconds
+    takes: Takes
+    feeds: tuple[TableFeed, ...] = ()
 
 
 class ClickHouseWriter:
@@ -51,79 +66,50 @@ class ClickHouseWriter:
             await asyncio.to_thread(write, self.client, *args)
 
 
-def dead_letter_row(event: EventT, topic: str) -> DeadLetterRow:
-    message = event.message
-    position = f"{topic}/{message.partition}/{message.offset}"
-    try:
-        body = orjson.loads(event.value)
-        fields = {name: str(body[name]) for name in ("reason", "source", "detail", "payload")}
-        origin = str(body.get("origin") or position)
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-        # A dead letter is never dropped, even one written by a foreign producer in another shape.
-        raw = bytes(event.value).decode(errors="replace")
-        fields = {
-            "reason": "malformed",
-            "source": "unknown",
-            "detail": "unreadable dead letter",
-            "payload": raw,
-        }
-        origin = position
-    return DeadLetterRow(origin=origin, **fields)
-
-
-def _audit_rows(value: bytes) -> list[AuditRow]:
-    try:
-        return audit_rows(CommandResult.model_validate_json(value))
-    except ValueError:
-        # Only the control service writes this topic; anything else on it is not an audit record.
-        log.warning("skipped a message on the results topic that is not a command result")
-        return []
-
-
 def last_offsets(batch: Sequence[EventT]) -> dict[int, int]:
     return {event.message.partition: event.message.offset for event in batch}
 
 
-def build_sink_app(settings: Settings, bootstrap: str, client: Client) -> faust.App:
-    app = create_app(settings, settings.sink_group, bootstrap)
+def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
+    app = create_app(config.faust)
     writer = ClickHouseWriter(client)
-    events, dead_letters, results = (
-        raw_topic(app, name) for name in (settings.events_topic, settings.dlq_topic, settings.windows_topic)
-    )
-    processed = raw_topic(app, settings.processed_topic)
-    accept_range = settings.accept_range
+    topics = config.topics
+    processed = raw_topic(app, topics.processed)
+    takes = config.takes
 
-    async def published(stage: str, topic: str, positions: dict[int, int]) -> None:
+    async def published(stage: Stage, topic: str, positions: dict[int, int]) -> None:
         for partition, offset in positions.items():
             await processed.send(value=encode_processed(stage, topic, partition, offset))
 
     async def store_events(stream: faust.StreamT[bytes]) -> None:
         # Bad input is the workers' to dead-letter (they see every message too); here it is skipped.
-        async for batch in stream.take_events(settings.take_messages, within=settings.take_seconds):  # type: ignore[attr-defined]
+        async for batch in stream.take_events(takes.messages, within=takes.seconds):  # type: ignore[attr-defined]
             valid: list[bytes] = []
             decoded: list[EventFields] = []
             repaired: list[EventFields] = []
             for event in batch:
-                fields = decode_fields(event.value, accept_range)
+                fields = decode_fields(event.value, config.accept_range)
                 if fields is not None:
                     valid.append(event.value)
                     decoded += fields
                 else:  # some events are bad: the model path keeps the good ones
-                    repaired += valid_events(event.value, accept_range)
+                    repaired += valid_events(event.value, config.accept_range)
             await writer.run(insert_event_messages, valid, decoded)
             await writer.run(insert_events, repaired)
             metrics.EVENTS_STORED.inc(len(decoded) + len(repaired))
-            await published("raw", settings.events_topic, last_offsets(batch))
+            await published(Stage.RAW, topics.events, last_offsets(batch))
 
     async def store_dead_letters(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(settings.take_messages, within=settings.take_seconds):  # type: ignore[attr-defined]
-            rows = [dead_letter_row(event, settings.dlq_topic) for event in batch]
-            await writer.run(insert_dead_letters, rows)
-            metrics.DEAD_LETTERS_STORED.inc(len(rows))
-            await published("dead_letters", settings.dlq_topic, last_offsets(batch))
+        async for batch in stream.take_events(takes.messages, within=takes.seconds):  # type: ignore[attr-defined]
+            letters = [
+                DeadLetter.decode(event.value, _position(topics.dead_letters, event)) for event in batch
+            ]
+            await writer.run(insert_dead_letters, letters)
+            metrics.DEAD_LETTERS_STORED.inc(len(letters))
+            await published(Stage.DEAD_LETTERS, topics.dead_letters, last_offsets(batch))
 
     async def store_windows(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take(settings.take_messages, within=settings.take_seconds):
+        async for batch in stream.take(takes.messages, within=takes.seconds):
             decoded = [decode_results(value) for value in batch]
             windows = [row for result in decoded for row in result.windows]
             funnels = [row for result in decoded for row in result.funnels]
@@ -131,16 +117,24 @@ def build_sink_app(settings: Settings, bootstrap: str, client: Client) -> faust.
             positions: dict[int, int] = {}
             for result in decoded:
                 positions.update(result.positions)
-            await published("windows", settings.events_topic, positions)
+            await published(Stage.WINDOWS, topics.events, positions)
 
-    async def store_audit(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(settings.take_messages, within=settings.take_seconds):  # type: ignore[attr-defined]
-            rows = [row for event in batch for row in _audit_rows(event.value)]
-            await writer.run(insert_audit_rows, rows)
-            await published("audit", settings.ops_results_topic, last_offsets(batch))
+    def store_feed(feed: TableFeed) -> Callable[[faust.StreamT[bytes]], Any]:
+        async def store(stream: faust.StreamT[bytes]) -> None:
+            async for batch in stream.take_events(takes.messages, within=takes.seconds):  # type: ignore[attr-defined]
+                rows = [row for event in batch for row in feed.rows(event.value)]
+                await writer.run(insert_rows, feed.table, rows)
+                await published(feed.stage, feed.topic, last_offsets(batch))
 
-    app.agent(events, name="store_events")(store_events)
-    app.agent(raw_topic(app, settings.ops_results_topic), name="store_audit")(store_audit)
-    app.agent(dead_letters, name="store_dead_letters")(store_dead_letters)
-    app.agent(results, name="store_windows")(store_windows)
+        return store
+
+    app.agent(raw_topic(app, topics.events), name="store_events")(store_events)
+    app.agent(raw_topic(app, topics.dead_letters), name="store_dead_letters")(store_dead_letters)
+    app.agent(raw_topic(app, topics.windows), name="store_windows")(store_windows)
+    for feed in config.feeds:
+        app.agent(raw_topic(app, feed.topic), name=f"store_{feed.table}")(store_feed(feed))
     return app
+
+
+def _position(topic: str, event: EventT) -> str:
+    return f"{topic}/{event.message.partition}/{event.message.offset}"

@@ -22,12 +22,12 @@ import faust
 import numpy as np
 from faust.types import TP, EventT, Message
 
-from omstream.settings import Settings
 from stream import metrics
-from stream.app import create_app, raw_topic
+from stream.app import FaustConfig, Takes, create_app, raw_topic
 from stream.checkpoints import encode_checkpoint, latest_checkpoints
 from stream.events import (
-    BEHAVIORS,
+    BEHAVIOR_CODE,
+    DeadLetter,
     Event,
     EventFields,
     Rejected,
@@ -36,26 +36,49 @@ from stream.events import (
     decode_fields,
     decode_message,
     encode_events,
-    encode_rejected,
 )
 from stream.kafka import Partitioner
 from stream.results import encode_results
+from stream.topics import Topics
 from stream.windows import Batch, Bucketer, Checkpoint, PartitionWindows
 
-_CODE = {behavior: code for code, behavior in enumerate(BEHAVIORS)}
 _USER, _ITEM, _CATEGORY, _BEHAVIOR, _TS = (
     attrgetter(name) for name in ("user_id", "item_id", "category_id", "behavior", "ts")
 )
 
 
+@dataclass(frozen=True)
+class WorkerConfig:
+    faust: FaustConfig
+    topics: Topics
+    partitions: int  # of the events topic: users are routed by it
+    accept_range: tuple[int, int]  # accepted event times, [from, to) Unix seconds
+    takes: Takes
+    timezone: str  # of day windows
+    grace_seconds: int  # allowed lateness
+    funnel_conversion_seconds: int
+    flush_seconds: float  # how often open windows are written
+
+
 class PartitionInput:
-    """One partition's share of a take: its messages in offset order and the events to window."""
+    """One partition's share of a take: its messages in offset order, and per event to window the
+    message it came in (by index)."""
 
     def __init__(self) -> None:
         self.offsets: list[int] = []
         self.message_index: list[int] = []
         self.events: list[EventFields] = []
         self.user_ids: list[int] = []
+
+    def add_message(self, offset: int) -> int:
+        """Register a message; returns its index, which its events carry."""
+        self.offsets.append(offset)
+        return len(self.offsets) - 1
+
+    def add_events(self, events: list[EventFields], user_ids: list[int], message: int) -> None:
+        self.events += events
+        self.user_ids += user_ids
+        self.message_index += [message] * len(events)
 
     def batch(self) -> Batch:
         events = self.events
@@ -68,7 +91,7 @@ class PartitionInput:
             column(self.message_index),
             column(self.user_ids),
             column(map(_TS, events)),
-            column(map(_CODE.__getitem__, map(_BEHAVIOR, events))),
+            column(map(BEHAVIOR_CODE.__getitem__, map(_BEHAVIOR, events))),
             column(map(_ITEM, events)),
             column(map(_CATEGORY, events)),
         )
@@ -95,7 +118,9 @@ class Assignment:
 
 
 @dataclass(frozen=True)
-class Topics:
+class WorkerTopics:
+    """The topics a worker reads and writes, as Faust topics."""
+
     events: faust.TopicT
     dead_letters: faust.TopicT
     windows: faust.TopicT
@@ -105,12 +130,11 @@ class Topics:
 class WindowWorker:
     """The window state of the partitions assigned to this worker, and the processing of one take."""
 
-    def __init__(self, settings: Settings, bootstrap: str, topics: Topics) -> None:
-        self.settings = settings
-        self.bootstrap = bootstrap
+    def __init__(self, config: WorkerConfig, topics: WorkerTopics) -> None:
+        self.config = config
         self.topics = topics
-        self.partitioner = Partitioner(settings.events_partitions)
-        self.bucketer = Bucketer(settings.timezone)
+        self.partitioner = Partitioner(config.partitions)
+        self.bucketer = Bucketer(config.timezone)
         self.windows: dict[int, PartitionWindows] = {}
         self.held: dict[int, deque[EventT]] = defaultdict(deque)
         self.last_flush = 0.0
@@ -118,7 +142,7 @@ class WindowWorker:
         self.sent_checkpoints: dict[int, Checkpoint] = {}
         self._lock = asyncio.Lock()  # a take and the flush timer never interleave
         self._in_flight: list[Awaitable[Any]] = []  # sends to wait for before acknowledging
-        self._accept_range = settings.accept_range
+        self._accept_range = config.accept_range
         self.assignment = Assignment()
 
     async def assign(self, partitions: set[int], generation: int | None) -> None:
@@ -153,15 +177,15 @@ class WindowWorker:
             await self._add_to_windows(inputs)
             # a take that did not fill has caught up with the topic: write every open window now,
             # rather than up to a flush interval later (what a live dashboard, or a replay, waits for)
-            caught_up = len(batch) < self.settings.take_messages
-            due = time.monotonic() - self.last_flush >= self.settings.window_flush_seconds
+            caught_up = len(batch) < self.config.takes.messages
+            due = time.monotonic() - self.last_flush >= self.config.flush_seconds
             await self._write_windows(everything=due or caught_up)
             metrics.EVENTS_IN.inc(sum(len(into.events) for into in inputs.values()))
 
     async def flush(self) -> None:
         """Write every open window that changed (on a timer, so an idle stream is written out too)."""
         async with self._lock:
-            if time.monotonic() - self.last_flush >= self.settings.window_flush_seconds:
+            if time.monotonic() - self.last_flush >= self.config.flush_seconds:
                 await self._write_windows(everything=True)
 
     def _window(self, event: EventT, fields: list[EventFields], into: PartitionInput) -> bool:
@@ -169,11 +193,7 @@ class WindowWorker:
         user_ids = list(map(_USER, fields))
         if not self.partitioner.all_to(user_ids, event.message.partition):
             return False
-        into.offsets.append(event.message.offset)
-        index = len(into.offsets) - 1
-        into.events.extend(fields)
-        into.user_ids.extend(user_ids)
-        into.message_index.extend([index] * len(fields))
+        into.add_events(fields, user_ids, into.add_message(event.message.offset))
         return True
 
     async def _route_slowly(
@@ -181,23 +201,21 @@ class WindowWorker:
     ) -> None:
         """A message with bad events (dead-lettered with their reason) or misrouted ones (re-routed)."""
         partition, offset = event.message.partition, event.message.offset
-        into.offsets.append(offset)
-        index = len(into.offsets) - 1
+        index = into.add_message(offset)
         if fields is None:  # some item is bad: take the slow path that says why
             fields = []
             for position, result in enumerate(decode_message(event.value, self._accept_range)):
                 if isinstance(result, Rejected):
-                    origin = f"{self.settings.events_topic}/{partition}/{offset}/{position}"
-                    await self._dead_letter(result, origin)
+                    await self._dead_letter(
+                        result, f"{self.config.topics.events}/{partition}/{offset}/{position}"
+                    )
                 else:
                     fields.append(result)
         for item in fields:
             if self.partitioner(item.user_id) != partition:
                 await self._reroute(as_event(item))
             else:  # a copy re-routed twice (its sender re-processed) is an exact duplicate: counted once
-                into.events.append(item)
-                into.user_ids.append(item.user_id)
-                into.message_index.append(index)
+                into.add_events([item], [item.user_id], index)
 
     async def _reroute(self, event: Event) -> None:
         metrics.REROUTED.inc()
@@ -206,7 +224,7 @@ class WindowWorker:
 
     async def _dead_letter(self, rejected: Rejected, origin: str) -> None:
         metrics.DEAD_LETTERS.labels(rejected.reason.value).inc()
-        await self._send(self.topics.dead_letters, encode_rejected(rejected, "stream", origin))
+        await self._send(self.topics.dead_letters, DeadLetter.of(rejected, "stream", origin).encode())
 
     async def _send(self, topic: faust.TopicT, value: bytes, **options: Any) -> None:
         self._in_flight.append(await topic.send(value=value, **options))
@@ -228,7 +246,7 @@ class WindowWorker:
                 detail = f"ts={event.ts} is behind watermark {state.watermark} by more than the grace"
                 letter = Rejected(RejectReason.LATE, detail, encode_events([event]).decode())
                 await self._dead_letter(
-                    letter, f"{self.settings.events_topic}/{partition}/{offset}/late/{position}"
+                    letter, f"{self.config.topics.events}/{partition}/{offset}/late/{position}"
                 )
 
     async def _write_windows(self, everything: bool) -> None:
@@ -266,13 +284,14 @@ class WindowWorker:
         """State for newly assigned partitions, from their checkpoints (one read of the topic for all)."""
         if not partitions:
             return
-        checkpoints = await latest_checkpoints(self.bootstrap, self.settings.checkpoints_topic)
+        config = self.config
+        checkpoints = await latest_checkpoints(config.faust.bootstrap, config.topics.checkpoints)
         for partition in partitions:
             self.windows[partition] = PartitionWindows(
                 partition,
                 self.bucketer,
-                self.settings.grace_seconds,
-                self.settings.funnel_conversion_seconds,
+                config.grace_seconds,
+                config.funnel_conversion_seconds,
                 checkpoints.get(partition),
             )
 
@@ -288,25 +307,25 @@ class WindowWorker:
         metrics.HELD_MESSAGES.set(sum(len(queue) for queue in self.held.values()))
 
 
-def build_worker_app(settings: Settings, bootstrap: str) -> faust.App:
-    app = create_app(settings, settings.consumer_group, bootstrap)
-    topics = Topics(
-        raw_topic(app, settings.events_topic),
-        raw_topic(app, settings.dlq_topic),
-        raw_topic(app, settings.windows_topic),
-        raw_topic(app, settings.checkpoints_topic),
+def build_worker_app(config: WorkerConfig) -> faust.App:
+    app = create_app(config.faust)
+    names = config.topics
+    topics = WorkerTopics(
+        *(
+            raw_topic(app, name)
+            for name in (names.events, names.dead_letters, names.windows, names.checkpoints)
+        )
     )
-
-    worker = WindowWorker(settings, bootstrap, topics)
+    worker = WindowWorker(config, topics)
 
     async def compute_windows(stream: faust.StreamT[bytes]) -> None:
         # noack: the worker acknowledges a message only once no open window needs it (see module doc)
-        batches = stream.noack_take(settings.take_messages, within=settings.take_seconds)  # type: ignore[attr-defined]
+        batches = stream.noack_take(config.takes.messages, within=config.takes.seconds)  # type: ignore[attr-defined]
         async for batch in batches:
             await worker.process(batch)
 
     def events_partitions(tps: set[TP]) -> set[int]:
-        return {tp.partition for tp in tps if tp.topic == settings.events_topic}
+        return {tp.partition for tp in tps if tp.topic == names.events}
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(app: faust.App, revoked: set[TP], **_: Any) -> None:
@@ -318,5 +337,5 @@ def build_worker_app(settings: Settings, bootstrap: str) -> faust.App:
         await worker.assign(events_partitions(assigned), app.consumer_generation_id)
 
     app.agent(topics.events, name="compute_windows")(compute_windows)
-    app.timer(settings.window_flush_seconds, name="flush_windows")(worker.flush)
+    app.timer(config.flush_seconds, name="flush_windows")(worker.flush)
     return app

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from omstream.embedded import tansu_broker
+from omstream.embedded import tansu_broker, topic_partitions
 from omstream.settings import Settings
-from omstream.stack import topic_partitions
 from stream.kafka import ensure_topics
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

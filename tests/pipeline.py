@@ -16,10 +16,10 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 import clickhouse
-from omstream.demo import replay_file
+from omstream.embedded import all_alive
+from omstream.progress import replay_with_progress
 from omstream.report import Report, build_report
 from omstream.settings import Settings
-from omstream.stack import all_alive
 from stream.emitter import EmitReport
 from stream.processed import ProcessedWatcher
 from stream.replay import Pacer
@@ -61,7 +61,7 @@ def assert_exact(settings: Settings, path: Path) -> Report:
 
 
 def replay(path: Path, settings: Settings, bootstrap: str, pacer: Pacer | None = None) -> EmitReport:
-    return asyncio.run(replay_file(path, settings, bootstrap, settings.pack_size, pacer))
+    return asyncio.run(replay_with_progress(path, settings, bootstrap, pacer=pacer))
 
 
 def kill_when_processed(pid: int, settings: Settings, bootstrap: str, messages: int) -> None:

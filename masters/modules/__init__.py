@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from omstream.errors import first_error
+from masters.protocol import first_error
 
 
 @dataclass(frozen=True)

@@ -9,27 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from operator import attrgetter
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from stream.events import EventFields
+from stream.events import EVENT_COLUMNS, DeadLetter, EventFields
 from stream.metrics import INSERT_ROWS, INSERT_SECONDS
 from stream.windows import FunnelRow, WindowRow
-
-EVENT_COLUMNS = ("user_id", "item_id", "category_id", "behavior", "ts", "channel", "device_id", "event_id")
-
-
-@dataclass(frozen=True)
-class DeadLetterRow:
-    origin: str
-    reason: str
-    source: str
-    detail: str
-    payload: str
 
 
 def _observe_insert(table: str, started: float, rows: int) -> None:
@@ -75,7 +64,8 @@ def insert_event_messages(client: Client, messages: Sequence[bytes], events: Seq
     _observe_insert("events", started, summary.written_rows)
 
 
-def _insert_dataclasses(client: Client, table: str, rows: Sequence[Any]) -> None:
+def insert_rows(client: Client, table: str, rows: Sequence[Any]) -> None:
+    """Dataclass rows, whose fields are the table's columns."""
     if not rows:
         return
     names = [field.name for field in fields(rows[0])]
@@ -83,15 +73,10 @@ def _insert_dataclasses(client: Client, table: str, rows: Sequence[Any]) -> None
     _timed_insert(client, table, names, columns)
 
 
-def insert_dead_letters(client: Client, rows: Sequence[DeadLetterRow]) -> None:
-    _insert_dataclasses(client, "dead_letters", rows)
+def insert_dead_letters(client: Client, rows: Sequence[DeadLetter]) -> None:
+    insert_rows(client, "dead_letters", rows)
 
 
 def insert_window_rows(client: Client, windows: Sequence[WindowRow], funnels: Sequence[FunnelRow]) -> None:
-    _insert_dataclasses(client, "realtime_windows", windows)
-    _insert_dataclasses(client, "realtime_funnel", funnels)
-
-
-def insert_audit_rows(client: Client, rows: Sequence[Any]) -> None:
-    """`rows`: `control.audit.AuditRow`s, the control plane's results."""
-    _insert_dataclasses(client, "ops_audit", rows)
+    insert_rows(client, "realtime_windows", windows)
+    insert_rows(client, "realtime_funnel", funnels)

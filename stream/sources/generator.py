@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from stream.events import BEHAVIORS
+from stream.events import BEHAVIORS, BUY, CART, FAV, PV
+from stream.sources.taobao import TAOBAO_DAYS, TAOBAO_END, TAOBAO_START
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -38,16 +39,12 @@ TAOBAO_CATEGORIES = 9_439
 _ITEM_ID_SPACE = 5_163_070  # real ids are sparse in [1, ~5.16M]; drawing from that range keeps their look
 _CATEGORY_ID_SPACE = 5_162_429
 
-WINDOW_START = 1_511_539_200  # 2017-11-25 00:00 Asia/Shanghai
-DAYS = 9
-WINDOW_END = WINDOW_START + DAYS * 86_400  # 2017-12-04 00:00 Asia/Shanghai, exclusive
 MAX_EVENTS = 10**11  # keeps every id and timestamp within the 10 digits the fast formatter writes
 CHUNK_EVENTS = 200_000
 # Cap on a user's lognormal activity (median 1): no user gets more than ~3,500 events, so a chunk, which
 # ends with the user crossing a CHUNK_EVENTS boundary, never exceeds it by more than that.
 _MAX_ACTIVITY = 50.0
 
-PV, FAV, CART, BUY = (np.uint8(BEHAVIORS.index(name)) for name in ("pv", "fav", "cart", "buy"))
 _SHARE = {FAV: 0.0288, CART: 0.0552, BUY: 0.0201}  # pv takes the rest (0.8958 published)
 # A user's expected count of each action is share-normalised Gamma(shape) * events**exponent, and zero for
 # a share of users. For buys: pure window-shoppers, regular buyers otherwise, and light users buy nearly as
@@ -89,7 +86,7 @@ _ITEM_FOCUS = 2.0
 
 _LANE = 1 << 24  # per-user offset in keys: more than the spread of time offsets and positions in a chunk
 _STREAM_WORLD, _STREAM_CHUNK, _STREAM_DIRTY = range(3)
-_GZIP_LEVEL = 1  # 4x the speed of level 6 for a 16 % bigger file: generating is about throughput
+_GZIP_LEVEL = 1  # much faster than level 6 for a slightly bigger file: generating is about throughput
 
 
 @dataclass(frozen=True)
@@ -207,7 +204,7 @@ def _chunk(world: _World, index: int, rng: np.random.Generator) -> EventChunk:
     users = slice(world.chunk_bounds[index], world.chunk_bounds[index + 1])
     user_events = world.user_events[users]
     user, ts = _timeline(rng, _events_per_day(rng, user_events))
-    order = np.argsort(user * _LANE + (ts - WINDOW_START), kind="stable")
+    order = np.argsort(user * _LANE + (ts - TAOBAO_START), kind="stable")
     user, ts = user[order], _one_per_second(user[order], ts[order])
     behavior = _behaviors(rng, user_events, user)
     item, category = _items(rng, world, user_events, user, behavior)
@@ -216,14 +213,14 @@ def _chunk(world: _World, index: int, rng: np.random.Generator) -> EventChunk:
 
 
 def _events_per_day(rng: np.random.Generator, user_events: IntArray) -> IntArray:
-    """(users, DAYS) event counts: each user is present on some days and spreads their events over them."""
+    """(users, days) event counts: each user is present on some days and spreads their events over them."""
     users = len(user_events)
     # Heavy users come nearly every day, as on the real site; it also keeps daily totals from hinging on
     # whether a handful of heavy users happened to show up.
     absence = (1.0 - rng.beta(*_PRESENCE_BETA, users)) * np.exp(-user_events / _REGULAR_EVENTS)
     present = _systematic_draw(rng, (1.0 - absence)[:, None] * _DAY_PRESENCE, user_events)
     absent = np.flatnonzero(~present.any(axis=1))
-    present[absent, rng.choice(DAYS, len(absent), p=_DAY_PRESENCE / _DAY_PRESENCE.sum())] = True
+    present[absent, rng.choice(TAOBAO_DAYS, len(absent), p=_DAY_PRESENCE / _DAY_PRESENCE.sum())] = True
     weights = present * _DAY_INTENSITY
     counts: IntArray = rng.multinomial(user_events, weights / weights.sum(axis=1, keepdims=True))
     return counts
@@ -251,14 +248,14 @@ def _timeline(rng: np.random.Generator, per_day: IntArray) -> tuple[IntArray, In
     """(local user, ts) of every event: each user-day is cut into sessions of events a minute or two apart."""
     sizes = per_day.ravel()
     group = np.repeat(np.arange(len(sizes)), sizes)
-    user, day = np.divmod(group, DAYS)
+    user, day = np.divmod(group, TAOBAO_DAYS)
     starts_session = rng.random(len(group)) < 1.0 / _SESSION_EVENTS
     starts_session[(np.cumsum(sizes) - sizes)[sizes > 0]] = True
     session = np.cumsum(starts_session) - 1
     elapsed = np.cumsum(np.where(starts_session, 0.0, rng.exponential(_GAP_SECONDS, len(group))))
     in_session = elapsed - elapsed[np.flatnonzero(starts_session)][session]
     second_of_day = _session_starts(rng, int(session[-1]) + 1)[session] + in_session.astype(np.int64)
-    return user, WINDOW_START + day * 86_400 + second_of_day
+    return user, TAOBAO_START + day * 86_400 + second_of_day
 
 
 def _one_per_second(user: IntArray, ts: IntArray) -> IntArray:
@@ -269,10 +266,10 @@ def _one_per_second(user: IntArray, ts: IntArray) -> IntArray:
     """
     position = np.arange(len(ts))
     lane = user * _LANE  # keeps one user's running max / min from reaching into the next user's events
-    shifted = lane + (ts - WINDOW_START) - position
-    forward = np.minimum(np.maximum.accumulate(shifted) - lane + position, WINDOW_END - 1 - WINDOW_START)
+    shifted = lane + (ts - TAOBAO_START) - position
+    forward = np.minimum(np.maximum.accumulate(shifted) - lane + position, TAOBAO_END - 1 - TAOBAO_START)
     backward = np.minimum.accumulate((lane + forward - position)[::-1])[::-1] - lane + position
-    return WINDOW_START + backward
+    return TAOBAO_START + backward
 
 
 def _session_starts(rng: np.random.Generator, sessions: int) -> IntArray:
@@ -398,7 +395,7 @@ _ROW_WIDTH = 10 + 1 + 10 + 1 + 10 + 1 + 4 + 1 + 10 + 1
 def _layout(chunk: EventChunk) -> CodeArray:
     """The chunk's CSV lines as a fixed-width byte matrix, NUL-padded, built from digit tables.
 
-    np.take rather than fancy indexing: it is several times faster for gathering table rows.
+    np.take rather than fancy indexing: it is faster for gathering table rows.
     """
     rows = np.zeros((len(chunk), _ROW_WIDTH), dtype=np.uint8)
     for column, values in ((0, chunk.user_id), (11, chunk.item_id), (22, chunk.category_id)):
@@ -415,7 +412,7 @@ def _layout(chunk: EventChunk) -> CodeArray:
 
 
 def _text(rows: CodeArray) -> bytes:
-    return rows.tobytes().translate(None, b"\0")  # bytes.translate drops NULs ~8x faster than a numpy mask
+    return rows.tobytes().translate(None, b"\0")  # bytes.translate drops NULs faster than a numpy mask
 
 
 # Dirty lines per clean line, by kind (~0.5 % in all); every chunk gets at least one of each kind.
@@ -478,8 +475,8 @@ def _outside_window(rng: np.random.Generator) -> int:
     near = int(rng.integers(_NEAR_WINDOW))
     side = rng.integers(4)  # 0, 1: just before or after the window; 2, 3: far off
     if side == 0:
-        return WINDOW_START - 1 - near
+        return TAOBAO_START - 1 - near
     if side == 1:
-        return WINDOW_END + near
+        return TAOBAO_END + near
     far = int(rng.integers(_YEAR_1902, _YEAR_2038))
-    return far if not WINDOW_START - _NEAR_WINDOW <= far < WINDOW_END + _NEAR_WINDOW else far - 365 * 86_400
+    return far if not TAOBAO_START - _NEAR_WINDOW <= far < TAOBAO_END + _NEAR_WINDOW else far - 365 * 86_400

@@ -17,6 +17,11 @@ from pydantic import ValidationError
 
 from stream.events import Event, Rejected, RejectReason, check_window, classify_error
 
+# The data set's window, 2017-11-25 to 2017-12-03 China time; events outside it are dirty rows.
+TAOBAO_START = 1_511_539_200  # 2017-11-25 00:00 Asia/Shanghai
+TAOBAO_DAYS = 9
+TAOBAO_END = TAOBAO_START + TAOBAO_DAYS * 86_400  # 2017-12-04 00:00 Asia/Shanghai, exclusive
+
 _FIELD_COUNT = 5
 _PROGRESS_EVERY = 20_000  # lines between progress callbacks: cheap, yet smooth for a progress bar
 

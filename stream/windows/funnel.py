@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from stream.events import BUY, CART, FAV, PV
 from stream.windows.buckets import Int64s
 
-PV, FAV, CART, BUY = 0, 1, 2, 3
 _NONE = -1
 _SEGMENT = np.int64(1) << 34  # larger than any Unix time we accept, so per-user maxima never mix
 

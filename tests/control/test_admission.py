@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from control.commands import Command, CommandRejected
-from control.keys import generate_key, load_private_key, load_registry, sign
 from control.policy import DEFAULT_POLICY, load_policy
 from control.service import Admission, rejected_result
+from masters.keys import generate_key, load_private_key, load_registry, sign
+from masters.protocol import Command, CommandRejected
 
 NOW = datetime.datetime.now(datetime.UTC)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from control.commands import Command, CommandRejected
-from control.keys import generate_key, load_private_key, load_registry, sign, verify
+from masters.keys import generate_key, load_private_key, load_registry, sign, verify
+from masters.protocol import Command, CommandRejected
 
 NOW = datetime.datetime(2026, 11, 24, 8, 0, tzinfo=datetime.UTC)
 

@@ -21,18 +21,21 @@ from dataclasses import dataclass
 import pytest
 
 import clickhouse
-from control.commands import Command, CommandResult
-from control.keys import generate_key, load_private_key, sign
-from omstream.embedded import stop_process, tansu_broker
-from omstream.ops import ResultFollower, new_command, publish
-from omstream.settings import Settings
-from omstream.stack import (
+from control.client import OpsClient, new_command, publish
+from control.results import CommandResult
+from masters.keys import generate_key, load_private_key, sign
+from masters.protocol import Command
+from omstream.embedded import (
     control_plane,
     service_env,
     service_process,
+    stop_process,
+    tansu_broker,
     topic_partitions,
     wait_until_processed,
 )
+from omstream.services import ops_topics
+from omstream.settings import Settings
 from stream.kafka import ensure_topics
 
 POLICY = """
@@ -61,7 +64,7 @@ class ControlStack:
 
         async def follow() -> list[CommandResult]:
             results: list[CommandResult] = []
-            async with ResultFollower(self.bootstrap, self.settings.ops_results_topic) as follower:
+            async with OpsClient(self.bootstrap, ops_topics(self.settings)) as follower:
                 await publish(self.bootstrap, self.settings.ops_commands_topic, payloads)
                 async with asyncio.timeout(timeout):
                     async for result in follower.results():
@@ -75,7 +78,7 @@ class ControlStack:
         return asyncio.run(follow())
 
     def command(self, operator: str = "demo", **fields: object) -> Command:
-        base = new_command(self.settings, operator, ["bj", "sh"], "*", "ping", {})
+        base = new_command(self.settings.keys_dir, operator, ["bj", "sh"], "*", "ping", {})
         return sign(base.model_copy(update=fields), load_private_key(self.settings.keys_dir, operator))
 
 

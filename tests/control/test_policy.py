@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from control.commands import Command, CommandRejected
 from control.policy import DEFAULT_POLICY, load_policy
+from masters.protocol import Command, CommandRejected
 
 POLICY = """
 roles:

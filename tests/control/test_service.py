@@ -9,9 +9,10 @@ import uuid
 import pytest
 from aiokafka import TopicPartition
 
-from control.commands import Command, CommandRejected, CommandResult
+from control.client import publish
+from control.results import CommandResult
 from control.service import CommitTracker, SeenCommands, recall_admitted
-from omstream.ops import publish
+from masters.protocol import Command, CommandRejected
 from omstream.settings import Settings
 
 NOW = datetime.datetime.now(datetime.UTC)

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from omstream.cli import main
+from omstream.embedded import topic_partitions
 from omstream.settings import Settings
-from omstream.stack import topic_partitions
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "omstream:latest"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from omstream.demo import produced_targets
+from omstream.embedded import pipeline, wait_until_processed
 from omstream.settings import Settings
-from omstream.stack import pipeline, wait_until_processed
 from stream.replay import Pacer
 from tests.pipeline import assert_exact, kill_when_processed, ordered_sample, replay, wait_for_members
 

@@ -24,7 +24,8 @@ from prometheus_client import REGISTRY
 import clickhouse
 import stream.metrics  # noqa: F401  (registers the services' metrics)
 from omstream.bench import load_generated
-from stream.sinks.clickhouse import DeadLetterRow, insert_dead_letters, insert_window_rows
+from stream.events import DeadLetter
+from stream.sinks.clickhouse import insert_dead_letters, insert_window_rows
 from stream.windows import FunnelRow, WindowRow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,7 +126,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
         clickhouse.migrate(chdb)
         load_generated(chdb, 30_000, seed=3)
         _load_realtime(chdb)
-        insert_dead_letters(chdb, [DeadLetterRow("dlq/0/1", "malformed", "replay", "not JSON", "x")])
+        insert_dead_letters(chdb, [DeadLetter("dlq/0/1", "malformed", "replay", "not JSON", "x")])
         _load_ops_audit(chdb)
         yield chdb
     finally:

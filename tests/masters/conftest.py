@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from control.dispatch import MasterAddress, MasterClient
-from control.pki import Pki, ensure_pki
+from control.pki import CONTROL_CLIENT, Pki, ensure_pki
 from masters.executors import CallerExecutor, Executor, write_minion_config
 from masters.master import ALLOWLIST_FILE, Master, load_allowed
-from masters.server import build_server
+from masters.server import MasterConfig, build_server
 from masters.tls import client_context
 from omstream.embedded import free_port
 
@@ -44,7 +44,18 @@ def serve_master(pki: Pki) -> Iterator[ServeMaster]:
 
     def serve(executor: Executor) -> MasterAddress:
         master = Master("bj-1", "bj", executor, load_allowed(ALLOWLIST_FILE, "bj"), timeout=10)
-        server = build_server(master, pki, "127.0.0.1", free_port())
+        config = MasterConfig(
+            idc="bj",
+            name="bj-1",
+            host="127.0.0.1",
+            port=free_port(),
+            tls=pki.files("bj-1"),
+            allowlist_file=ALLOWLIST_FILE,
+            timeout_s=10,
+            salt_master_config=None,
+            salt_dir=pki.directory / "salt",
+        )
+        server = build_server(master, config)
         threading.Thread(target=server.start, daemon=True).start()
         servers.append(server)
         while not server.active:  # listening starts in the thread
@@ -57,7 +68,9 @@ def serve_master(pki: Pki) -> Iterator[ServeMaster]:
 
 
 def control_client(pki: Pki, address: MasterAddress) -> MasterClient:
-    return MasterClient(address, client_context(pki), connect_timeout=2, call_timeout=10)
+    return MasterClient(
+        address, client_context(pki.files(CONTROL_CLIENT)), connect_timeout=2, call_timeout=10
+    )
 
 
 def tmp_pki(directory: Path, masters: list[str]) -> Pki:

@@ -11,9 +11,19 @@ from pathlib import Path
 
 import yaml
 
-from omstream.embedded import free_port, stop_processes
+from omstream.embedded import free_port, stop_process
 
 MINIONS = ("minion-a", "minion-b")
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    """`stop_process` for several at once: all get SIGTERM first, so their shutdowns overlap."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        stop_process(process, grace=max(0.0, deadline - time.monotonic()))
 
 
 def _salt_command(name: str) -> str:

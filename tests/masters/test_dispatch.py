@@ -7,16 +7,17 @@ import datetime
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from control.commands import CommandResult
+from control.client import OpsClient, new_command, publish
 from control.dispatch import Idc
-from control.keys import generate_key, load_registry
 from control.pki import Pki
 from control.policy import DEFAULT_POLICY, load_policy
+from control.results import CommandResult
 from control.service import Admission, ControlService
 from masters.executors import CallerExecutor
+from masters.keys import generate_key, load_registry
 from masters.modules import SaltCall
 from masters.protocol import MinionReturn, Target
-from omstream.ops import ResultFollower, new_command, publish
+from omstream.services import control_config, ops_topics
 from omstream.settings import Settings
 from tests.masters.conftest import ServeMaster, control_client
 
@@ -47,12 +48,15 @@ def test_a_master_slower_than_the_timeout_gives_a_timeout_result(
 
     async def scenario() -> list[CommandResult]:
         with ThreadPoolExecutor(4) as pool:
-            service = ControlService(settings, admission, {"bj": Idc("bj", [slow], 4, pool)})
-            running = asyncio.create_task(service.run(bootstrap))
-            command = new_command(settings, "demo", ["bj"], "*", "ping", {})
+            config = control_config(
+                settings.model_copy(update={"masters": {"bj": ["bj-1@127.0.0.1:1"]}}), bootstrap
+            )
+            service = ControlService(config, admission, {"bj": Idc("bj", [slow], 4, pool)})
+            running = asyncio.create_task(service.run())
+            command = new_command(settings.keys_dir, "demo", ["bj"], "*", "ping", {})
             results: list[CommandResult] = []
             try:
-                async with ResultFollower(bootstrap, settings.ops_results_topic) as follower:
+                async with OpsClient(bootstrap, ops_topics(settings)) as follower:
                     await publish(
                         bootstrap, settings.ops_commands_topic, [command.model_dump_json().encode()]
                     )

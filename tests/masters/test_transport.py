@@ -15,7 +15,7 @@ import rpyc
 from rpyc.core.stream import SocketStream
 
 from control.dispatch import MasterAddress, MasterUnavailable, connect
-from control.pki import Pki
+from control.pki import CONTROL_CLIENT, Pki
 from masters.executors import CallerExecutor
 from masters.modules import SaltCall
 from masters.protocol import RPYC_CONFIG, MasterReply, MinionReturn, Target
@@ -53,7 +53,7 @@ def test_a_certificate_from_another_ca_is_refused(
     pki: Pki, tmp_path: Path, caller: CallerExecutor, serve_master: ServeMaster
 ) -> None:
     address = serve_master(caller)
-    stranger = client_context(tmp_pki(tmp_path / "other-ca", ["bj-1"]))
+    stranger = client_context(tmp_pki(tmp_path / "other-ca", ["bj-1"]).files(CONTROL_CLIENT))
     stranger.load_verify_locations(pki.ca_cert)  # it trusts our master; only its own certificate is foreign
     with pytest.raises(REFUSED):
         connect(address, stranger, 2, 5).root.execute(request())
@@ -72,7 +72,7 @@ def test_the_client_verifies_the_master_name(
     address = serve_master(caller)
     impostor_expected = MasterAddress(name="bj-2", host=address.host, port=address.port)
     with pytest.raises(ssl.SSLCertVerificationError, match="match"):
-        connect(impostor_expected, client_context(pki), 2, 5)
+        connect(impostor_expected, client_context(pki.files(CONTROL_CLIENT)), 2, 5)
     with pytest.raises(MasterUnavailable):
         control_client(pki, impostor_expected).call(request())
 
@@ -80,7 +80,7 @@ def test_the_client_verifies_the_master_name(
 def test_nothing_but_the_one_call_is_reachable(
     pki: Pki, caller: CallerExecutor, serve_master: ServeMaster
 ) -> None:
-    connection = connect(serve_master(caller), client_context(pki), 2, 5)
+    connection = connect(serve_master(caller), client_context(pki.files(CONTROL_CLIENT)), 2, 5)
     root = connection.root
     for reach in (
         lambda: connection.modules.os.system("true"),

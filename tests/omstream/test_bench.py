@@ -3,6 +3,7 @@
 import pytest
 
 from omstream.bench import PipelineRun, PipelineSample, Sample, first_to_last_rate, run_stream_bench
+from omstream.settings import Settings
 
 
 def test_rate_leaves_out_the_events_counted_by_the_first_counting_sample() -> None:
@@ -34,8 +35,8 @@ def test_end_to_end_runs_from_the_worker_s_first_event_until_everything_is_store
 
 @pytest.mark.integration
 @pytest.mark.timeout(60)
-def test_a_tiny_stream_bench_reports_every_figure() -> None:
-    result = run_stream_bench(5_000)
+def test_a_tiny_stream_bench_reports_every_figure(settings: Settings) -> None:
+    result = run_stream_bench(settings, 5_000)
     batched, single = result["batched"], result["single"]
     assert {"events_per_s", "baseline_events_per_s", "ratio"} <= set(batched)
     assert {"events_per_s", "faust_floor_events_per_s", "ratio_to_floor"} <= set(single)

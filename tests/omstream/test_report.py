@@ -218,7 +218,7 @@ def test_cli_report_formats_and_date_range(tmp_path: Path) -> None:
 
 
 def test_report_bench_times_a_tiny_run() -> None:
-    result = run_report_bench(5_000)
+    result = run_report_bench(5_000, "Asia/Shanghai", 86_400)
     assert result["events"] == 5_000
     assert result["report_s"] > 0 and result["load_events_per_s"] > 0 and result["report_bytes"] > 1_000
 

@@ -25,9 +25,8 @@ import pytest
 
 import clickhouse
 from omstream.demo import produced_targets
-from omstream.embedded import tansu_broker
+from omstream.embedded import service_process, tansu_broker, topic_partitions, wait_until_processed
 from omstream.settings import Settings
-from omstream.stack import service_process, topic_partitions, wait_until_processed
 from stream.kafka import Partitioner, ensure_topics
 from stream.replay import Pacer
 from tests.expected import WindowKey, behavior_totals, distinct_valid_rows, partition_windows

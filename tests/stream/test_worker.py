@@ -14,9 +14,15 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from omstream.demo import produced_targets
-from omstream.embedded import stop_process
+from omstream.embedded import (
+    pipeline,
+    service_env,
+    service_process,
+    stop_process,
+    wait_until_processed,
+    worker_process,
+)
 from omstream.settings import Settings
-from omstream.stack import pipeline, service_env, service_process, wait_until_processed, worker_process
 from stream.emitter import EmitReport, Emitter
 from stream.events import Event, encode_events
 from stream.kafka import Partitioner

@@ -1,4 +1,5 @@
-"""Operator keys (Ed25519) and the registry of their public halves that the control service trusts.
+"""Operator keys (Ed25519) and the registry of their public halves that the control service and the
+masters trust.
 
 The registry is a JSON file `{"operators": {"<name>": "<base64 raw public key>"}}`; private keys stay
 with their operators (`<keys dir>/<name>.key`, PKCS#8 PEM, mode 0600).
@@ -15,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from control.commands import Command, CommandRejected
+from masters.protocol import Command, CommandRejected
 
 
 def generate_key(keys_dir: Path, registry: Path, operator: str, *, replace: bool = False) -> Path:

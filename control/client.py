@@ -1,0 +1,173 @@
+"""The operator's client: sign commands, publish them to `ops.commands`, follow their results.
+
+What `omstream ops` uses, and what a script of an operator's would: keys come from the operator's
+keys directory, Kafka from the bootstrap address, and nothing else is read from the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from clickhouse_connect.driver.client import Client
+
+from clickhouse import query_rows
+from control.results import CommandResult
+from masters.keys import load_private_key, sign
+from masters.protocol import Command, Target
+
+
+@dataclass(frozen=True)
+class OpsTopics:
+    commands: str = "ops.commands"  # signed commands, from operators to the control service
+    results: str = "ops.results"  # every outcome, from the control service (to the audit table)
+
+
+def new_command(
+    keys_dir: Path,
+    operator: str,
+    idcs: Sequence[str],
+    target: Target,
+    module: str,
+    args: dict[str, Any],
+    ttl: datetime.timedelta = datetime.timedelta(minutes=5),
+) -> Command:
+    """A command signed with `operator`'s key from `keys_dir`."""
+    now = datetime.datetime.now(datetime.UTC)
+    command = Command(
+        command_id=uuid.uuid4(),
+        operator=operator,
+        idc=list(idcs),
+        target=target,
+        module=module,
+        args=args,
+        issued_at=now,
+        expires_at=now + ttl,
+    )
+    return sign(command, load_private_key(keys_dir, operator))
+
+
+async def publish(bootstrap: str, topic: str, payloads: Sequence[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    try:
+        for payload in payloads:
+            await producer.send(topic, payload)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+class ResultSets:
+    """The results of some commands, gathered until each is complete: rejected, or answered by every IDC."""
+
+    def __init__(self, commands: Sequence[Command]) -> None:
+        self._idcs = {str(command.command_id): set(command.idc) for command in commands}
+        self._results: dict[str, list[CommandResult]] = {command_id: [] for command_id in self._idcs}
+
+    def add(self, result: CommandResult) -> bool:
+        """Keep a result of one of these commands; False for a result of any other."""
+        if result.command_id not in self._results:
+            return False
+        self._results[result.command_id].append(result)
+        return True
+
+    def complete(self, command_id: str) -> bool:
+        results = self._results[command_id]
+        if any(result.status == "rejected" for result in results):
+            return True
+        return {result.idc for result in results if result.stage == "result"} >= self._idcs[command_id]
+
+
+class OpsClient:
+    """An operator's connection: publishes commands and follows `ops.results` from when it opened."""
+
+    def __init__(self, bootstrap: str, topics: OpsTopics = OpsTopics()) -> None:
+        self._topics = topics
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        self._results = TopicPartition(topics.results, 0)
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=20)
+
+    async def __aenter__(self) -> OpsClient:
+        await self._producer.start()
+        await self._consumer.start()
+        self._consumer.assign([self._results])
+        # Tansu may report the end low; reading a few older results is harmless, they are filtered out.
+        await self._consumer.seek_to_end(self._results)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._consumer.stop()
+        await self._producer.stop()
+
+    async def publish(self, commands: Sequence[Command]) -> None:
+        for command in commands:
+            await self._producer.send(self._topics.commands, command.model_dump_json().encode())
+        await self._producer.flush()
+
+    async def run(
+        self, commands: Sequence[Command], timeout: float, on_complete: Callable[[str], None] | None = None
+    ) -> AsyncIterator[CommandResult]:
+        """Publish `commands` and yield their results as they arrive, until each is complete (then
+        `on_complete` gets its id) or time is up."""
+        result_sets = ResultSets(commands)
+        completed: set[str] = set()
+        await self.publish(commands)
+        async with asyncio.timeout(timeout):
+            async for result in self.results():
+                if result.command_id in completed or not result_sets.add(result):
+                    continue
+                yield result
+                if result_sets.complete(result.command_id):
+                    completed.add(result.command_id)
+                    if on_complete:
+                        on_complete(result.command_id)
+                if len(completed) == len(commands):
+                    return
+
+    async def results(self) -> AsyncIterator[CommandResult]:
+        """Every result published since the client opened (or a little before), as it arrives."""
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=100)
+            for records in batches.values():
+                for record in records:
+                    yield CommandResult.model_validate_json(record.value or b"{}")
+
+
+async def run_and_wait(
+    bootstrap: str, topics: OpsTopics, commands: Sequence[Command], timeout: float
+) -> AsyncIterator[CommandResult]:
+    """Publish `commands` and yield their results as they arrive, until each is complete or time is up."""
+    async with OpsClient(bootstrap, topics) as client:
+        async for result in client.run(commands, timeout):
+            yield result
+
+
+def history(client: Client, limit: int) -> list[dict[str, Any]]:
+    return query_rows(client, "ops_history", limit=limit)
+
+
+def parse_target(text: str) -> Target:
+    """`a,b` is a list of hosts; anything else (a glob, `G@grain:value`) is one target string."""
+    return [host.strip() for host in text.split(",") if host.strip()] if "," in text else text
+
+
+def parse_args(pairs: Sequence[str]) -> dict[str, Any]:
+    """`k=v` pairs; a value is JSON when it parses as JSON (numbers, lists, true), else a string."""
+    args: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"bad --arg {pair!r}: expected key=value")
+        try:
+            args[key] = json.loads(value)
+        except ValueError:
+            args[key] = value
+    return args

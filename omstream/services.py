@@ -1,0 +1,121 @@
+"""The composition root: each component's configuration, built from the settings.
+
+Only `omstream` reads `Settings`; every component takes the few values it needs, in a configuration
+of its own (`WorkerConfig`, `SinkConfig`, `ControlConfig`, `MasterConfig`, the emitter's arguments).
+"""
+
+from __future__ import annotations
+
+from control.audit import audit_rows_of
+from control.client import OpsTopics
+from control.dispatch import MasterAddress
+from control.pki import CONTROL_CLIENT, Pki
+from control.policy import DEFAULT_POLICY
+from control.service import ControlConfig
+from masters.master import ALLOWLIST_FILE
+from masters.server import MasterConfig
+from omstream.settings import Settings
+from stream.app import FaustConfig, Takes
+from stream.emitter import Emitter
+from stream.kafka import GroupTimings
+from stream.processed import Stage
+from stream.sink import SinkConfig, TableFeed
+from stream.topics import Topics
+from stream.worker import WorkerConfig
+
+
+def topics(settings: Settings) -> Topics:
+    return Topics(
+        events=settings.events_topic,
+        dead_letters=settings.dlq_topic,
+        windows=settings.windows_topic,
+        checkpoints=settings.checkpoints_topic,
+        processed=settings.processed_topic,
+    )
+
+
+def faust_config(settings: Settings, app_id: str, bootstrap: str) -> FaustConfig:
+    return FaustConfig(
+        app_id=app_id,
+        bootstrap=bootstrap,
+        datadir=settings.state_dir / f"faust-{app_id}",
+        timings=GroupTimings(settings.session_timeout_s),
+        log_level=settings.log_level,
+    )
+
+
+def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
+    return WorkerConfig(
+        faust=faust_config(settings, settings.consumer_group, bootstrap),
+        topics=topics(settings),
+        partitions=settings.events_partitions,
+        accept_range=settings.accept_range,
+        takes=Takes(settings.take_messages, settings.take_seconds),
+        timezone=settings.timezone,
+        grace_seconds=settings.grace_seconds,
+        funnel_conversion_seconds=settings.funnel_conversion_seconds,
+        flush_seconds=settings.window_flush_seconds,
+    )
+
+
+def sink_config(settings: Settings, bootstrap: str) -> SinkConfig:
+    audit = TableFeed(settings.ops_results_topic, "ops_audit", Stage.AUDIT, audit_rows_of)
+    return SinkConfig(
+        faust=faust_config(settings, settings.sink_group, bootstrap),
+        topics=topics(settings),
+        accept_range=settings.accept_range,
+        takes=Takes(settings.take_messages, settings.take_seconds),
+        feeds=(audit,),
+    )
+
+
+def emitter(settings: Settings, bootstrap: str, pack: int | None = None, source: str = "replay") -> Emitter:
+    return Emitter(
+        bootstrap,
+        settings.events_topic,
+        settings.dlq_topic,
+        settings.accept_range,
+        pack=pack or settings.pack_size,
+        source=source,
+    )
+
+
+def ops_topics(settings: Settings) -> OpsTopics:
+    return OpsTopics(commands=settings.ops_commands_topic, results=settings.ops_results_topic)
+
+
+def control_config(settings: Settings, bootstrap: str) -> ControlConfig:
+    if not settings.masters:
+        raise ValueError('no masters configured: set OMSTREAM_MASTERS, e.g. {"bj": ["master-bj-1:18861"]}')
+    return ControlConfig(
+        bootstrap=bootstrap,
+        commands_topic=settings.ops_commands_topic,
+        results_topic=settings.ops_results_topic,
+        group=settings.control_group,
+        timings=GroupTimings(settings.session_timeout_s),
+        masters={
+            idc: [MasterAddress.parse(address) for address in addresses]
+            for idc, addresses in settings.masters.items()
+        },
+        tls=Pki(settings.pki_dir).files(CONTROL_CLIENT),
+        policy_file=settings.policy_file or DEFAULT_POLICY,
+        operators_file=settings.operators_file,
+        timeout_s=settings.ops_timeout_s,
+        connect_timeout_s=settings.ops_connect_timeout_s,
+        idc_concurrency=settings.ops_idc_concurrency,
+        max_lifetime_s=settings.ops_max_lifetime_s,
+    )
+
+
+def master_config(settings: Settings, idc: str, name: str, port: int | None = None) -> MasterConfig:
+    return MasterConfig(
+        idc=idc,
+        name=name,
+        host=settings.master_host,
+        port=settings.master_port if port is None else port,
+        tls=Pki(settings.pki_dir).files(name),
+        allowlist_file=settings.command_allowlist_file or ALLOWLIST_FILE,
+        timeout_s=settings.ops_timeout_s,
+        salt_master_config=settings.salt_master_config,
+        salt_dir=settings.state_dir / "salt" / name,
+    )
