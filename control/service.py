@@ -19,7 +19,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -28,10 +27,10 @@ from pydantic import ValidationError
 from control import metrics
 from control.dispatch import Idc, MasterAddress, MasterClient, MasterUnavailable
 from control.policy import Policy, load_policy
-from control.results import CommandResult
+from control.results import CommandResult, Status
 from masters.keys import load_registry, verify
 from masters.modules import ModuleRejected, validate_args
-from masters.protocol import Command, CommandRejected, MasterRequest, first_error
+from masters.protocol import Command, CommandRejected, MasterRequest, MinionReturn, first_error
 from masters.tls import TlsFiles, client_context
 from stream.kafka import GroupTimings, read_to_end
 
@@ -181,6 +180,17 @@ class CommitTracker:
         return positions
 
 
+@dataclass(frozen=True)
+class IdcOutcome:
+    """How one IDC's part of a command ended: its master's result set, or why there is none."""
+
+    status: Status
+    reason: str
+    detail: str
+    master: str = ""
+    minions: dict[str, MinionReturn] = field(default_factory=dict)
+
+
 class ControlService:
     def __init__(self, config: ControlConfig, admission: Admission, idcs: dict[str, Idc]) -> None:
         self._config = config
@@ -215,25 +225,29 @@ class ControlService:
     async def _dispatch(self, command: Command, idc: str, request_json: str) -> CommandResult:
         started = time.monotonic()
         outcome = await self._outcome(idc, request_json)
-        duration_ms = (time.monotonic() - started) * 1000
-        return CommandResult.about(command, stage="result", idc=idc, duration_ms=duration_ms, **outcome)
+        return CommandResult.about(
+            command,
+            stage="result",
+            idc=idc,
+            duration_ms=(time.monotonic() - started) * 1000,
+            status=outcome.status,
+            reason=outcome.reason,
+            detail=outcome.detail,
+            master=outcome.master,
+            minions=outcome.minions,
+        )
 
-    async def _outcome(self, idc: str, request_json: str) -> dict[str, Any]:
+    async def _outcome(self, idc: str, request_json: str) -> IdcOutcome:
         """The IDC's result set, or why there is none: every outcome is a result."""
         timeout = self._config.timeout_s
         try:
             reply = await asyncio.wait_for(self._idcs[idc].dispatch(request_json), timeout)
         except TimeoutError:
-            return {"status": "timeout", "reason": "timeout", "detail": f"no result set within {timeout:g} s"}
+            return IdcOutcome("timeout", "timeout", f"no result set within {timeout:g} s")
         except MasterUnavailable as error:
-            return {"status": "failed", "reason": "unreachable", "detail": str(error)}
-        return {
-            "status": reply.status,
-            "reason": "" if reply.status == "succeeded" else "failed",
-            "detail": reply.reason,
-            "master": reply.master,
-            "minions": reply.minions,
-        }
+            return IdcOutcome("failed", "unreachable", str(error))
+        reason = "" if reply.status == "succeeded" else "failed"
+        return IdcOutcome(reply.status, reason, reply.reason, reply.master, reply.minions)
 
     async def _publish(self, result: CommandResult) -> None:
         assert self._producer is not None

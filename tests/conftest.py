@@ -11,6 +11,7 @@ import pytest
 from omstream.embedded import tansu_broker, topic_partitions
 from omstream.settings import Settings
 from stream.kafka import ensure_topics
+from tests.pipeline import ordered_sample
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TAOBAO_SAMPLE = SHARED / "datasets" / "taobao_userbehavior_sample.csv"
@@ -21,6 +22,12 @@ def taobao_sample() -> Path:
     if not TAOBAO_SAMPLE.is_file():
         pytest.skip("../shared/datasets is not present")
     return TAOBAO_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def ordered_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30,000 generated events with dirty rows, in time order (shared by the pipeline tests)."""
+    return ordered_sample(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture

@@ -19,13 +19,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stream.events import BEHAVIORS
 from stream.windows.buckets import DAY, HOUR, MINUTE, ROLLING_SIZE, ROLLING_STEP, Bools, Bucketer, Int64s
 from stream.windows.funnel import funnel_users
 
 TUMBLING = {"minute": MINUTE, "hour": HOUR, "day": DAY}
 FUNNEL_KINDS = ("hour", "day")
 NO_TIME = -(1 << 62)
-_MIX = np.array(  # odd 64-bit multipliers: a cheap hash of an event's natural key
+_BEHAVIOR_COUNT = len(BEHAVIORS)  # a tally's counts: one per behaviour code
+# An event's natural key, as the columns of `PartitionWindows.recent` (exact duplicates count once)
+_KEY_COLUMNS = ("user", "item", "category", "code", "ts")
+_KEY_TS = _KEY_COLUMNS.index("ts")
+_MIX = np.array(  # odd 64-bit multipliers, one per key column: a cheap hash of a natural key
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5, 0xFF51AFD7ED558CCD],
     dtype=np.uint64,
 )
@@ -70,7 +75,7 @@ class FunnelRow:
 class Tally:
     first_offset: int
     watermark_before: int
-    counts: Int64s = field(default_factory=lambda: np.zeros(4, dtype=np.int64))
+    counts: Int64s = field(default_factory=lambda: np.zeros(_BEHAVIOR_COUNT, dtype=np.int64))
     users: set[int] = field(default_factory=set)
     funnel: list[tuple[Int64s, Int64s, Int64s]] = field(default_factory=list)
     closed: bool = False
@@ -83,7 +88,7 @@ class SlidingMinutes:
 
     def __init__(self) -> None:
         self.users: Counter[int] = Counter()
-        self.counts: Int64s = np.zeros(4, dtype=np.int64)
+        self.counts: Int64s = np.zeros(_BEHAVIOR_COUNT, dtype=np.int64)
         self.minutes: deque[tuple[int, Tally]] = deque()
 
     @property
@@ -133,13 +138,14 @@ class PartitionWindows:
         self.conversion = conversion
         self.resume_offset = checkpoint.offset if checkpoint else 0
         self.watermark = checkpoint.watermark if checkpoint else NO_TIME
-        self.final_horizon = checkpoint.closed_before if checkpoint else NO_TIME
+        # windows ending at or before this were final in ClickHouse when this state was rebuilt
+        self.closed_before = checkpoint.closed_before if checkpoint else NO_TIME
         self.last_offset = self.resume_offset - 1
         self.tallies: dict[tuple[str, int], Tally] = {}
         self.next_rolling: int | None = None
         # natural keys of the events counted per second of event time, back to the close point: an
         # exact duplicate is one event (as in the raw table); older duplicates would be late anyway
-        self.recent = np.empty((0, 5), dtype=np.int64)
+        self.recent = np.empty((0, len(_KEY_COLUMNS)), dtype=np.int64)
         self.sliding = SlidingMinutes()
 
     @property
@@ -166,7 +172,7 @@ class PartitionWindows:
         """
         first = np.ones(batch.ts.size, dtype=bool)
         positions = np.flatnonzero(candidates)
-        columns = (batch.users, batch.items, batch.categories, batch.codes, batch.ts)
+        columns = (batch.users, batch.items, batch.categories, batch.codes, batch.ts)  # as _KEY_COLUMNS
         keys = (
             np.column_stack([column[positions] for column in columns]) if positions.size else self.recent[:0]
         )
@@ -202,7 +208,8 @@ class PartitionWindows:
             starts, first, inverse = np.unique(
                 self.bucketer.starts(size, ts), return_index=True, return_inverse=True
             )
-            counts = np.bincount(inverse * 4 + codes, minlength=4 * starts.size).reshape(-1, 4)
+            slots = inverse * _BEHAVIOR_COUNT + codes
+            counts = np.bincount(slots, minlength=_BEHAVIOR_COUNT * starts.size).reshape(-1, _BEHAVIOR_COUNT)
             order = np.argsort(inverse, kind="stable")  # rows by window, in their original order
             ends = np.cumsum(np.bincount(inverse)).tolist()
             users_by_window = users[order].tolist()
@@ -240,14 +247,14 @@ class PartitionWindows:
                 continue
             tally.dirty = False
             tally.closed = final
-            if end <= self.final_horizon:
+            if end <= self.closed_before:
                 continue  # already final in ClickHouse before a restart; rebuilt only to feed others
             windows.append(self._window_row(kind, start, tally.counts, len(tally.users), final))
             if kind in FUNNEL_KINDS:
                 funnels.append(self._funnel_row(kind, start, tally, final))
         windows += list(self._close_rolling())
         self._forget_closed()
-        self.recent = self.recent[self.recent[:, 4] >= self.close_point]
+        self.recent = self.recent[self.recent[:, _KEY_TS] >= self.close_point]
         return windows, funnels
 
     def _window_row(self, kind: str, start: int, counts: Int64s, uv: int, final: bool) -> WindowRow:
@@ -266,7 +273,7 @@ class PartitionWindows:
             start = self.next_rolling
             end = start + ROLLING_SIZE
             inside = minutes[bisect.bisect_left(minutes, start) : bisect.bisect_left(minutes, end)]
-            if inside and end > self.final_horizon:
+            if inside and end > self.closed_before:
                 newest = self.sliding.newest
                 self.sliding.cover(
                     start,
@@ -299,5 +306,5 @@ class PartitionWindows:
             offset, watermark = first.first_offset, first.watermark_before
         else:
             offset, watermark = self.last_offset + 1, self.watermark
-        closed_before = max(self.close_point, self.final_horizon)
+        closed_before = max(self.close_point, self.closed_before)
         return Checkpoint(self.partition, offset, watermark, closed_before, self.last_offset)

@@ -15,7 +15,13 @@ from omstream.demo import produced_targets
 from omstream.embedded import pipeline, wait_until_processed
 from omstream.settings import Settings
 from stream.replay import Pacer
-from tests.pipeline import assert_exact, kill_when_processed, ordered_sample, replay, wait_for_members
+from tests.pipeline import (
+    SMALL_TAKES,
+    assert_exact,
+    kill_when_processed,
+    replay,
+    wait_for_members,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,22 +30,8 @@ WORKERS = 3
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    # small messages and takes, so the kill lands with windows open and messages held on every worker
-    return Settings(
-        state_dir=tmp_path / "state",
-        kafka_bootstrap="",
-        clickhouse_dsn="",
-        events_partitions=PARTITIONS,
-        pack_size=20,
-        take_messages=25,
-        window_flush_seconds=0.3,
-    )
-
-
-@pytest.fixture(scope="module")
-def ordered_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ordered_sample(tmp_path_factory.mktemp("data"))
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={**SMALL_TAKES, "events_partitions": PARTITIONS})
 
 
 def test_three_workers_on_six_partitions_one_killed_mid_stream_store_exact_results(

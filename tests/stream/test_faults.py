@@ -30,7 +30,7 @@ from omstream.settings import Settings
 from stream.kafka import Partitioner, ensure_topics
 from stream.replay import Pacer
 from tests.expected import WindowKey, behavior_totals, distinct_valid_rows, partition_windows
-from tests.pipeline import ordered_sample, replay
+from tests.pipeline import SMALL_TAKES, replay
 
 pytestmark = pytest.mark.integration
 
@@ -175,22 +175,9 @@ def _differences(
     return [(key, got.get(key), want.get(key)) for key in keys if got.get(key) != want.get(key)][:10]
 
 
-@pytest.fixture(scope="module")
-def ordered_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ordered_sample(tmp_path_factory.mktemp("data"))
-
-
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    # small messages and takes: each kill lands with windows open and messages held
-    return Settings(
-        state_dir=tmp_path / "state",
-        kafka_bootstrap="",
-        clickhouse_dsn="",
-        pack_size=20,
-        take_messages=25,
-        window_flush_seconds=0.3,
-    )
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update=SMALL_TAKES)
 
 
 @pytest.mark.parametrize("seed", CI_SEEDS)

@@ -30,21 +30,16 @@ from stream.replay import Pacer
 from stream.sources.taobao import parse_line
 from tests.expected import behavior_totals, hourly_activity
 from tests.pipeline import (
+    SMALL_TAKES,
     assert_exact,
     expected,
     kill_when_processed,
-    ordered_sample,
     replay,
     stored,
     wait_for_members,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def ordered_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ordered_sample(tmp_path_factory.mktemp("data"))
 
 
 def test_replaying_a_file_twice_changes_nothing(
@@ -82,7 +77,7 @@ def second_pass_late(path: Path, settings: Settings) -> int:
 def test_a_worker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
     ordered_file: Path, settings: Settings, bootstrap: str, kill_after_messages: int
 ) -> None:
-    small = settings.model_copy(update={"pack_size": 20, "take_messages": 25, "window_flush_seconds": 0.3})
+    small = settings.model_copy(update=SMALL_TAKES)
     with (
         service_process(small, bootstrap, "sink", "sink") as sink,
         worker_process(small, bootstrap, "doomed") as doomed,
