@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import re
 import resource
@@ -26,7 +27,6 @@ from omstream.embedded import (
     broker,
     free_port,
     required_stages,
-    service_env,
     service_process,
     stop_process,
     worker_process,
@@ -40,10 +40,10 @@ from stream.processed import ProcessedWatcher
 from stream.sources.generator import generate_chunks, generate_csv
 from stream.sources.taobao import sort_by_time
 
-FLOOR_RESULT_PREFIX = "faust-floor-samples: "  # the floor's stdout may carry terminal codes too
+PEER_RESULT_PREFIX = "quix-peer-samples: "  # the peer's stdout may carry terminal codes too
 _POLL_S = 0.2  # how often the end of a run is checked for
 _SCRAPE_S = 1.0  # scraping a service's metrics costs it CPU: not more often than this
-_SINGLE_MAX_EVENTS = 100_000  # one event per message runs at Faust's per-message rate: keep it short
+_SINGLE_MAX_EVENTS = 1_000_000  # one event per message: producing them is slower than consuming
 _RUN_TIMEOUT_S = 600.0
 _STALL_TIMEOUT_S = 120.0  # a crashed Faust agent can leave its process alive, doing nothing
 
@@ -249,17 +249,21 @@ def _batched_run(settings: Settings, data: Path) -> tuple[dict[str, Any], Pipeli
 
 
 def _single_run(settings: Settings, data: Path) -> dict[str, Any]:
+    """One event per message: our pipeline beside the peer, Quix Streams (its bare loop, and the
+    hourly all-users count), each reading the same messages from the start."""
     with broker(settings) as bootstrap:
         emitted = _produce(data, settings, bootstrap, pack=1)
-        floor = _faust_floor(settings, bootstrap, emitted.sent)
+        peer_loop = _quix_peer(settings, bootstrap, emitted.messages, "loop")
+        peer_count = _quix_peer(settings, bootstrap, emitted.messages, "count")
         run = _pipeline_run(settings, bootstrap, emitted)
-    rates, floor_rate = run.rates(), first_to_last_rate(floor)
+    rates, peer_rate = run.rates(), first_to_last_rate(peer_count)
     return {
         "events": emitted.sent,
         "messages": emitted.messages,
         **rates,
-        "faust_floor_events_per_s": round(floor_rate),
-        "ratio_to_floor": round(rates["events_per_s"] / floor_rate, 4),
+        "peer_loop_events_per_s": round(first_to_last_rate(peer_loop)),
+        "peer_events_per_s": round(peer_rate),
+        "ratio_to_peer": round(rates["events_per_s"] / peer_rate, 3),
     }
 
 
@@ -346,15 +350,17 @@ async def _plain_consumer(
     return samples
 
 
-def _faust_floor(
-    settings: Settings, bootstrap: str, events: int, timeout: float = _RUN_TIMEOUT_S
+def _quix_peer(
+    settings: Settings, bootstrap: str, messages: int, mode: str, timeout: float = _RUN_TIMEOUT_S
 ) -> list[Sample]:
-    """Run `omstream._faust_floor` (a bare Faust agent in a consumer group of its own) over the events."""
-    log_path = settings.state_dir / "floor.log"
+    """Run `omstream._quix_peer` in `mode` (`loop` or `count`) over the events topic's messages."""
+    if importlib.util.find_spec("quixstreams") is None:
+        raise RuntimeError("the peer of this bench is Quix Streams: pip install -e '.[bench]'")
+    log_path = settings.state_dir / f"quix-{mode}.log"
+    command = [sys.executable, "-m", "omstream._quix_peer", bootstrap, settings.events_topic]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "omstream._faust_floor", str(events)],
-            env=service_env(settings, bootstrap),
+            [*command, str(messages), mode, str(settings.state_dir / "quix")],
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,
@@ -362,12 +368,12 @@ def _faust_floor(
         try:
             out, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as error:
-            raise TimeoutError("the Faust floor did not count every event in time") from error
+            raise TimeoutError(f"the Quix peer ({mode}) did not read every message in time") from error
         finally:
             stop_process(process)
-    found = re.search(rf"{FLOOR_RESULT_PREFIX}(.+)$", out.decode(errors="replace"), re.MULTILINE)
+    found = re.search(rf"{PEER_RESULT_PREFIX}(.+)$", out.decode(errors="replace"), re.MULTILINE)
     if found is None:
-        raise RuntimeError(f"the Faust floor exited with code {process.returncode}: {_last_line(log_path)}")
+        raise RuntimeError(f"the Quix peer exited with code {process.returncode}: {_last_line(log_path)}")
     return [Sample(at, count) for at, count in json.loads(found.group(1))]
 
 

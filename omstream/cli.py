@@ -463,7 +463,7 @@ def bench_ingest(events: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @one_line_errors
 def bench_stream(events: int, as_json: bool) -> None:
-    """End-to-end worker rates (batched, and one event per message) beside a plain consumer and bare Faust."""
+    """End-to-end rates: batched beside a plain consumer, one event per message beside Quix Streams."""
     from omstream.bench import run_stream_bench
 
     _terminate_as_interrupt()

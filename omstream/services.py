@@ -44,13 +44,17 @@ def faust_config(settings: Settings, app_id: str, bootstrap: str) -> FaustConfig
     )
 
 
+def takes(settings: Settings) -> Takes:
+    return Takes(settings.take_messages, settings.take_fetches, settings.take_seconds)
+
+
 def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
     return WorkerConfig(
         faust=faust_config(settings, settings.consumer_group, bootstrap),
         topics=topics(settings),
         partitions=settings.events_partitions,
         accept_range=settings.accept_range,
-        takes=Takes(settings.take_messages, settings.take_seconds),
+        takes=takes(settings),
         timezone=settings.timezone,
         grace_seconds=settings.grace_seconds,
         funnel_conversion_seconds=settings.funnel_conversion_seconds,
@@ -64,7 +68,7 @@ def sink_config(settings: Settings, bootstrap: str) -> SinkConfig:
         faust=faust_config(settings, settings.sink_group, bootstrap),
         topics=topics(settings),
         accept_range=settings.accept_range,
-        takes=Takes(settings.take_messages, settings.take_seconds),
+        takes=takes(settings),
         feeds=(audit,),
     )
 

@@ -62,7 +62,12 @@ class Settings(BaseSettings):
     take_messages: int = Field(
         default=1_000,
         ge=1,
-        description="Kafka messages per take of a worker or the sink (a message holds pack_size events)",
+        description="messages per take of the sink's other topics (dead letters, window rows, results)",
+    )
+    take_fetches: int = Field(
+        default=4,
+        ge=1,
+        description="fetches of the events topic per take (each a partition's records of one fetch)",
     )
     take_seconds: float = Field(
         default=0.5, gt=0, description="max wait for a take to fill before it is processed"

@@ -24,9 +24,11 @@ class FaustConfig:
 
 @dataclass(frozen=True)
 class Takes:
-    """An agent takes up to `messages` messages at a time, waiting at most `seconds` for them."""
+    """An agent takes up to `messages` messages at a time (of the events topic, which arrives in bulk:
+    up to `fetches` fetches of a partition), waiting at most `seconds` for them."""
 
     messages: int
+    fetches: int
     seconds: float
 
 

@@ -140,6 +140,17 @@ def decode_fields(value: bytes, accept_range: tuple[int, int]) -> list[EventFiel
     return None
 
 
+def decode_singles(values: Sequence[bytes], accept_range: tuple[int, int]) -> list[EventFields] | None:
+    """Messages that each hold one valid event in the window (as services that write to Kafka
+    themselves send them), decoded in one pass; None when any does not (a batch, or bad input), and
+    each message then takes `decode_fields`."""
+    decode_one = _decoders(accept_range)[0].decode
+    try:
+        return list(map(decode_one, values))
+    except msgspec.DecodeError:
+        return None
+
+
 def classify_error(error: ValidationError) -> tuple[RejectReason, str]:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"])

@@ -57,6 +57,11 @@ def require_broker(bootstrap: str) -> None:
         raise BrokerUnreachable(f"Kafka broker unreachable at {bootstrap}")
 
 
+# Every topic is created with its retention stated: clients such as Quix Streams read it back, and
+# Tansu reports only what was set.
+TOPIC_CONFIGS = {"retention.ms": "-1"}
+
+
 async def ensure_topics(bootstrap: str, partitions: dict[str, int]) -> None:
     """Create the topics that do not exist yet (existing ones are left as they are)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -64,7 +69,7 @@ async def ensure_topics(bootstrap: str, partitions: dict[str, int]) -> None:
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=count, replication_factor=1)
+            NewTopic(name, num_partitions=count, replication_factor=1, topic_configs=TOPIC_CONFIGS)
             for name, count in partitions.items()
             if name not in existing
         ]

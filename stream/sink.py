@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 from clickhouse_connect.driver.client import Client
@@ -20,7 +20,8 @@ from faust.types import EventT
 
 from stream import metrics
 from stream.app import FaustConfig, Takes, create_app, raw_topic
-from stream.events import DeadLetter, EventFields, decode_fields, valid_events
+from stream.bulk import Bulk, deliver_in_bulk
+from stream.events import DeadLetter, EventFields, decode_fields, decode_singles, valid_events
 from stream.processed import Stage, encode_processed
 from stream.results import decode_results
 from stream.sinks.clickhouse import (
@@ -72,6 +73,7 @@ def last_offsets(batch: Sequence[EventT]) -> dict[int, int]:
 
 def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
     app = create_app(config.faust)
+    deliver_in_bulk(app, [config.topics.events])
     writer = ClickHouseWriter(client)
     topics = config.topics
     processed = raw_topic(app, topics.processed)
@@ -83,17 +85,24 @@ def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
 
     async def store_events(stream: faust.StreamT[bytes]) -> None:
         # Bad input is the workers' to dead-letter (they see every message too); here it is skipped.
-        async for batch in stream.take_events(takes.messages, within=takes.seconds):  # type: ignore[attr-defined]
+        async for batch in stream.take_events(takes.fetches, within=takes.seconds):  # type: ignore[attr-defined]
             valid: list[bytes] = []
             decoded: list[EventFields] = []
             repaired: list[EventFields] = []
             for event in batch:
-                fields = decode_fields(event.value, config.accept_range)
-                if fields is not None:
-                    valid.append(event.value)
-                    decoded += fields
-                else:  # some events are bad: the model path keeps the good ones
-                    repaired += valid_events(event.value, config.accept_range)
+                bulk = cast(Bulk, event.value)
+                singles = decode_singles(bulk.values, config.accept_range)
+                if singles is not None:
+                    valid += bulk.values
+                    decoded += singles
+                    continue
+                for value in bulk.values:
+                    fields = decode_fields(value, config.accept_range)
+                    if fields is not None:
+                        valid.append(value)
+                        decoded += fields
+                    else:  # some events are bad: the model path keeps the good ones
+                        repaired += valid_events(value, config.accept_range)
             await writer.run(insert_event_messages, valid, decoded)
             await writer.run(insert_events, repaired)
             metrics.EVENTS_STORED.inc(len(decoded) + len(repaired))

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 
 import faust
 import numpy as np
@@ -24,6 +24,7 @@ from faust.types import TP, EventT, Message
 
 from stream import metrics
 from stream.app import FaustConfig, Takes, create_app, raw_topic
+from stream.bulk import Bulk, deliver_in_bulk
 from stream.checkpoints import encode_checkpoint, latest_checkpoints
 from stream.events import (
     BEHAVIOR_CODE,
@@ -35,6 +36,7 @@ from stream.events import (
     as_event,
     decode_fields,
     decode_message,
+    decode_singles,
     encode_events,
 )
 from stream.kafka import Partitioner
@@ -79,6 +81,14 @@ class PartitionInput:
         self.events += events
         self.user_ids += user_ids
         self.message_index += [message] * len(events)
+
+    def add_singles(self, offsets: list[int], events: list[EventFields], user_ids: list[int]) -> None:
+        """Messages of one event each, in order: the n-th event came in the n-th message."""
+        start = len(self.offsets)
+        self.offsets += offsets
+        self.events += events
+        self.user_ids += user_ids
+        self.message_index += range(start, start + len(events))
 
     def batch(self) -> Batch:
         events = self.events
@@ -163,21 +173,23 @@ class WindowWorker:
                 self.sent_checkpoints.pop(partition, None)
 
     async def process(self, batch: Sequence[EventT]) -> None:
+        """One take of bulks of the events topic (see `stream.bulk`)."""
         async with self._lock:
             inputs: dict[int, PartitionInput] = defaultdict(PartitionInput)
+            caught_up, messages = True, 0
             for event in batch:
                 if not self.assignment.admits(event.message):
                     continue  # the partition's owner reads it again (see `Assignment`)
-                self.held[event.message.partition].append(event)
-                fields = decode_fields(event.value, self._accept_range)
-                into = inputs[event.message.partition]
-                if fields is None or not self._window(event, fields, into):
-                    await self._route_slowly(event, fields, into)
-            metrics.MESSAGES_IN.inc(len(batch))
+                partition, bulk = event.message.partition, cast(Bulk, event.value)
+                self.held[partition].append(event)
+                await self._take(partition, bulk, inputs[partition])
+                caught_up &= bulk.caught_up
+                messages += len(bulk.offsets)
+            metrics.MESSAGES_IN.inc(messages)
             await self._add_to_windows(inputs)
-            # a take that did not fill has caught up with the topic: write every open window now,
-            # rather than up to a flush interval later (what a live dashboard, or a replay, waits for)
-            caught_up = len(batch) < self.config.takes.messages
+            # a take that reached the end of its partitions has caught up with the topic: write every
+            # open window now, not up to a flush interval later (what a live dashboard, or a replay,
+            # waits for)
             due = time.monotonic() - self.last_flush >= self.config.flush_seconds
             await self._write_windows(everything=due or caught_up)
             metrics.EVENTS_IN.inc(sum(len(into.events) for into in inputs.values()))
@@ -188,23 +200,41 @@ class WindowWorker:
             if time.monotonic() - self.last_flush >= self.config.flush_seconds:
                 await self._write_windows(everything=True)
 
-    def _window(self, event: EventT, fields: list[EventFields], into: PartitionInput) -> bool:
+    async def _take(self, partition: int, bulk: Bulk, into: PartitionInput) -> None:
+        """A bulk's events into the partition's input: in one pass when every message is one valid event
+        of a user of this partition, else message by message."""
+        singles = decode_singles(bulk.values, self._accept_range)
+        if singles is not None:
+            user_ids = list(map(_USER, singles))
+            if self.partitioner.all_to(user_ids, partition):
+                into.add_singles(bulk.offsets, singles, user_ids)
+                return
+        for offset, value in zip(bulk.offsets, bulk.values, strict=True):
+            fields = decode_fields(value, self._accept_range)
+            if fields is None or not self._window(partition, offset, fields, into):
+                await self._route_slowly(partition, offset, value, fields, into)
+
+    def _window(self, partition: int, offset: int, fields: list[EventFields], into: PartitionInput) -> bool:
         """The common case, without awaiting: every event valid and of a user of this partition."""
         user_ids = list(map(_USER, fields))
-        if not self.partitioner.all_to(user_ids, event.message.partition):
+        if not self.partitioner.all_to(user_ids, partition):
             return False
-        into.add_events(fields, user_ids, into.add_message(event.message.offset))
+        into.add_events(fields, user_ids, into.add_message(offset))
         return True
 
     async def _route_slowly(
-        self, event: EventT, fields: list[EventFields] | None, into: PartitionInput
+        self,
+        partition: int,
+        offset: int,
+        value: bytes,
+        fields: list[EventFields] | None,
+        into: PartitionInput,
     ) -> None:
         """A message with bad events (dead-lettered with their reason) or misrouted ones (re-routed)."""
-        partition, offset = event.message.partition, event.message.offset
         index = into.add_message(offset)
         if fields is None:  # some item is bad: take the slow path that says why
             fields = []
-            for position, result in enumerate(decode_message(event.value, self._accept_range)):
+            for position, result in enumerate(decode_message(value, self._accept_range)):
                 if isinstance(result, Rejected):
                     await self._dead_letter(
                         result, f"{self.config.topics.events}/{partition}/{offset}/{position}"
@@ -309,6 +339,7 @@ class WindowWorker:
 
 def build_worker_app(config: WorkerConfig) -> faust.App:
     app = create_app(config.faust)
+    deliver_in_bulk(app, [config.topics.events])
     names = config.topics
     topics = WorkerTopics(
         *(
@@ -320,7 +351,7 @@ def build_worker_app(config: WorkerConfig) -> faust.App:
 
     async def compute_windows(stream: faust.StreamT[bytes]) -> None:
         # noack: the worker acknowledges a message only once no open window needs it (see module doc)
-        batches = stream.noack_take(config.takes.messages, within=config.takes.seconds)  # type: ignore[attr-defined]
+        batches = stream.noack_take(config.takes.fetches, within=config.takes.seconds)  # type: ignore[attr-defined]
         async for batch in batches:
             await worker.process(batch)
 
