@@ -25,6 +25,7 @@ from control.dispatch import MasterAddress
 from control.pki import Pki, ensure_pki
 from masters.keys import generate_key
 from omstream.settings import Settings
+from stream.checkpoints import start_epoch
 from stream.kafka import BrokerUnreachable, broker_accepts, ensure_topics, require_broker
 from stream.processed import ProcessedWatcher, Stage
 
@@ -161,7 +162,17 @@ def broker(settings: Settings) -> Iterator[str]:
         return
     with tansu_broker(settings.state_dir) as bootstrap:
         asyncio.run(ensure_topics(bootstrap, topic_partitions(settings)))
+        # Tansu starts empty: windows counted under an earlier broker keep that count
+        asyncio.run(start_epoch(bootstrap, settings.checkpoints_topic, next_epoch(settings.state_dir)))
         yield bootstrap
+
+
+def next_epoch(state_dir: Path) -> int:
+    """Count a fresh embedded broker of this state directory (whose ClickHouse outlives it)."""
+    path = state_dir / "broker-epoch"
+    epoch = int(path.read_text()) + 1 if path.is_file() else 1
+    path.write_text(f"{epoch}\n")
+    return epoch
 
 
 def service_env(settings: Settings, bootstrap: str) -> dict[str, str]:

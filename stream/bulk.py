@@ -35,7 +35,7 @@ from mode.utils.futures import notify
 _VALUE, _OFFSET = attrgetter("value"), attrgetter("offset")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Bulk:
     """One fetch's records of one partition, in offset order."""
 
@@ -48,6 +48,12 @@ class Bulk:
     def caught_up(self) -> bool:
         """Whether the bulk reaches the end the partition had when it was fetched."""
         return self.highwater is not None and self.offsets[-1] + 1 >= self.highwater
+
+    def drop_records(self) -> None:
+        """Free the records of a bulk that is kept only to be acknowledged later (its message keeps
+        the offsets an acknowledgement needs): a worker holds a day's bulks while a day window is open."""
+        self.values = []
+        self.offsets = []
 
 
 class BulkConsumer(FaustConsumer):
@@ -66,7 +72,7 @@ class BulkConsumer(FaustConsumer):
         if records is None or self.should_stop:
             return
         if not self.flow_active:
-            await self.perform_seek()  # as Faust does: back to the committed offsets
+            await self._seek_to_committed()
             return
         for tp, fetched in records.items():
             if not self.flow_active or self.app.consumer_generation_id != generation:
@@ -80,6 +86,15 @@ class BulkConsumer(FaustConsumer):
             else:
                 for record in fetched:
                     yield tp, self._to_message(tp, record)
+
+    async def _seek_to_committed(self) -> None:
+        """Back to the committed offsets, as Faust does when a fetch returns while its flow is stopped.
+        A rebalance in progress may have taken the partitions away meanwhile: the next assignment
+        seeks anyway, so that failure is only logged (as Faust does)."""
+        try:
+            await self.perform_seek()
+        except Exception as error:  # aiokafka raises IllegalStateError, among others
+            self.log.warning("could not seek to the committed offsets while stopped: %r", error)
 
     def _bulk_message(self, tp: TP, records: list[Any], highwater: int | None, generation: int) -> Message:
         offsets = list(map(_OFFSET, records))

@@ -1,30 +1,62 @@
-"""Window checkpoints on Kafka (`omstream.checkpoints`, keyed by source partition).
+"""Window checkpoints on Kafka (`omstream.checkpoints`): where each partition's windows resume.
 
 Workers do not open ClickHouse (in embedded mode only the sink may), so a worker that is assigned a
-partition finds where to rebuild its windows from here: the latest checkpoint of that partition.
-On Kafka the topic can be compacted: only the latest record per key matters.
+partition finds where to rebuild its windows from here: the latest checkpoint of that partition
+(records keyed by source partition; the topic can be compacted). The topic also carries the
+broker's epoch (key `epoch`), written by the embedded runtime when it starts a fresh broker: rows
+of an earlier broker then win over a later one's (see `stream.windows.row_version`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 
 import orjson
+from aiokafka import AIOKafkaProducer
 
 from stream.kafka import read_to_end
 from stream.windows import Checkpoint
+
+EPOCH_KEY = b"epoch"
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    latest: dict[int, Checkpoint] = field(default_factory=dict)  # by source partition
+    epoch: int = 0  # the broker's epoch; 0: one broker for ever
 
 
 def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
     return orjson.dumps(dataclasses.asdict(checkpoint))
 
 
-async def latest_checkpoints(bootstrap: str, topic: str) -> dict[int, Checkpoint]:
-    """The newest checkpoint of every source partition (highest version wins)."""
+def decode_checkpoint(value: bytes) -> Checkpoint:
+    body = orjson.loads(value)
+    floors = tuple((int(offset), int(floor)) for offset, floor in body.pop("floors", ()))
+    return Checkpoint(**body, floors=floors)
+
+
+async def latest_checkpoints(bootstrap: str, topic: str) -> Checkpoints:
+    """The newest checkpoint of every source partition (highest version wins), and the epoch."""
     latest: dict[int, Checkpoint] = {}
+    epoch = 0
     async for record in read_to_end(bootstrap, topic):
-        checkpoint = Checkpoint(**orjson.loads(record.value or b"{}"))
+        if record.key == EPOCH_KEY:
+            epoch = int(orjson.loads(record.value or b"0"))
+            continue
+        checkpoint = decode_checkpoint(record.value or b"{}")
         known = latest.get(checkpoint.partition)
         if known is None or known.version <= checkpoint.version:
             latest[checkpoint.partition] = checkpoint
-    return latest
+    return Checkpoints(latest, epoch)
+
+
+async def start_epoch(bootstrap: str, topic: str, epoch: int) -> None:
+    """Record the epoch of a fresh broker (the embedded runtime's, which counts them)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, orjson.dumps(epoch), key=EPOCH_KEY)
+    finally:
+        await producer.stop()

@@ -37,4 +37,6 @@ WATERMARK_LAG = Gauge(
     "Wall clock minus the event-time watermark, per partition",
     ["partition"],
 )
-HELD_MESSAGES = Gauge("omstream_held_messages", "Messages not yet acknowledged: they feed open windows")
+HELD_MESSAGES = Gauge(
+    "omstream_held_messages", "Fetches of a partition not yet acknowledged: they feed open windows"
+)

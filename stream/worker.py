@@ -11,6 +11,7 @@ windows need, rebuilding them exactly, and the sink's tables absorb the repeated
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Iterable, Sequence
@@ -42,7 +43,7 @@ from stream.events import (
 from stream.kafka import Partitioner
 from stream.results import encode_results
 from stream.topics import Topics
-from stream.windows import Batch, Bucketer, Checkpoint, PartitionWindows
+from stream.windows import Batch, Bucketer, Checkpoint, PartitionWindows, WindowRules
 
 _USER, _ITEM, _CATEGORY, _BEHAVIOR, _TS = (
     attrgetter(name) for name in ("user_id", "item_id", "category_id", "behavior", "ts")
@@ -144,8 +145,11 @@ class WindowWorker:
         self.config = config
         self.topics = topics
         self.partitioner = Partitioner(config.partitions)
-        self.bucketer = Bucketer(config.timezone)
+        self.rules = WindowRules(
+            Bucketer(config.timezone), config.grace_seconds, config.funnel_conversion_seconds
+        )
         self.windows: dict[int, PartitionWindows] = {}
+        self.last_message_at: dict[int, float] = {}  # per partition, monotonic
         self.held: dict[int, deque[EventT]] = defaultdict(deque)
         self.last_flush = 0.0
         self.sent_positions: dict[int, int] = {}
@@ -171,6 +175,7 @@ class WindowWorker:
                 self.windows.pop(partition, None)
                 self.held.pop(partition, None)
                 self.sent_checkpoints.pop(partition, None)
+                self.last_message_at.pop(partition, None)
 
     async def process(self, batch: Sequence[EventT]) -> None:
         """One take of bulks of the events topic (see `stream.bulk`)."""
@@ -182,9 +187,11 @@ class WindowWorker:
                     continue  # the partition's owner reads it again (see `Assignment`)
                 partition, bulk = event.message.partition, cast(Bulk, event.value)
                 self.held[partition].append(event)
+                self.last_message_at[partition] = time.monotonic()
                 await self._take(partition, bulk, inputs[partition])
                 caught_up &= bulk.caught_up
                 messages += len(bulk.offsets)
+                bulk.drop_records()
             metrics.MESSAGES_IN.inc(messages)
             await self._add_to_windows(inputs)
             # a take that reached the end of its partitions has caught up with the topic: write every
@@ -195,10 +202,26 @@ class WindowWorker:
             metrics.EVENTS_IN.inc(sum(len(into.events) for into in inputs.values()))
 
     async def flush(self) -> None:
-        """Write every open window that changed (on a timer, so an idle stream is written out too)."""
+        """On a timer: partitions idle for the grace follow the clock, and every open window that
+        changed is written (so an idle stream is written out, and its windows close, too)."""
         async with self._lock:
-            if time.monotonic() - self.last_flush >= self.config.flush_seconds:
+            followed = self._follow_clock(time.monotonic(), int(time.time()))
+            if followed or time.monotonic() - self.last_flush >= self.config.flush_seconds:
                 await self._write_windows(everything=True)
+
+    def _follow_clock(self, now: float, wall_clock: int) -> bool:
+        """Partitions that received nothing for the grace: their watermark is at least the wall clock
+        minus the grace (event time of live input is about the wall clock). Whether any advanced."""
+        grace = self.config.grace_seconds
+        followed = False
+        for partition, state in self.windows.items():
+            if (
+                now - self.last_message_at.get(partition, now) >= grace
+                and state.watermark < wall_clock - grace
+            ):
+                state.follow_clock(wall_clock - grace)
+                followed = True
+        return followed
 
     async def _take(self, partition: int, bulk: Bulk, into: PartitionInput) -> None:
         """A bulk's events into the partition's input: in one pass when every message is one valid event
@@ -316,14 +339,10 @@ class WindowWorker:
             return
         config = self.config
         checkpoints = await latest_checkpoints(config.faust.bootstrap, config.topics.checkpoints)
+        rules = dataclasses.replace(self.rules, epoch=checkpoints.epoch)
         for partition in partitions:
-            self.windows[partition] = PartitionWindows(
-                partition,
-                self.bucketer,
-                config.grace_seconds,
-                config.funnel_conversion_seconds,
-                checkpoints.get(partition),
-            )
+            self.windows[partition] = PartitionWindows(partition, rules, checkpoints.latest.get(partition))
+            self.last_message_at.setdefault(partition, time.monotonic())
 
     def _observe(self, partition: int, state: PartitionWindows) -> None:
         metrics.WATERMARK.labels(str(partition)).set(state.watermark)

@@ -2,6 +2,24 @@
 
 from stream.windows.buckets import Bucketer
 from stream.windows.funnel import funnel_users
-from stream.windows.state import Batch, Checkpoint, FunnelRow, PartitionWindows, WindowRow
+from stream.windows.state import (
+    Batch,
+    Checkpoint,
+    FunnelRow,
+    PartitionWindows,
+    WindowRow,
+    WindowRules,
+    row_version,
+)
 
-__all__ = ["Batch", "Bucketer", "Checkpoint", "FunnelRow", "PartitionWindows", "WindowRow", "funnel_users"]
+__all__ = [
+    "Batch",
+    "Bucketer",
+    "Checkpoint",
+    "FunnelRow",
+    "PartitionWindows",
+    "WindowRow",
+    "WindowRules",
+    "funnel_users",
+    "row_version",
+]

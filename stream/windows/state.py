@@ -8,6 +8,10 @@ Every result is a deterministic function of the partition's messages in offset o
   before it. Re-reading from there rebuilds the open windows exactly; rows of windows that were
   already final (end ≤ `closed_before`) are not written again. Offsets before the checkpoint are
   never acknowledged to Kafka until the checkpoint has passed them, so nothing it needs is skipped.
+- a partition that receives nothing follows the clock: once idle for the grace, its watermark is
+  at least the wall clock minus the grace, so its windows close at night too. Such a floor is a
+  fact of the partition's history like a message: it is recorded with the offset it followed and
+  travels in the checkpoint, so a rebuild judges the messages after it exactly as they were judged.
 """
 
 from __future__ import annotations
@@ -34,6 +38,21 @@ _MIX = np.array(  # odd 64-bit multipliers, one per key column: a cheap hash of 
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5, 0xFF51AFD7ED558CCD],
     dtype=np.uint64,
 )
+# A row's version orders its writes: later offsets win within one broker's life, and a final row wins
+# over the last open one at its offset. Rows of an earlier broker epoch (see `stream.checkpoints`)
+# rank above a later one's: an embedded broker starts again from offset 0 with only what arrives
+# after it, and that partial recount must not overwrite a row counted before. The rank sits in the
+# top bits, where the realtime views of `clickhouse/migrations` read it (`VERSION_RANK_SHIFT`).
+VERSION_RANK_SHIFT = 48
+_MAX_EPOCH = (1 << (64 - VERSION_RANK_SHIFT)) - 1
+
+
+def row_version(epoch: int, offset: int, final: bool) -> int:
+    """`epoch`: how many fresh brokers the state has seen (0: one broker for ever, in production)."""
+    return ((_MAX_EPOCH - epoch) << VERSION_RANK_SHIFT) | (offset << 1) | int(final)
+
+
+Floor = tuple[int, int]  # (offset, watermark): the watermark was at least this after that offset
 
 
 @dataclass(frozen=True)
@@ -42,7 +61,8 @@ class Checkpoint:
     offset: int  # first source offset that still feeds an open window
     watermark: int  # the watermark just before that offset
     closed_before: int  # every window ending at or before this is final in ClickHouse
-    version: int
+    version: int  # the last offset processed when it was taken
+    floors: tuple[Floor, ...] = ()  # the clock's floors recorded at or after `offset`
 
 
 @dataclass(frozen=True)
@@ -128,16 +148,24 @@ class Batch:
     categories: Int64s
 
 
+@dataclass(frozen=True)
+class WindowRules:
+    bucketer: Bucketer  # day boundaries in the configured time zone
+    grace: int  # allowed lateness, seconds of event time
+    conversion: int  # the funnel's conversion window
+    epoch: int = 0  # the broker's epoch (see `row_version`)
+
+
 class PartitionWindows:
-    def __init__(
-        self, partition: int, bucketer: Bucketer, grace: int, conversion: int, checkpoint: Checkpoint | None
-    ) -> None:
+    def __init__(self, partition: int, rules: WindowRules, checkpoint: Checkpoint | None) -> None:
         self.partition = partition
-        self.bucketer = bucketer
-        self.grace = grace
-        self.conversion = conversion
+        self.bucketer = rules.bucketer
+        self.grace = rules.grace
+        self.conversion = rules.conversion
+        self.epoch = rules.epoch
         self.resume_offset = checkpoint.offset if checkpoint else 0
         self.watermark = checkpoint.watermark if checkpoint else NO_TIME
+        self.floors: list[Floor] = list(checkpoint.floors) if checkpoint else []
         # windows ending at or before this were final in ClickHouse when this state was rebuilt
         self.closed_before = checkpoint.closed_before if checkpoint else NO_TIME
         self.last_offset = self.resume_offset - 1
@@ -193,14 +221,31 @@ class PartitionWindows:
         self.recent = np.concatenate([self.recent, keys[~duplicate]])
         return first
 
+    def follow_clock(self, floor: int) -> None:
+        """The partition is idle: from here on its watermark is at least `floor`."""
+        if floor > self.watermark:
+            self.watermark = floor
+            self.floors = [kept for kept in self.floors if kept[0] != self.last_offset]
+            self.floors.append((self.last_offset, floor))
+
     def _advance_watermark(self, batch: Batch, fresh: Bools) -> Int64s:
         """Per event, the watermark before its message; advances self.watermark past the batch."""
         per_message = np.full(len(batch.offsets), NO_TIME, dtype=np.int64)
         np.maximum.at(per_message, batch.message_index[fresh], batch.ts[fresh])
-        after = np.maximum.accumulate(np.maximum(per_message, self.watermark))
-        before = np.concatenate(([self.watermark], after[:-1]))
+        floors = self._floors_before(batch.offsets)
+        after = np.maximum.accumulate(np.maximum(np.maximum(per_message, floors), self.watermark))
+        before = np.maximum(np.concatenate(([self.watermark], after[:-1])), floors)
         self.watermark = int(after[-1])
         return before[batch.message_index]
+
+    def _floors_before(self, offsets: list[int]) -> Int64s:
+        """Per message, the highest floor recorded before it (NO_TIME if none)."""
+        if not self.floors:
+            return np.full(len(offsets), NO_TIME, dtype=np.int64)
+        after = np.array([offset for offset, _ in self.floors], dtype=np.int64)
+        highest = np.maximum.accumulate(np.array([floor for _, floor in self.floors], dtype=np.int64))
+        index = np.searchsorted(after, np.asarray(offsets, dtype=np.int64), side="left") - 1
+        return np.where(index >= 0, highest[np.maximum(index, 0)], NO_TIME)
 
     def _tally(self, users: Int64s, ts: Int64s, codes: Int64s, offsets: Int64s, watermarks: Int64s) -> None:
         for kind, size in TUMBLING.items():
@@ -259,13 +304,15 @@ class PartitionWindows:
 
     def _window_row(self, kind: str, start: int, counts: Int64s, uv: int, final: bool) -> WindowRow:
         pv, fav, cart, buy = counts.tolist()
-        return WindowRow(kind, start, self.partition, pv, fav, cart, buy, uv, int(final), self.last_offset)
+        version = row_version(self.epoch, self.last_offset, final)
+        return WindowRow(kind, start, self.partition, pv, fav, cart, buy, uv, int(final), version)
 
     def _funnel_row(self, kind: str, start: int, tally: Tally, final: bool) -> FunnelRow:
         users, ts, codes = (np.concatenate(parts) for parts in zip(*tally.funnel, strict=True))
         tally.funnel = [(users, ts, codes)]  # compacted: later flushes concatenate less
         reached = funnel_users(users, ts, codes, self.conversion)
-        return FunnelRow(kind, start, self.partition, *reached, int(final), self.last_offset)
+        version = row_version(self.epoch, self.last_offset, final)
+        return FunnelRow(kind, start, self.partition, *reached, int(final), version)
 
     def _close_rolling(self) -> Iterator[WindowRow]:
         minutes = sorted(start for kind, start in self.tallies if kind == "minute")
@@ -307,4 +354,7 @@ class PartitionWindows:
         else:
             offset, watermark = self.last_offset + 1, self.watermark
         closed_before = max(self.close_point, self.closed_before)
-        return Checkpoint(self.partition, offset, watermark, closed_before, self.last_offset)
+        self.floors = [floor for floor in self.floors if floor[0] >= offset]  # the rest is in `watermark`
+        return Checkpoint(
+            self.partition, offset, watermark, closed_before, self.last_offset, tuple(self.floors)
+        )

@@ -126,11 +126,11 @@ def stored_windows(
     try:
         windows = client.query(
             "SELECT kind, toUnixTimestamp(window_start), partition, pv, fav, cart, buy, uv, final "
-            "FROM realtime_windows FINAL"
+            "FROM realtime_window_rows"
         ).result_rows
         funnels = client.query(
             "SELECT kind, toUnixTimestamp(window_start), partition, pv_users, cart_users, buy_users, final "
-            "FROM realtime_funnel FINAL"
+            "FROM realtime_funnel_rows"
         ).result_rows
         totals = client.query("SELECT behavior, count() FROM distinct_events GROUP BY behavior").result_rows
     finally:

@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from omstream.demo import produced_targets
 from omstream.embedded import (
@@ -19,15 +21,20 @@ from omstream.embedded import (
     service_env,
     service_process,
     stop_process,
+    tansu_broker,
+    topic_partitions,
     wait_until_processed,
     worker_process,
 )
 from omstream.settings import Settings
+from stream.checkpoints import start_epoch
 from stream.emitter import EmitReport, Emitter
 from stream.events import Event, encode_events
-from stream.kafka import Partitioner
+from stream.kafka import Partitioner, ensure_topics
 from stream.replay import Pacer
+from stream.results import decode_results
 from stream.sources.taobao import parse_line
+from stream.windows import WindowRow
 from tests.expected import behavior_totals, hourly_activity
 from tests.pipeline import (
     SMALL_TAKES,
@@ -224,3 +231,66 @@ async def _emit(settings: Settings, bootstrap: str, events: list[Event]) -> Emit
         for event in events:
             await emitter.emit(event)
         return await emitter.flush()
+
+
+def test_the_windows_of_a_partition_that_falls_idle_become_final_on_time(
+    settings: Settings, bootstrap: str
+) -> None:
+    """Live events, then nothing: once the partition has been idle for the grace its watermark follows
+    the clock, so a window that ended is written final without any later event to close it."""
+    now = int(time.time())
+    live = settings.model_copy(
+        update={
+            "grace_seconds": 5,
+            "accept_from": datetime.fromtimestamp(now - 3_600, UTC),
+            "accept_to": datetime.fromtimestamp(now + 3_600, UTC),
+        }
+    )
+    minute_ago = now - 90  # its minute window has ended: only the clock can close it now
+    events = [Event(user_id=user, item_id=1, category_id=1, behavior="pv", ts=minute_ago) for user in (1, 2)]
+    with pipeline(live, bootstrap) as services:
+        emitted = asyncio.run(_emit(live, bootstrap, events))
+        wait_until_processed(live, bootstrap, produced_targets(live, emitted), 60, services)
+        minute = minute_ago - minute_ago % 60
+        final = asyncio.run(_first_final_row(live, bootstrap, "minute", minute, timeout=60))
+    assert (final.pv, final.uv, final.final) == (1, 1, 1)
+
+
+async def _first_final_row(
+    settings: Settings, bootstrap: str, kind: str, start: int, timeout: float
+) -> WindowRow:
+    """The first row of a window written final, as the workers publish it."""
+    consumer = AIOKafkaConsumer(
+        settings.windows_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(timeout):
+            async for record in consumer:
+                for row in decode_results(record.value or b"").windows:
+                    if (row.kind, row.window_start, row.final) == (kind, start, 1):
+                        return row
+    finally:
+        await consumer.stop()
+    raise AssertionError("unreachable")
+
+
+def test_a_fresh_broker_never_overwrites_a_window_row_with_a_partial_recount(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The embedded broker keeps events in memory only: a restarted `omstream up` starts from offset 0
+    with only what arrives after it. Its rows of a window counted before keep the earlier count."""
+    hour = 1_511_600_400 - 1_511_600_400 % 3_600
+    before = [Event(user_id=u, item_id=1, category_id=1, behavior="pv", ts=hour + u) for u in range(1, 4)]
+    after = [
+        Event(user_id=u, item_id=2, category_id=1, behavior="pv", ts=hour + 60 + u) for u in range(10, 30)
+    ]
+    for epoch, events in enumerate([before, after], start=1):
+        with tansu_broker(tmp_path / f"broker-{epoch}") as bootstrap:
+            asyncio.run(ensure_topics(bootstrap, topic_partitions(settings)))
+            asyncio.run(start_epoch(bootstrap, settings.checkpoints_topic, epoch))
+            with pipeline(settings, bootstrap) as services:
+                emitted = asyncio.run(_emit(settings, bootstrap, [*events]))
+                wait_until_processed(settings, bootstrap, produced_targets(settings, emitted), 60, services)
+    [hourly] = stored(settings).realtime.hourly
+    assert (hourly["pv"], hourly["uv"]) == (3, 3)

@@ -6,9 +6,20 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from stream.windows import Batch, Bucketer, Checkpoint, PartitionWindows, WindowRow, funnel_users
+from stream.windows import (
+    Batch,
+    Bucketer,
+    Checkpoint,
+    PartitionWindows,
+    WindowRow,
+    WindowRules,
+    funnel_users,
+    row_version,
+)
 
 GRACE, CONVERSION = 600, 86_400
+RULES = WindowRules(Bucketer("Asia/Shanghai"), GRACE, CONVERSION)
+UTC_RULES = WindowRules(Bucketer("UTC"), GRACE, CONVERSION)
 START = 1_511_539_200  # 2017-11-25 00:00 China time
 SIZES = {"minute": 60, "hour": 3_600, "day": 86_400}
 Event = tuple[int, int, int]  # user, ts, behaviour code
@@ -41,7 +52,7 @@ def run(
     """Process in takes; after each take in `crash_after`, lose the state and rebuild from the checkpoint."""
     stored: dict[tuple[str, int], WindowRow] = {}
     checkpoint: Checkpoint | None = None
-    windows = PartitionWindows(0, Bucketer("Asia/Shanghai"), GRACE, CONVERSION, None)
+    windows = PartitionWindows(0, RULES, None)
     offset, takes = 0, 0
     while offset < len(messages):
         windows.add(batch_of(messages[offset : offset + take], offset))
@@ -55,7 +66,7 @@ def run(
         checkpoint = windows.checkpoint()
         takes += 1
         if takes in crash_after:
-            windows = PartitionWindows(0, Bucketer("Asia/Shanghai"), GRACE, CONVERSION, checkpoint)
+            windows = PartitionWindows(0, RULES, checkpoint)
             offset = max(0, checkpoint.offset - takes % 4)
     return stored
 
@@ -95,7 +106,7 @@ def test_rebuilding_from_checkpoints_after_crashes_changes_nothing(crash_after: 
 
 
 def test_late_events_are_flagged_and_excluded() -> None:
-    windows = PartitionWindows(0, Bucketer("UTC"), GRACE, CONVERSION, None)
+    windows = PartitionWindows(0, UTC_RULES, None)
     late = windows.add(
         batch_of([[(1, START + 5_000, 0)], [(2, START + 5_000 - GRACE - 1, 0), (3, START + 4_500, 0)]], 0)
     )
@@ -124,7 +135,7 @@ def test_funnel_users_follow_pv_cart_buy_order_within_the_conversion_window() ->
 
 
 def test_exact_duplicates_count_once_within_and_across_takes() -> None:
-    windows = PartitionWindows(0, Bucketer("UTC"), GRACE, CONVERSION, None)
+    windows = PartitionWindows(0, UTC_RULES, None)
     twin = (7, START + 10, 0)
 
     def take(events: list[Event], offset: int) -> None:
@@ -138,3 +149,43 @@ def test_exact_duplicates_count_once_within_and_across_takes() -> None:
     rows, _ = windows.collect(everything=True)
     [minute] = [row for row in rows if row.kind == "minute"]
     assert (minute.pv, minute.uv) == (3, 2)
+
+
+def single(user: int, ts: int, offset: int) -> Batch:
+    return batch_of([[(user, ts, 0)]], offset)
+
+
+def test_an_idle_partition_following_the_clock_closes_its_windows() -> None:
+    windows = PartitionWindows(0, UTC_RULES, None)
+    windows.add(single(1, START + 30, 0))
+    rows, _ = windows.collect(everything=True)
+    assert {row.kind: row.final for row in rows} == {"minute": 0, "hour": 0, "day": 0}
+    windows.follow_clock(START + 3_600 + GRACE)  # the clock has passed the hour and its grace
+    rows, _ = windows.collect(everything=True)
+    assert {(row.kind, row.final) for row in rows} >= {("minute", 1), ("hour", 1), ("rolling_1h", 1)}
+    assert windows.checkpoint().closed_before == START + 3_600
+
+
+def test_a_rebuild_judges_the_messages_after_a_clock_floor_as_they_were_judged() -> None:
+    """An event late only because its partition followed the clock is still late when the partition
+    is rebuilt from a checkpoint after a crash: the floor travels in the checkpoint."""
+    messages = [[(1, START + 30, 0)], [(2, START + 3_500, 0)], [(3, START + 3_550, 2)]]
+    live = PartitionWindows(0, UTC_RULES, None)
+    live.add(batch_of(messages[:2], 0))
+    live.collect(everything=True)
+    live.follow_clock(START + 2 * 3_600 + GRACE)  # idle: the day window stays open
+    live.collect(everything=True)
+    checkpoint = live.checkpoint()
+    assert checkpoint.offset == 0 and checkpoint.floors == ((1, START + 2 * 3_600 + GRACE),)
+    assert live.add(batch_of(messages[2:], 2)).tolist() == [True]
+    rebuilt = PartitionWindows(0, UTC_RULES, checkpoint)
+    assert rebuilt.add(batch_of(messages, 0)).tolist() == [False, False, True]
+    rebuilt_rows, _ = rebuilt.collect(everything=True)
+    assert {row.kind: (row.pv, row.cart, row.uv) for row in rebuilt_rows}["day"] == (2, 0, 2)
+
+
+def test_row_versions_order_offsets_finality_and_broker_epochs() -> None:
+    assert row_version(0, 10, final=False) < row_version(0, 11, final=False)
+    assert row_version(0, 10, final=False) < row_version(0, 10, final=True)
+    # a later broker (epoch) starts from offset 0 again: its rows never overwrite an earlier one's
+    assert row_version(3_000_000, 1 << 30, final=True) < row_version(2_000_000, 0, final=False)
