@@ -24,6 +24,7 @@ SESSION_GAP_S = 1_800
 RETENTION_RULE = {1: 0.40, 7: 0.20, 30: 0.10}  # the 40-20-10 rule: day-1, week and month retention
 RETENTION_CURVE_DAYS = 30
 LTV_HORIZON_DAYS = 365
+_EVERY_GROUP = 1 << 31  # a `top` that keeps every category (or item)
 PATH_SEPARATOR = " > "
 NO_DATA = (
     "No data: ClickHouse has no events yet (load some with `omstream demo`, "
@@ -243,8 +244,8 @@ def build_report(
     days = span or DateRange(_EPOCH, _EPOCH)
     catalogue = _Catalogue(client, {"tz": timezone, "from": days.from_, "to": days.to})
     funnel = catalogue.row("funnel_counts")
-    categories = _sales(catalogue, options, "sales", min_visitors=1)
-    items = _items(catalogue, options, categories)
+    categories = _rankings(catalogue, options)
+    items = _items(catalogue, options, categories.sales)
     curve = catalogue.rows("retention_curve", days=RETENTION_CURVE_DAYS)
     return Report(
         timezone=timezone,
@@ -255,10 +256,10 @@ def build_report(
         behavior_daily=catalogue.rows("behavior_daily"),
         anomalies=_anomalies(catalogue.rows("pv_anomalies", k=ANOMALY_MADS)),
         purchase_frequency=_purchase_frequency(catalogue),
-        fav_to_buy=_conversion_by_level(funnel, categories, items, "fav_to_buy"),
-        cart_to_buy=_conversion_by_level(funnel, categories, items, "cart_to_buy"),
-        category_sales_top=categories,
-        category_pay_rate_top=_sales(catalogue, options, "pay_rate", options.min_visitors),
+        fav_to_buy=_conversion_by_level(funnel, categories.sales, items, "fav_to_buy"),
+        cart_to_buy=_conversion_by_level(funnel, categories.sales, items, "cart_to_buy"),
+        category_sales_top=categories.sales,
+        category_pay_rate_top=categories.pay_rate,
         items=items,
         category_pareto=_pareto(catalogue.rows("category_pareto")),
         retention=catalogue.rows("retention"),
@@ -287,18 +288,29 @@ def _day(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
-def _sales(
-    catalogue: _Catalogue, options: ReportOptions, order: str, min_visitors: int, category: int = 0
-) -> list[Row]:
-    """The top categories, or with `category` the top items of that category, by `order`."""
+@dataclass(frozen=True)
+class _Rankings:
+    sales: list[Row]
+    pay_rate: list[Row]
+
+
+def _rankings(catalogue: _Catalogue, options: ReportOptions, category: int = 0) -> _Rankings:
+    """The top categories (with `category`, the top items of that category) by sales and by pay rate.
+
+    One pass of `sales_stats` gives every group's figures (the aggregation is the costly part); both
+    rankings follow its order: by sales (ties by id), and by pay rate among the groups with at least
+    `min_visitors` visitors (ties by sales, then id)."""
     level = "item" if category else "category"
     rows = catalogue.rows(
-        "sales_stats", level=level, category=category, order=order, min_visitors=min_visitors, top=options.top
+        "sales_stats", level=level, category=category, order="sales", min_visitors=1, top=_EVERY_GROUP
     )
-    if category:
-        return rows
-    # a category's row stands for all its items: the query's item_id is a placeholder 0 there
-    return [{column: value for column, value in row.items() if column != "item_id"} for row in rows]
+    if not category:  # a category's row stands for all its items: the query's item_id is a placeholder 0
+        rows = [{column: value for column, value in row.items() if column != "item_id"} for row in rows]
+    by_pay_rate = sorted(
+        (row for row in rows if row["visitors"] >= options.min_visitors),
+        key=lambda row: -row["pay_rate"],  # stable: ties keep the sales order
+    )
+    return _Rankings(rows[: options.top], by_pay_rate[: options.top])
 
 
 def _purchase_frequency(catalogue: _Catalogue) -> PurchaseFrequency:
@@ -345,11 +357,8 @@ def _items(catalogue: _Catalogue, options: ReportOptions, categories: list[Row])
     category = options.category if options.category is not None else _first_category(categories)
     if category is None:
         return Items(category_id=None, sales_top=[], pay_rate_top=[])
-    return Items(
-        category_id=category,
-        sales_top=_sales(catalogue, options, "sales", min_visitors=1, category=category),
-        pay_rate_top=_sales(catalogue, options, "pay_rate", options.min_visitors, category=category),
-    )
+    rankings = _rankings(catalogue, options, category)
+    return Items(category_id=category, sales_top=rankings.sales, pay_rate_top=rankings.pay_rate)
 
 
 def _first_category(categories: list[Row]) -> int | None:
