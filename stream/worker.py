@@ -27,6 +27,7 @@ from stream.app import FaustConfig, Takes, create_app, raw_topic
 from stream.checkpoints import encode_checkpoint, latest_checkpoints
 from stream.events import (
     BEHAVIOR_CODE,
+    AcceptRange,
     DeadLetter,
     Event,
     EventFields,
@@ -52,7 +53,7 @@ class WorkerConfig:
     faust: FaustConfig
     topics: Topics
     partitions: int  # of the events topic: users are routed by it
-    accept_range: tuple[int, int]  # accepted event times, [from, to) Unix seconds
+    accept_range: AcceptRange  # accepted event times
     takes: Takes
     timezone: str  # of day windows
     grace_seconds: int  # allowed lateness
