@@ -3,14 +3,12 @@ restarted, children that die with it, and a run that did not stop found and clea
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from stream.events import RecentRange
 from stream.sources.generator import generate_csv
 from stream.sources.taobao import TAOBAO_END, TAOBAO_START, sort_by_time
 from tests.expected import behavior_totals, daily_activity, distinct_valid_rows, hourly_activity
+from tests.up import omstream, omstream_up, services, until
 
 TIMEZONE = "Asia/Shanghai"
 LIVE = RecentRange(back=7 * 86_400, ahead=300)  # the settings' default range
@@ -56,57 +55,6 @@ def halves(path: Path) -> tuple[Path, Path]:
     return first, second
 
 
-def omstream(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
-        "OMSTREAM_STATE_DIR": str(state),
-        "KAFKA_BOOTSTRAP": "",
-        "CLICKHOUSE_DSN": "",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "omstream", *args],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-@contextlib.contextmanager
-def omstream_up(state: Path, log: Path) -> Iterator[subprocess.Popen[str]]:
-    """`omstream up` until its banner; stopped (by its PID) after the block if still running."""
-    environment = {
-        **os.environ,
-        "OMSTREAM_STATE_DIR": str(state),
-        "KAFKA_BOOTSTRAP": "",
-        "CLICKHOUSE_DSN": "",
-    }
-    with log.open("w") as errors:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "omstream", "up"],
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            text=True,
-        )
-    try:
-        assert up.stdout is not None and "ClickHouse (read-only HTTP)" in up.stdout.readline(), (
-            log.read_text()
-        )
-        yield up
-    finally:
-        if up.poll() is None:
-            up.send_signal(signal.SIGINT)
-            try:
-                up.wait(60)
-            except subprocess.TimeoutExpired:
-                up.kill()
-
-
-def services(state: Path) -> dict[str, Any]:
-    return dict(json.loads((state / "up.json").read_text())["services"])
-
-
 def replay(state: Path, path: Path) -> None:
     done = omstream(state, "replay", str(path), "--json")
     assert done.returncode == 0, done.stderr
@@ -117,14 +65,6 @@ def report(state: Path) -> dict[str, Any]:
     done = omstream(state, "report", "--json")
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout))
-
-
-def until(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.5)
-    return result
 
 
 @pytest.mark.integration
@@ -158,8 +98,11 @@ def test_up_restarts_a_killed_worker_answers_reports_while_running_and_dies_with
         children = services(state)
         os.kill(up.pid, signal.SIGKILL)
         up.wait()
-    for name, child in children.items():
-        until(lambda child=child: start_time(child["pid"]) != child["start_time"], 10, f"{name} outlived up")
+
+    def gone() -> bool:
+        return all(start_time(child["pid"]) != child["start_time"] for child in children.values())
+
+    until(gone, 10, f"children of the killed up still run: {children}")
 
     with omstream_up(state, tmp_path / "up-2.log"):
         assert stored(report(state)) == expected
