@@ -514,6 +514,19 @@ def bench_stream(events: int, as_json: bool) -> None:
     _print_figures(result, as_json)
 
 
+@bench.command("queries")
+@click.option("--events", "-n", default=2_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def bench_queries(events: int, as_json: bool) -> None:
+    """The sink's insert rate alone, and while readers query it over its read-only HTTP endpoint."""
+    from omstream.bench import run_query_bench
+
+    _terminate_as_interrupt()
+    result = run_query_bench(Settings(), events)
+    _print_figures(result, as_json)
+
+
 @bench.command("report")
 @click.option("--events", "-n", default=10_000_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True)
