@@ -124,6 +124,11 @@ class Settings(BaseSettings):
         description="password of the query endpoint (`omstream up` generates it)",
     )
 
+    @field_validator("accept_from", "accept_to", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # as compose passes an unset variable
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
