@@ -256,10 +256,10 @@ class Supervisor:
         if supervised.quick_exits >= CRASHING_AFTER:
             self.say(
                 f"{service.name} keeps crashing ({supervised.quick_exits} exits in a row within a minute "
-                f"of starting, last code {code}); restarting in {delay:.0f} s; see {service.log}"
+                f"of starting, last code {code}); restarting in {delay:g} s; see {service.log}"
             )
         else:
-            self.say(f"{service.name} exited with code {code} after {ran:.0f} s; restarting in {delay:.0f} s")
+            self.say(f"{service.name} exited with code {code} after {ran:.0f} s; restarting in {delay:g} s")
 
     def _restart(self, supervised: _Supervised, now: float) -> None:
         supervised.process = spawn(supervised.service)

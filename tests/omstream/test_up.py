@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from omstream.supervisor import AlreadyRunning, claim_state_dir, start_time
+from omstream import supervisor
+from omstream.supervisor import (
+    AlreadyRunning,
+    Service,
+    ServiceFailed,
+    Supervisor,
+    claim_state_dir,
+    start_time,
+)
 from stream.events import RecentRange
 from stream.sources.generator import generate_csv
 from stream.sources.taobao import TAOBAO_END, TAOBAO_START, sort_by_time
@@ -174,3 +182,33 @@ def test_the_services_a_dead_run_left_are_stopped_and_named_in_one_line(tmp_path
         if leftover.poll() is None:
             leftover.kill()
             leftover.wait()
+
+
+def exiting(name: str, code: int, folder: Path, critical: bool = False) -> Service:
+    command = [sys.executable, "-c", f"raise SystemExit({code})"]
+    return Service(name, command, dict(os.environ), folder / f"{name}.log", critical)
+
+
+def test_a_service_that_keeps_crashing_is_restarted_with_backoff_and_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(supervisor, "FIRST_BACKOFF_S", 0.05)
+    said: list[str] = []
+    run = Supervisor(tmp_path, "up", said.append)
+    run.start(exiting("flaky", 3, tmp_path))
+    try:
+        run.watch(until=lambda: any("keeps crashing" in line for line in said))
+    finally:
+        run.stop()
+    exits = [line for line in said if line.startswith("flaky exited with code 3")]
+    assert [line.split("restarting in ")[1] for line in exits] == ["0.05 s", "0.1 s", "0.2 s"]
+    assert said[-1].startswith(f"flaky keeps crashing ({supervisor.CRASHING_AFTER} exits in a row")
+    assert "restarting in 0.4 s" in said[-1]
+
+
+def test_a_critical_service_that_exits_stops_the_run(tmp_path: Path) -> None:
+    run = Supervisor(tmp_path, "up", print)
+    run.start(exiting("broker", 2, tmp_path, critical=True))
+    with pytest.raises(ServiceFailed, match="broker exited with code 2"):
+        run.watch()
+    run.stop()
