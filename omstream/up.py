@@ -66,20 +66,26 @@ def _start(supervisor: Supervisor, settings: Settings, say: Callable[[str], None
     wait_until_accepting(broker, bootstrap)
     asyncio.run(ensure_topics(bootstrap, topic_partitions(settings)))
     announce_broker(settings.state_dir, bootstrap, broker)
-    query_port, password = free_port(), secrets.token_urlsafe(24)
-    sink = settings.model_copy(update={"query_port": query_port, "query_password": SecretStr(password)})
+    # With the embedded ClickHouse, the sink (its one owner) answers the readers' queries.
+    query = None if settings.clickhouse_dsn else (free_port(), secrets.token_urlsafe(24))
+    sink = settings
+    if query is not None:
+        sink = settings.model_copy(update={"query_port": query[0], "query_password": SecretStr(query[1])})
     supervisor.start(omstream_service(sink, bootstrap, "sink", "sink"))
     supervisor.start(omstream_service(settings, bootstrap, "worker", "worker"))
     plane = control_plane_services(settings, bootstrap)
     masters = [supervisor.start(service) for service, _ in plane.masters]
     wait_for_masters(settings, plane, masters)
     supervisor.start(plane.control)
-    _wait_for_endpoint(supervisor, query_port)
-    endpoint = announce_query_endpoint(settings.state_dir, query_port, password)
+    clickhouse = "ClickHouse at CLICKHOUSE_DSN"
+    if query is not None:
+        _wait_for_endpoint(supervisor, query[0])
+        endpoint = announce_query_endpoint(settings.state_dir, *query)
+        clickhouse = f"ClickHouse (read-only HTTP) at 127.0.0.1:{query[0]}, user and password in {endpoint}"
     say(
-        f"omstream up: Kafka at {bootstrap}; ClickHouse (read-only HTTP) at 127.0.0.1:{query_port}, "
-        f"user and password in {endpoint}; IDCs bj and sh with two masters each, operator key `demo` in "
-        f"{settings.keys_dir}; services and PIDs in {settings.state_dir / 'up.json'}; Ctrl-C to stop"
+        f"omstream up: Kafka at {bootstrap}; {clickhouse}; IDCs bj and sh with two masters each, operator "
+        f"key `demo` in {settings.keys_dir}; services and PIDs in {settings.state_dir / 'up.json'}; "
+        "Ctrl-C to stop"
     )
     say(f"accepting events of {_describe_accept(settings)}; {KEEPS}")
 

@@ -25,9 +25,9 @@ def omstream(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextlib.contextmanager
-def omstream_up(state: Path, log: Path) -> Iterator[subprocess.Popen[str]]:
+def omstream_up(state: Path, log: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
     """`omstream up` until its banner; stopped (by its PID) after the block if still running."""
-    command = [sys.executable, "-m", "omstream", "up"]
+    command = [sys.executable, "-m", "omstream", "up", *options]
     with log.open("w") as errors:
         up = subprocess.Popen(
             command, env=environment(state), stdout=subprocess.PIPE, stderr=errors, text=True

@@ -18,6 +18,7 @@ from tests.expected import (
     funnel_daily,
     hourly_activity,
 )
+from tests.up import until
 
 
 def omstream(*args: str, state: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
@@ -156,6 +157,12 @@ def test_up_serves_other_commands_and_stops_everything_it_started_on_ctrl_c(tmp_
             state=state,
         )
         assert ping.returncode == 0 and ping.stdout.count(": succeeded") == 2, ping.stdout + ping.stderr
+        audited = until(
+            lambda: omstream("ops", "history", "--json", state=state).stdout.count('"succeeded"') == 2,
+            30,
+            "ops history (read through the running sink) did not show both results",
+        )
+        assert audited
         up.send_signal(signal.SIGINT)
         assert up.wait(30) == 0
     finally:

@@ -26,7 +26,13 @@ from omstream.supervisor import (
 from stream.events import RecentRange
 from stream.sources.generator import generate_csv
 from stream.sources.taobao import TAOBAO_END, TAOBAO_START, sort_by_time
-from tests.expected import behavior_totals, daily_activity, distinct_valid_rows, hourly_activity
+from tests.expected import (
+    TAOBAO_WINDOW,
+    behavior_totals,
+    daily_activity,
+    distinct_valid_rows,
+    hourly_activity,
+)
 from tests.up import omstream, omstream_up, services, until
 
 TIMEZONE = "Asia/Shanghai"
@@ -119,7 +125,7 @@ def test_up_restarts_a_killed_worker_answers_reports_while_running_and_dies_with
 
 
 @pytest.mark.integration
-def test_a_historical_file_is_refused_in_one_line_by_a_live_stack(
+def test_a_historical_file_is_refused_by_a_live_stack_and_taken_by_one_on_its_window(
     tmp_path: Path, taobao_sample: Path
 ) -> None:
     state = tmp_path / "state"
@@ -129,6 +135,15 @@ def test_a_historical_file_is_refused_in_one_line_by_a_live_stack(
     [error] = [line for line in done.stderr.splitlines() if line.strip()]
     assert "2017-11-25 00:00 to 2017-12-04 00:00 (Asia/Shanghai)" in error
     assert "--live" in error and "omstream up --window-of" in error
+
+    with omstream_up(state, tmp_path / "up-window.log", "--window-of", str(taobao_sample)):
+        done = omstream(state, "replay", str(taobao_sample), "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["rejected"] == {"out_of_window": 1}  # its one row of 2017-09-11
+        rows = distinct_valid_rows(taobao_sample, TAOBAO_WINDOW)
+        until(
+            lambda: report(state)["behavior_totals"] == behavior_totals(rows), 60, "the sample was not stored"
+        )
 
 
 def test_a_second_run_on_a_state_dir_is_refused_naming_the_first(tmp_path: Path) -> None:
