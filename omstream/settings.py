@@ -11,15 +11,13 @@ from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stream.sources.taobao import TAOBAO_END, TAOBAO_START
+from stream.events import AcceptRange, FixedRange, RecentRange
 from stream.topics import Topics
 
-# Events outside the accepted range are dead-lettered as `out_of_window`; by default, the Taobao window.
-TAOBAO_FROM = datetime.fromtimestamp(TAOBAO_START, UTC)
-TAOBAO_TO = datetime.fromtimestamp(TAOBAO_END, UTC)
+DAY_SECONDS = 86_400
 
 
 class Settings(BaseSettings):
@@ -55,8 +53,16 @@ class Settings(BaseSettings):
     consumer_group: str = Field(default="omstream", description="consumer group of the stream workers")
     sink_group: str = Field(default="omstream-sink", description="consumer group of the ClickHouse sink")
 
-    accept_from: datetime = TAOBAO_FROM
-    accept_to: datetime = TAOBAO_TO
+    # Events outside the accepted range are dead-lettered as `out_of_window`. By default it follows the
+    # clock (live events); a historical data set's window is fixed with accept_from and accept_to.
+    accept_from: datetime | None = Field(default=None, description="with accept_to: a fixed range")
+    accept_to: datetime | None = Field(default=None, description="exclusive end of the fixed range")
+    accept_days_back: float = Field(
+        default=7, gt=0, description="without a fixed range: how old an accepted event may be, in days"
+    )
+    accept_seconds_ahead: int = Field(
+        default=300, ge=0, description="without a fixed range: how far ahead of the clock an event may be"
+    )
 
     pack_size: int = Field(default=250, ge=1, description="events per batched Kafka message (emitter)")
     take_messages: int = Field(
@@ -111,11 +117,34 @@ class Settings(BaseSettings):
         default=3600, gt=0, description="longest accepted expires_at - issued_at; bounds replay memory"
     )
 
+    query_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="the sink answers read-only ClickHouse HTTP queries on 127.0.0.1:PORT (embedded chDB "
+        "only; `omstream up` sets it); empty = no query endpoint",
+    )
+    query_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="password of the query endpoint (`omstream up` generates it)",
+    )
+
+    @field_validator("accept_from", "accept_to", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # as compose passes an unset variable
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
         ZoneInfo(value)  # raises on an unknown zone, so a typo fails at start, not in a query
         return value
+
+    @model_validator(mode="after")
+    def _fixed_range_has_both_ends(self) -> Settings:
+        if (self.accept_from is None) != (self.accept_to is None):
+            raise ValueError("set both OMSTREAM_ACCEPT_FROM and OMSTREAM_ACCEPT_TO, or neither")
+        return self
 
     @cached_property
     def chdb_dir(self) -> Path:
@@ -137,7 +166,16 @@ class Settings(BaseSettings):
     def resolved_clickhouse_dsn(self) -> str:
         return self.clickhouse_dsn or f"chdb://{self.chdb_dir}"
 
-    @cached_property  # read for every message on the hot path
-    def accept_range(self) -> tuple[int, int]:
-        """Accepted event times as [from, to) Unix seconds."""
-        return int(self.accept_from.timestamp()), int(self.accept_to.timestamp())
+    @property
+    def accept_range(self) -> AcceptRange:
+        """Accepted event times: [accept_from, accept_to), or relative to the clock."""
+        if self.accept_from is None or self.accept_to is None:
+            return RecentRange(int(self.accept_days_back * DAY_SECONDS), self.accept_seconds_ahead)
+        return FixedRange(int(self.accept_from.timestamp()), int(self.accept_to.timestamp()))
+
+    def with_window(self, window: FixedRange) -> Settings:
+        """These settings, accepting exactly `window` (a historical file's)."""
+        bounds = {"accept_from": window.start, "accept_to": window.end}
+        return self.model_copy(
+            update={name: datetime.fromtimestamp(value, UTC) for name, value in bounds.items()}
+        )

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from stream.events import DeadLetter, Event, Rejected, encode_events, validate_item
+from stream.events import AcceptRange, DeadLetter, Event, Rejected, encode_events, validate_item
 from stream.kafka import Partitioner
 
 _MAX_IN_FLIGHT = 2_000  # messages awaiting acknowledgement before emit() waits
@@ -39,7 +39,7 @@ class Emitter:
         bootstrap: str,
         topic: str,
         dlq_topic: str,
-        accept_range: tuple[int, int],
+        accept_range: AcceptRange,
         pack: int = 250,
         source: str = "emitter",
     ) -> None:
@@ -90,12 +90,16 @@ class Emitter:
         future = await self._producer.send(self.dlq_topic, DeadLetter.of(rejected, self.source).encode())
         self._track(future, on_ok=self._dlq_delivered)
 
-    async def flush(self) -> EmitReport:
-        """Send every buffered event and wait for all acknowledgements."""
+    async def send_buffered(self) -> None:
+        """Send the events waiting for a message to fill (a paced replay does, before it waits)."""
         for partition, buffer in list(self._buffers.items()):
             if buffer:
                 await self._send(partition, buffer)
         self._buffers.clear()
+
+    async def flush(self) -> EmitReport:
+        """Send every buffered event and wait for all acknowledgements."""
+        await self.send_buffered()
         if self._in_flight:
             await asyncio.wait(self._in_flight)
         return self.report

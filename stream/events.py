@@ -8,6 +8,7 @@ the message is written to (as our emitter batches them).
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -67,6 +68,40 @@ class Rejected:
 _EVENT_LIST = TypeAdapter(list[Event])
 
 
+@dataclass(frozen=True)
+class FixedRange:
+    """Accepted event times [start, end) in Unix seconds, fixed: a historical data set's window."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.start >= self.end:
+            raise ValueError(f"the accepted range must end after it starts ({self.start} >= {self.end})")
+
+    def bounds(self) -> tuple[int, int]:
+        return self.start, self.end
+
+
+_CLOCK_STEP = 60  # a moving range's bounds advance a minute at a time, so its decoders can be reused
+
+
+@dataclass(frozen=True)
+class RecentRange:
+    """Accepted event times relative to the clock, for live events: from `back` seconds ago to `ahead`
+    seconds from now (a little, for clock skew: an event far in the future would close windows early)."""
+
+    back: int
+    ahead: int
+
+    def bounds(self) -> tuple[int, int]:
+        now = int(time.time()) // _CLOCK_STEP * _CLOCK_STEP
+        return now - self.back, now + self.ahead + _CLOCK_STEP  # never less than `ahead` ahead
+
+
+AcceptRange = FixedRange | RecentRange
+
+
 class EventFields(Protocol):
     """An event's fields, read-only: what both `Event` and the hot path's decoding give."""
 
@@ -112,23 +147,23 @@ def _as_struct(model: type[BaseModel], ts_range: tuple[int, int]) -> type[msgspe
     return msgspec.defstruct(f"{model.__name__}Fields", fields, frozen=True, gc=False)
 
 
-def _window_rules(accept_range: tuple[int, int]) -> list[Any]:
-    start, end = accept_range
+def _window_rules(bounds: tuple[int, int]) -> list[Any]:
+    start, end = bounds
     return [annotated_types.Ge(start), annotated_types.Lt(end)]
 
 
-@functools.cache
-def _decoders(accept_range: tuple[int, int]) -> tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]:
-    """Decoders of one event and of a batch whose events are all in the accepted range (one per range:
-    the settings fix it for the life of a process)."""
-    struct = _as_struct(Event, accept_range)
+@functools.lru_cache(maxsize=4)
+def _decoders(bounds: tuple[int, int]) -> tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]:
+    """Decoders of one event and of a batch whose events are all within `bounds` (one per bounds: a
+    fixed range has one for the life of a process, a moving one a new one each minute)."""
+    struct = _as_struct(Event, bounds)
     return msgspec.json.Decoder(struct), msgspec.json.Decoder(list[struct])  # type: ignore[valid-type]
 
 
-def decode_fields(value: bytes, accept_range: tuple[int, int]) -> list[EventFields] | None:
+def decode_fields(value: bytes, accept_range: AcceptRange) -> list[EventFields] | None:
     """The hot path: a message (one event or a batch) whose events are all valid and in the window;
     None otherwise, and `decode_message` says why (it accepts all that this does, and more)."""
-    decode_one, decode_list = _decoders(accept_range)
+    decode_one, decode_list = _decoders(accept_range.bounds())
     opening = value[:1]
     try:
         if opening == b"[":
@@ -140,11 +175,11 @@ def decode_fields(value: bytes, accept_range: tuple[int, int]) -> list[EventFiel
     return None
 
 
-def decode_singles(values: Sequence[bytes], accept_range: tuple[int, int]) -> list[EventFields] | None:
+def decode_singles(values: Sequence[bytes], accept_range: AcceptRange) -> list[EventFields] | None:
     """Messages that each hold one valid event in the window (as services that write to Kafka
     themselves send them), decoded in one pass; None when any does not (a batch, or bad input), and
     each message then takes `decode_fields`."""
-    decode_one = _decoders(accept_range)[0].decode
+    decode_one = _decoders(accept_range.bounds())[0].decode
     try:
         return list(map(decode_one, values))
     except msgspec.DecodeError:
@@ -163,7 +198,7 @@ def _payload(item: Any) -> str:
     return orjson.dumps(item).decode() if not isinstance(item, str) else item
 
 
-def validate_item(item: Any, accept_range: tuple[int, int]) -> Event | Rejected:
+def validate_item(item: Any, accept_range: AcceptRange) -> Event | Rejected:
     try:
         event = Event.model_validate(item)
     except ValidationError as error:
@@ -171,14 +206,14 @@ def validate_item(item: Any, accept_range: tuple[int, int]) -> Event | Rejected:
     return check_window(event, accept_range)
 
 
-def check_window(event: Event, accept_range: tuple[int, int]) -> Event | Rejected:
-    start, end = accept_range
+def check_window(event: Event, accept_range: AcceptRange) -> Event | Rejected:
+    start, end = accept_range.bounds()
     if start <= event.ts < end:
         return event
     return Rejected(RejectReason.OUT_OF_WINDOW, f"ts={event.ts}", encode_events([event]).decode())
 
 
-def decode_message(value: bytes, accept_range: tuple[int, int]) -> list[Event | Rejected]:
+def decode_message(value: bytes, accept_range: AcceptRange) -> list[Event | Rejected]:
     """Decode one Kafka message (an event or a batch) into events and rejections, in order."""
     try:
         events = _EVENT_LIST.validate_json(value) if value[:1] == b"[" else None
@@ -200,7 +235,7 @@ def as_event(fields: EventFields) -> Event:
     return Event.model_validate({name: getattr(fields, name) for name in Event.model_fields})
 
 
-def valid_events(value: bytes, accept_range: tuple[int, int]) -> list[Event]:
+def valid_events(value: bytes, accept_range: AcceptRange) -> list[Event]:
     """The message's valid, in-window events, when some of its events are not (the slow path)."""
     return [result for result in decode_message(value, accept_range) if isinstance(result, Event)]
 

@@ -21,7 +21,7 @@ from faust.types import EventT
 from stream import metrics
 from stream.app import FaustConfig, Takes, create_app, raw_topic
 from stream.bulk import Bulk, deliver_in_bulk
-from stream.events import DeadLetter, EventFields, decode_fields, decode_singles, valid_events
+from stream.events import AcceptRange, DeadLetter, EventFields, decode_fields, decode_singles, valid_events
 from stream.processed import Stage, encode_processed
 from stream.results import decode_results
 from stream.sinks.clickhouse import (
@@ -50,7 +50,7 @@ class TableFeed:
 class SinkConfig:
     faust: FaustConfig
     topics: Topics
-    accept_range: tuple[int, int]  # accepted event times, [from, to) Unix seconds
+    accept_range: AcceptRange  # accepted event times
     takes: Takes
     feeds: tuple[TableFeed, ...] = ()
 

@@ -29,6 +29,7 @@ from stream.bulk import Bulk, deliver_in_bulk
 from stream.checkpoints import encode_checkpoint, latest_checkpoints
 from stream.events import (
     BEHAVIOR_CODE,
+    AcceptRange,
     DeadLetter,
     Event,
     EventFields,
@@ -55,7 +56,7 @@ class WorkerConfig:
     faust: FaustConfig
     topics: Topics
     partitions: int  # of the events topic: users are routed by it
-    accept_range: tuple[int, int]  # accepted event times, [from, to) Unix seconds
+    accept_range: AcceptRange  # accepted event times
     takes: Takes
     timezone: str  # of day windows
     grace_seconds: int  # allowed lateness
@@ -149,7 +150,8 @@ class WindowWorker:
             Bucketer(config.timezone), config.grace_seconds, config.funnel_conversion_seconds
         )
         self.windows: dict[int, PartitionWindows] = {}
-        self.last_message_at: dict[int, float] = {}  # per partition, monotonic
+        # per partition: when its last message came (monotonic), and the watermark it left
+        self.last_message: dict[int, tuple[float, int]] = {}
         self.held: dict[int, deque[EventT]] = defaultdict(deque)
         self.last_flush = 0.0
         self.sent_positions: dict[int, int] = {}
@@ -175,7 +177,7 @@ class WindowWorker:
                 self.windows.pop(partition, None)
                 self.held.pop(partition, None)
                 self.sent_checkpoints.pop(partition, None)
-                self.last_message_at.pop(partition, None)
+                self.last_message.pop(partition, None)
 
     async def process(self, batch: Sequence[EventT]) -> None:
         """One take of bulks of the events topic (see `stream.bulk`)."""
@@ -187,13 +189,14 @@ class WindowWorker:
                     continue  # the partition's owner reads it again (see `Assignment`)
                 partition, bulk = event.message.partition, cast(Bulk, event.value)
                 self.held[partition].append(event)
-                self.last_message_at[partition] = time.monotonic()
                 await self._take(partition, bulk, inputs[partition])
                 caught_up &= bulk.caught_up
                 messages += len(bulk.offsets)
                 bulk.drop_records()
             metrics.MESSAGES_IN.inc(messages)
             await self._add_to_windows(inputs)
+            for partition in inputs:
+                self.last_message[partition] = (time.monotonic(), self.windows[partition].watermark)
             # a take that reached the end of its partitions has caught up with the topic: write every
             # open window now, not up to a flush interval later (what a live dashboard, or a replay,
             # waits for)
@@ -205,21 +208,21 @@ class WindowWorker:
         """On a timer: partitions idle for the grace follow the clock, and every open window that
         changed is written (so an idle stream is written out, and its windows close, too)."""
         async with self._lock:
-            followed = self._follow_clock(time.monotonic(), int(time.time()))
+            followed = self._follow_clock(time.monotonic())
             if followed or time.monotonic() - self.last_flush >= self.config.flush_seconds:
                 await self._write_windows(everything=True)
 
-    def _follow_clock(self, now: float, wall_clock: int) -> bool:
-        """Partitions that received nothing for the grace: their watermark is at least the wall clock
-        minus the grace (event time of live input is about the wall clock). Whether any advanced."""
+    def _follow_clock(self, now: float) -> bool:
+        """Partitions that received nothing for the grace: their watermark advances with the clock,
+        from the one their last message left (live events end about now, a historical replay's in
+        its own days, which so stay open to a later replay of the same days). Whether any advanced."""
         grace = self.config.grace_seconds
         followed = False
         for partition, state in self.windows.items():
-            if (
-                now - self.last_message_at.get(partition, now) >= grace
-                and state.watermark < wall_clock - grace
-            ):
-                state.follow_clock(wall_clock - grace)
+            since, watermark = self.last_message.get(partition, (now, state.watermark))
+            floor = watermark + int(now - since) - grace
+            if now - since >= grace and floor > state.watermark:
+                state.follow_clock(floor)
                 followed = True
         return followed
 
@@ -342,7 +345,7 @@ class WindowWorker:
         rules = dataclasses.replace(self.rules, epoch=checkpoints.epoch)
         for partition in partitions:
             self.windows[partition] = PartitionWindows(partition, rules, checkpoints.latest.get(partition))
-            self.last_message_at.setdefault(partition, time.monotonic())
+            self.last_message.setdefault(partition, (time.monotonic(), self.windows[partition].watermark))
 
     def _observe(self, partition: int, state: PartitionWindows) -> None:
         metrics.WATERMARK.labels(str(partition)).set(state.watermark)

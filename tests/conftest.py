@@ -11,6 +11,7 @@ import pytest
 from omstream.embedded import tansu_broker, topic_partitions
 from omstream.settings import Settings
 from stream.kafka import ensure_topics
+from tests.expected import TAOBAO_WINDOW
 from tests.pipeline import ordered_sample
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -32,7 +33,10 @@ def ordered_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(state_dir=tmp_path / "state", kafka_bootstrap="", clickhouse_dsn="")
+    """Settings on a temporary state dir, accepting the Taobao window (the generated data's)."""
+    return Settings(state_dir=tmp_path / "state", kafka_bootstrap="", clickhouse_dsn="").with_window(
+        TAOBAO_WINDOW
+    )
 
 
 @pytest.fixture

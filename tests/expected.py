@@ -11,14 +11,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from stream.events import AcceptRange, FixedRange
+from stream.sources.taobao import TAOBAO_END, TAOBAO_START
+
 if TYPE_CHECKING:
     from omstream.report import Report
 
 BEHAVIORS = ("pv", "fav", "cart", "buy")
+TAOBAO_WINDOW = FixedRange(TAOBAO_START, TAOBAO_END)  # the generated data's window, and the real file's
 Row = tuple[int, int, int, str, int]
 
 
-def distinct_valid_rows(path: Path, accept: tuple[int, int]) -> set[Row]:
+def distinct_valid_rows(path: Path, accept_range: AcceptRange) -> set[Row]:
+    accept = accept_range.bounds()
     opener = gzip.open if path.suffix == ".gz" else open
     rows: set[Row] = set()
     with opener(path, "rt") as lines:

@@ -7,15 +7,18 @@ chDB on disk (`sort_by_time`), never by loading rows into Python.
 from __future__ import annotations
 
 import gzip
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import BinaryIO
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from stream.events import Event, Rejected, RejectReason, check_window, classify_error
+from stream.events import AcceptRange, Event, FixedRange, Rejected, RejectReason, check_window, classify_error
 
 # The data set's window, 2017-11-25 to 2017-12-03 China time; events outside it are dirty rows.
 TAOBAO_START = 1_511_539_200  # 2017-11-25 00:00 Asia/Shanghai
@@ -24,9 +27,12 @@ TAOBAO_END = TAOBAO_START + TAOBAO_DAYS * 86_400  # 2017-12-04 00:00 Asia/Shangh
 
 _FIELD_COUNT = 5
 _PROGRESS_EVERY = 20_000  # lines between progress callbacks: cheap, yet smooth for a progress bar
+# A day belongs to a file's window when it has at least this share of the busiest day's events: the
+# scattered rows of broken clocks (the real file has some in 1902-2037) stay outside it.
+_WINDOW_DAY_SHARE = 0.01
 
 
-def parse_line(line: str, accept_range: tuple[int, int]) -> Event | Rejected:
+def parse_line(line: str, accept_range: AcceptRange) -> Event | Rejected:
     parts = line.split(",")
     if len(parts) != _FIELD_COUNT:
         return Rejected(RejectReason.MALFORMED, f"expected 5 comma-separated fields, got {len(parts)}", line)
@@ -56,7 +62,7 @@ def _open(path: Path) -> tuple[BinaryIO, BinaryIO]:
 
 
 def read_csv(
-    path: Path, accept_range: tuple[int, int], on_progress: Callable[[int], None] | None = None
+    path: Path, accept_range: AcceptRange, on_progress: Callable[[int], None] | None = None
 ) -> Iterator[Event | Rejected]:
     """Stream a Taobao CSV as events and rejections; `on_progress` gets bytes of the file read so far."""
     reader, raw = _open(path)
@@ -83,6 +89,49 @@ def sort_by_time(source: Path, target: Path) -> None:
     )
     if done.returncode != 0:
         raise RuntimeError(f"sorting {source} failed: {done.stderr.strip().splitlines()[-1:]}")
+
+
+def file_window(path: Path, timezone: str) -> FixedRange:
+    """The whole days (in `timezone`) a file's events are on: the run of days around its busiest one
+    that each have at least 1 % of that day's events. Read by chDB in a child process (see `sort_by_time`).
+    """
+    code = "import sys; from stream.sources.taobao import _days_here; _days_here(sys.argv[1], sys.argv[2])"
+    done = subprocess.run([sys.executable, "-c", code, str(path), timezone], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"reading the times of {path} failed: {done.stderr.strip().splitlines()[-1:]}")
+    days = {date.fromisoformat(day): count for day, count in json.loads(done.stdout)}
+    if not days:
+        raise ValueError(f"{path} has no event times")
+    first, last = _busy_days(days)
+    zone = ZoneInfo(timezone)
+    start = datetime.combine(first, time(), zone)
+    end = datetime.combine(last + timedelta(days=1), time(), zone)
+    return FixedRange(int(start.timestamp()), int(end.timestamp()))
+
+
+def _busy_days(days: dict[date, int]) -> tuple[date, date]:
+    """The first and last day of the run around the busiest day whose days are busy enough."""
+    busiest = max(days, key=days.__getitem__)
+    enough = max(1, days[busiest] * _WINDOW_DAY_SHARE)
+    first = last = busiest
+    while days.get(first - timedelta(days=1), 0) >= enough:
+        first -= timedelta(days=1)
+    while days.get(last + timedelta(days=1), 0) >= enough:
+        last += timedelta(days=1)
+    return first, last
+
+
+def _days_here(source: str, timezone: str) -> None:
+    import chdb
+
+    ts = "toInt64OrNull(splitByChar(',', line)[5])"
+    result = chdb.query(
+        f"SELECT toString(toDate32(toDateTime64({ts}, 0, '{timezone}'))) AS day, count() AS events "
+        f"FROM file('{_quoted(source)}', 'LineAsString', 'line String') "
+        f"WHERE length(splitByChar(',', line)) = {_FIELD_COUNT} AND {ts} IS NOT NULL GROUP BY day",
+        "JSONCompact",
+    )
+    print(json.dumps(json.loads(result.bytes())["data"]))
 
 
 def _sort_here(source: str, target: str) -> None:

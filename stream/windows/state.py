@@ -8,8 +8,8 @@ Every result is a deterministic function of the partition's messages in offset o
   before it. Re-reading from there rebuilds the open windows exactly; rows of windows that were
   already final (end ≤ `closed_before`) are not written again. Offsets before the checkpoint are
   never acknowledged to Kafka until the checkpoint has passed them, so nothing it needs is skipped.
-- a partition that receives nothing follows the clock: once idle for the grace, its watermark is
-  at least the wall clock minus the grace, so its windows close at night too. Such a floor is a
+- a partition that receives nothing follows the clock: once idle for the grace, its watermark
+  advances with the wall clock, so its windows close at night too. Such a floor is a
   fact of the partition's history like a message: it is recorded with the offset it followed and
   travels in the checkpoint, so a rebuild judges the messages after it exactly as they were judged.
 """

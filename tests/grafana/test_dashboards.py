@@ -8,6 +8,7 @@ import importlib.util
 import itertools
 import json
 import re
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import clickhouse_connect
 import pytest
 import yaml
 from clickhouse_connect.driver.client import Client
@@ -27,6 +30,7 @@ from omstream.bench import load_generated
 from stream.events import DeadLetter
 from stream.sinks.clickhouse import insert_dead_letters, insert_window_rows
 from stream.windows import FunnelRow, WindowRow
+from tests.up import environment, omstream, omstream_up, until
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
@@ -59,11 +63,11 @@ def _clickhouse_targets() -> Iterator[tuple[str, str, dict[str, Any]]]:
                     yield path.name, panel["title"], target
 
 
-# Grafana's time picker: absolute ISO times or `now`, `now-7d`, `now-6h`.
+# Grafana's time picker: epoch milliseconds (as in a URL) or `now`, `now-7d`, `now-6h`.
 def _instant(text: str, now: datetime) -> datetime:
     match = re.fullmatch(r"now(?:-(\d+)([dhm]))?", text)
     if match is None:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return datetime.fromtimestamp(int(text) / 1000, UTC)
     amount, unit = match.groups()
     return (
         now - timedelta(**{{"d": "days", "h": "hours", "m": "minutes"}[unit]: int(amount)}) if amount else now
@@ -193,6 +197,29 @@ def test_dashboards_are_what_the_catalogue_generates() -> None:
         )
 
 
+def _linked_range(board: dict[str, Any]) -> dict[str, str] | None:
+    """The time range of the dashboard's link to the Taobao days, if it has one."""
+    for link in board["links"]:
+        query = parse_qs(urlsplit(link["url"]).query)
+        return {"from": query["from"][0], "to": query["to"][0]}
+    return None
+
+
+def test_dashboards_open_on_a_recent_range_refresh_and_link_the_taobao_days() -> None:
+    for path in DASHBOARDS:
+        board = _load(path)
+        assert board["time"]["from"].startswith("now-") and board["time"]["to"] == "now", path.name
+        assert board["refresh"], path.name
+        linked = _linked_range(board)
+        if path.name in ("pipeline.json", "ops.json"):  # wall-clock data: metrics, commands
+            assert linked is None
+            continue
+        assert linked is not None and board["links"][0]["url"].startswith(f"/d/{board['uid']}?")
+        now = datetime.now(UTC)
+        assert _instant(linked["from"], now) == datetime(2017, 11, 24, 16, tzinfo=UTC)  # China midnight
+        assert _instant(linked["to"], now) == datetime(2017, 12, 3, 15, 59, 59, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     ("board", "title", "target"),
     [pytest.param(*target, id=f"{target[0]}: {target[1]}") for target in _clickhouse_targets()],
@@ -200,9 +227,11 @@ def test_dashboards_are_what_the_catalogue_generates() -> None:
 def test_every_clickhouse_panel_query_returns_rows(
     client: Client, board: str, title: str, target: dict[str, Any]
 ) -> None:
+    """On the generated data (the Taobao days, a link away) or, for live data, the default range."""
     dashboard = _load(GRAFANA / "dashboards" / board)
     now = datetime.now(UTC)
-    start, end = (_instant(dashboard["time"][edge], now) for edge in ("from", "to"))
+    shown = _linked_range(dashboard) or dashboard["time"]
+    start, end = (_instant(shown[edge], now) for edge in ("from", "to"))
     for values in _variable_bindings(client, dashboard, start, end):
         sql = expand_macros(expand_variables(target["rawSql"], values), start, end)
         assert "$" not in sql, sql
@@ -283,3 +312,67 @@ def test_provisioning_is_valid_and_matches_the_dashboards() -> None:
     mounted = re.search(r"\./grafana/dashboards:([^:\s]+)", compose)
     assert mounted is not None
     assert [provider["options"]["path"] for provider in providers] == [mounted.group(1)]
+
+
+def _endpoint_client(state: Path) -> Client:
+    """clickhouse-connect over HTTP to the query endpoint `omstream up` announced."""
+    endpoint = json.loads((state / "clickhouse.json").read_text())
+    host, port = endpoint["url"].removeprefix("http://").split(":")
+    return clickhouse_connect.get_client(
+        host=host, port=int(port), username=endpoint["user"], password=endpoint["password"],
+        database=endpoint["database"],
+    )  # fmt: skip
+
+
+def _panel_queries(board: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    for panel in board["panels"]:
+        for target in panel["targets"]:
+            if target["datasource"]["type"] == PLUGIN:
+                yield panel["title"], target["rawSql"]
+
+
+# Panels that have rows a few seconds into a live stream (others need days of data, or buys)
+LIVE_PANELS = {
+    "Real-time PV and UV per minute",
+    "Real-time PV and UV per hour",
+    "Daily PV, UV, new users, buyers",
+    "Behaviour totals",
+    "Latest outcomes",
+}
+
+
+@pytest.mark.integration
+def test_every_panel_query_runs_over_http_against_omstream_up_while_events_stream_in(
+    tmp_path: Path, ordered_file: Path
+) -> None:
+    """clickhouse-connect's HTTP client (ClickHouse's HTTP interface, which Grafana's plugin uses too) on
+    the query endpoint of `omstream up`, with each dashboard's default range, while a live replay sends."""
+    state = tmp_path / "state"
+    with omstream_up(state, tmp_path / "up.log"):
+        live = ["replay", str(ordered_file), "--live", "--speedup", "8000"]
+        replay = subprocess.Popen(
+            [sys.executable, "-m", "omstream", *live], env=environment(state), stderr=subprocess.DEVNULL
+        )
+        try:
+            ping = omstream(state, "ops", "run", "--operator", "demo", "--idc", "bj", "--target", "*",
+                            "--module", "ping", "--wait")  # fmt: skip
+            assert ping.returncode == 0, ping.stderr
+            http = _endpoint_client(state)
+            minutes = "SELECT count() FROM realtime_windows WHERE kind = 'minute'"
+            until(lambda: http.command(minutes), 60, "no real-time rows")
+            for path in DASHBOARDS:
+                board = _load(path)
+                now = datetime.now(UTC)
+                start, end = (_instant(board["time"][edge], now) for edge in ("from", "to"))
+                for values in _variable_bindings(http, board, start, end):
+                    for title, sql in _panel_queries(board):
+                        rows = http.query(
+                            expand_macros(expand_variables(sql, values), start, end)
+                        ).result_rows
+                        assert rows or title not in LIVE_PANELS, f"{path.name}: {title}"
+            assert replay.poll() is None, (
+                "the replay ended before the queries: they did not run while it sent"
+            )
+        finally:
+            replay.kill()
+            replay.wait()

@@ -2,7 +2,14 @@
 
 import pytest
 
-from omstream.bench import PipelineRun, PipelineSample, Sample, first_to_last_rate, run_stream_bench
+from omstream.bench import (
+    PipelineRun,
+    PipelineSample,
+    Sample,
+    first_to_last_rate,
+    run_query_bench,
+    run_stream_bench,
+)
 from omstream.settings import Settings
 
 
@@ -43,3 +50,12 @@ def test_a_tiny_stream_bench_reports_every_figure(settings: Settings) -> None:
     figures = [*batched.values(), *single.values(), result["start_to_first_event_s"], result["peak_rss_mb"]]
     assert all(figure > 0 for figure in figures), result
     assert batched["events"] == single["events"] == 5_000
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_tiny_query_bench_reports_the_sinks_rate_under_each_load(settings: Settings) -> None:
+    result = run_query_bench(settings, 20_000, repeats=1)
+    assert set(result["sink_events_per_s"]) == {"alone", "dashboards", "back_to_back"}
+    assert all(rate > 0 for rate in result["sink_events_per_s"].values()), result
+    assert set(result["cost_percent"]) == {"dashboards", "back_to_back"}

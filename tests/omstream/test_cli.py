@@ -3,14 +3,22 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from omstream.settings import Settings
 from stream.sources.generator import generate_csv
-from tests.expected import behavior_totals, daily_activity, distinct_valid_rows, funnel_daily, hourly_activity
+from tests.expected import (
+    TAOBAO_WINDOW,
+    behavior_totals,
+    daily_activity,
+    distinct_valid_rows,
+    funnel_daily,
+    hourly_activity,
+)
+from tests.up import until
 
 
 def omstream(*args: str, state: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
@@ -88,7 +96,7 @@ def test_demo_reports_exactly_what_an_independent_computation_finds(tmp_path: Pa
     demo = omstream("demo", "--data", str(data), "--json", state=state)
     assert demo.returncode == 0, demo.stderr
     report = json.loads(omstream("report", "--json", state=state).stdout)
-    rows = distinct_valid_rows(data, Settings().accept_range)
+    rows = distinct_valid_rows(data, TAOBAO_WINDOW)
     assert report["behavior_totals"] == behavior_totals(rows)
     assert report["daily"] == daily_activity(rows, "Asia/Shanghai")
     assert report["realtime"]["hourly"] == hourly_activity(rows, "Asia/Shanghai")
@@ -107,7 +115,7 @@ def test_demo_on_the_real_sample_stores_in_window_rows_and_reports_the_rejected_
     demo = omstream("demo", "--data", str(taobao_sample), "--json", state=tmp_path / "state")
     assert demo.returncode == 0, demo.stderr
     summary = json.loads(demo.stdout)
-    rows = distinct_valid_rows(taobao_sample, Settings().accept_range)
+    rows = distinct_valid_rows(taobao_sample, TAOBAO_WINDOW)
     assert len(rows) == 4_320
     assert summary["behavior_totals"] == behavior_totals(rows)
     assert summary["realtime"]["hourly"] == hourly_activity(rows, "Asia/Shanghai")
@@ -126,9 +134,10 @@ def test_up_serves_other_commands_and_stops_everything_it_started_on_ctrl_c(tmp_
     try:
         banner = up.stdout.readline() if up.stdout else ""
         assert "Kafka at" in banner
-        broker = json.loads((state / "broker.json").read_text())
+        status = json.loads((state / "up.json").read_text())
         data = tmp_path / "a.csv"
-        data.write_text("1,2,3,pv,1511544070\n1,2,3,like,1511544070\n")
+        now = int(time.time())
+        data.write_text(f"1,2,3,pv,{now}\n1,2,3,like,{now}\n")
         replayed = omstream("replay", str(data), "--json", state=state)
         assert json.loads(replayed.stdout)["rejected"] == {"unknown_behavior": 1}
         ping = omstream(
@@ -148,13 +157,20 @@ def test_up_serves_other_commands_and_stops_everything_it_started_on_ctrl_c(tmp_
             state=state,
         )
         assert ping.returncode == 0 and ping.stdout.count(": succeeded") == 2, ping.stdout + ping.stderr
+        audited = until(
+            lambda: omstream("ops", "history", "--json", state=state).stdout.count('"succeeded"') == 2,
+            30,
+            "ops history (read through the running sink) did not show both results",
+        )
+        assert audited
         up.send_signal(signal.SIGINT)
         assert up.wait(30) == 0
     finally:
         if up.poll() is None:
             up.kill()
-    assert not (state / "broker.json").exists()
-    service_pids = [int(pid) for pid in banner.split("service pids ")[1].split(";")[0].split(", ")]
-    for pid in (broker["pid"], *service_pids):
+    for written in ("broker.json", "clickhouse.json", "up.json"):
+        assert not (state / written).exists()
+    assert {"broker", "sink", "worker", "control", "bj-1"} <= set(status["services"])
+    for service in status["services"].values():
         with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+            os.kill(service["pid"], 0)

@@ -10,7 +10,7 @@ from omstream.settings import Settings
 from stream.events import Event
 from stream.sinks.clickhouse import insert_events
 from stream.sources.taobao import read_csv
-from tests.expected import distinct_valid_rows, figures_of, report_figures
+from tests.expected import TAOBAO_WINDOW, distinct_valid_rows, figures_of, report_figures
 
 TZ = "Asia/Shanghai"
 
@@ -18,7 +18,7 @@ TZ = "Asia/Shanghai"
 def test_report_on_the_real_sample_equals_an_independent_computation(
     tmp_path: Path, taobao_sample: Path
 ) -> None:
-    settings = Settings(state_dir=tmp_path, kafka_bootstrap="", clickhouse_dsn="")
+    settings = Settings(state_dir=tmp_path, kafka_bootstrap="", clickhouse_dsn="").with_window(TAOBAO_WINDOW)
     client = clickhouse.connect(settings.resolved_clickhouse_dsn)
     try:
         clickhouse.migrate(client)

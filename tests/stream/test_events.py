@@ -1,9 +1,18 @@
 import orjson
 import pytest
 
-from stream.events import Event, Rejected, RejectReason, decode_message, encode_events
+from stream.events import (
+    Event,
+    FixedRange,
+    RecentRange,
+    Rejected,
+    RejectReason,
+    decode_fields,
+    decode_message,
+    encode_events,
+)
 
-WINDOW = (1_511_539_200, 1_512_316_800)
+WINDOW = FixedRange(1_511_539_200, 1_512_316_800)
 GOOD = {"user_id": 1, "item_id": 2, "category_id": 3, "behavior": "pv", "ts": 1_511_544_070}
 
 
@@ -87,7 +96,7 @@ def test_the_fast_path_agrees_with_the_model_and_declines_anything_it_cannot_vou
         {**GOOD, "channel": 5},
         {**GOOD, "channel": None},
         {**GOOD, "behavior": "PV"},
-        {**GOOD, "ts": WINDOW[1]},
+        {**GOOD, "ts": WINDOW.end},
         {**GOOD, "ts": 2**64 - 1},
         {**GOOD, "nested": {"user_id": "x"}},
         {key: value for key, value in GOOD.items() if key != "category_id"},
@@ -107,3 +116,24 @@ def test_the_read_only_view_of_an_event_names_every_field_of_the_model() -> None
 
     properties = {name for name, value in vars(EventFields).items() if isinstance(value, property)}
     assert properties == set(Event.model_fields)
+
+
+def test_a_recent_range_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    recent = RecentRange(back=3_600, ahead=300)
+    now = 1_900_000_000
+    monkeypatch.setattr("time.time", lambda: now)
+    at_now = {**GOOD, "ts": now}
+    assert decode_message(orjson.dumps(at_now), recent) == [Event.model_validate(at_now)]
+    for outside in (now - 3_700, now + 400):
+        [result] = decode_message(orjson.dumps({**GOOD, "ts": outside}), recent)
+        assert isinstance(result, Rejected) and result.reason is RejectReason.OUT_OF_WINDOW
+    assert decode_fields(orjson.dumps({**GOOD, "ts": now + 400}), recent) is None
+    now += 3_600  # an hour later, the same range takes that hour's events (on the fast path too)
+    assert decode_fields(orjson.dumps({**GOOD, "ts": now + 200}), recent) is not None
+    assert decode_fields(orjson.dumps(at_now), recent) is not None
+    assert decode_fields(orjson.dumps({**GOOD, "ts": now - 3_700}), recent) is None
+
+
+def test_a_fixed_range_must_end_after_it_starts() -> None:
+    with pytest.raises(ValueError, match="must end after it starts"):
+        FixedRange(10, 10)

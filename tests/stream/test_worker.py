@@ -236,8 +236,8 @@ async def _emit(settings: Settings, bootstrap: str, events: list[Event]) -> Emit
 def test_the_windows_of_a_partition_that_falls_idle_become_final_on_time(
     settings: Settings, bootstrap: str
 ) -> None:
-    """Live events, then nothing: once the partition has been idle for the grace its watermark follows
-    the clock, so a window that ended is written final without any later event to close it."""
+    """Events, then nothing: once the partition has been idle for the grace its watermark advances
+    with the clock, so a window that ended is written final without any later event to close it."""
     now = int(time.time())
     live = settings.model_copy(
         update={
@@ -246,7 +246,8 @@ def test_the_windows_of_a_partition_that_falls_idle_become_final_on_time(
             "accept_to": datetime.fromtimestamp(now + 3_600, UTC),
         }
     )
-    minute_ago = now - 90  # its minute window has ended: only the clock can close it now
+    # the last second of a minute that has ended: only the clock can close its window now
+    minute_ago = now - 120 - now % 60 + 59
     events = [Event(user_id=user, item_id=1, category_id=1, behavior="pv", ts=minute_ago) for user in (1, 2)]
     with pipeline(live, bootstrap) as services:
         emitted = asyncio.run(_emit(live, bootstrap, events))

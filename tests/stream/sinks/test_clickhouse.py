@@ -10,10 +10,10 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 import clickhouse
-from stream.events import decode_fields
+from stream.events import FixedRange, decode_fields
 from stream.sinks.clickhouse import EVENT_COLUMNS, insert_event_messages
 
-WINDOW = (1_511_539_200, 1_512_316_800)
+WINDOW = FixedRange(1_511_539_200, 1_512_316_800)
 GOOD = {"user_id": 1, "item_id": 2, "category_id": 3, "behavior": "pv", "ts": 1_511_544_070}
 
 

@@ -1,9 +1,10 @@
+import gzip
 from pathlib import Path
 
-from stream.events import Event, Rejected
-from stream.sources.taobao import parse_line, read_csv, sort_by_time
+from stream.events import Event, FixedRange, Rejected
+from stream.sources.taobao import file_window, parse_line, read_csv, sort_by_time
 
-WINDOW = (1_511_539_200, 1_512_316_800)
+WINDOW = FixedRange(1_511_539_200, 1_512_316_800)
 
 
 def test_parse_line_accepts_a_taobao_row() -> None:
@@ -53,3 +54,16 @@ def test_sort_by_time_keeps_unparseable_lines(tmp_path: Path) -> None:
     source.write_text("1,2,3,pv,20\ngarbage\n1,2,3,pv,10\n")
     sort_by_time(source, target)
     assert target.read_text().splitlines() == ["garbage", "1,2,3,pv,10", "1,2,3,pv,20"]
+
+
+def test_a_files_window_is_its_busy_days_in_the_time_zone(tmp_path: Path, taobao_sample: Path) -> None:
+    assert file_window(taobao_sample, "Asia/Shanghai") == WINDOW  # its one row of 2017-09-11 left out
+    day = 86_400
+    lines = [f"1,2,3,pv,{WINDOW.start + offset}" for offset in range(0, 3 * day, 300)]  # 3 days
+    lines += ["1,2,3,pv,-2145916800", "1,2,3,pv,2000000000", "garbage", f"1,2,3,pv,{WINDOW.start - 10}"]
+    source = tmp_path / "a.csv.gz"
+    source.write_bytes(gzip.compress("\n".join(lines).encode()))
+    assert file_window(source, "Asia/Shanghai") == FixedRange(WINDOW.start, WINDOW.start + 3 * day)
+    hours = 3_600  # China time is UTC+8: its midnight is 16:00 UTC the day before
+    in_utc = FixedRange(WINDOW.start - 16 * hours, WINDOW.start + 3 * day + 8 * hours)
+    assert file_window(source, "UTC") == in_utc
