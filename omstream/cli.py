@@ -387,7 +387,6 @@ def replay(
     settings), or, with --live, are re-stamped to the present.
     """
     from omstream.accept import check_fits, services_settings
-    from omstream.demo import time_ordered
     from omstream.embedded import resolve_bootstrap
     from omstream.progress import replay_with_progress
     from stream.replay import Pacer
@@ -397,8 +396,7 @@ def replay(
         raise FileNotFoundError(f"no such file: {file}")
     settings = services_settings(Settings())
     bootstrap = resolve_bootstrap(settings)
-    source = time_ordered(file, settings) if sort_first else file
-    window = file_window(source, settings.timezone)
+    window = file_window(file, settings.timezone)
     if live:
         pacer = Pacer(rate=rate, speedup=speedup or (None if rate else 1.0))
     else:
@@ -407,7 +405,9 @@ def replay(
         if note:
             click.echo(note, err=True)
     live_window = window if live else None
-    report = asyncio.run(replay_with_progress(source, settings, bootstrap, pack, pacer, live_window))
+    report = asyncio.run(
+        replay_with_progress(file, settings, bootstrap, pack, pacer, live_window, time_ordered=sort_first)
+    )
     summary = {
         "sent": report.sent,
         "messages": report.messages,

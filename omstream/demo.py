@@ -24,7 +24,7 @@ from omstream.services import ops_topics
 from omstream.settings import Settings
 from stream.emitter import EmitReport
 from stream.events import AcceptRange
-from stream.sources.taobao import file_window, sort_by_time
+from stream.sources.taobao import file_window
 
 _CONSUME_TIMEOUT_S = 900.0
 _OPS_TIMEOUT_S = 60.0
@@ -79,13 +79,13 @@ def run_demo(settings: Settings, events: int, data: Path | None, seed: int) -> D
         generate_with_progress(source, events, seed, dirty=True)
     if settings.accept_from is None:
         settings = settings.with_window(file_window(source, settings.timezone))
-    ordered = time_ordered(source, settings)
     with (
         broker(settings) as bootstrap,
         pipeline(settings, bootstrap) as services,
         control_plane(settings, bootstrap) as plane,
     ):
-        emitted = asyncio.run(replay_with_progress(ordered, settings, bootstrap))
+        # the generator's output, like the Taobao file, is sorted by user: replay it in event time
+        emitted = asyncio.run(replay_with_progress(source, settings, bootstrap, time_ordered=True))
         if emitted.failed:
             raise RuntimeError(f"{emitted.failed} events were not delivered: {emitted.errors[:3]}")
         ops = asyncio.run(run_commands(settings, bootstrap, demo_commands(settings)))
@@ -97,10 +97,3 @@ def run_demo(settings: Settings, events: int, data: Path | None, seed: int) -> D
         return DemoResult(emitted, report, ops, settings.accept_range)
     finally:
         client.close()
-
-
-def time_ordered(source: Path, settings: Settings) -> Path:
-    """The Taobao file (like our generator's output) is sorted by user; replay wants event time."""
-    ordered = state_path(settings, f"{source.name.removesuffix('.gz')}.time-ordered.csv")
-    sort_by_time(source, ordered)
-    return ordered

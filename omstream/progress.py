@@ -48,7 +48,8 @@ async def replay_with_progress(
     pack: int | None = None,
     pacer: Pacer | None = None,
     live: FixedRange | None = None,
+    time_ordered: bool = False,
 ) -> EmitReport:
     async with services.emitter(settings, bootstrap, pack) as emitter:
         with progress_bar(total=path.stat().st_size, unit="B", desc=f"replay {path.name}") as bar:
-            return await replay_file(path, emitter, pacer, bar.update_to, live)
+            return await replay_file(path, emitter, pacer, bar.update_to, live, time_ordered)

@@ -18,7 +18,17 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from stream.events import AcceptRange, Event, FixedRange, Rejected, RejectReason, check_window, classify_error
+from stream.events import (
+    BEHAVIORS,
+    EVENT_COLUMNS,
+    AcceptRange,
+    Event,
+    FixedRange,
+    Rejected,
+    RejectReason,
+    check_window,
+    classify_error,
+)
 
 # The data set's window, 2017-11-25 to 2017-12-03 China time; events outside it are dirty rows.
 TAOBAO_START = 1_511_539_200  # 2017-11-25 00:00 Asia/Shanghai
@@ -26,6 +36,7 @@ TAOBAO_DAYS = 9
 TAOBAO_END = TAOBAO_START + TAOBAO_DAYS * 86_400  # 2017-12-04 00:00 Asia/Shanghai, exclusive
 
 _FIELD_COUNT = 5
+_ENCODED_CHUNK = 1 << 20  # bytes of encoded lines read from the child at a time
 _PROGRESS_EVERY = 20_000  # lines between progress callbacks: cheap, yet smooth for a progress bar
 # A day belongs to a file's window when it has at least this share of the busiest day's events: the
 # scattered rows of broken clocks (the real file has some in 1902-2037) stay outside it.
@@ -146,6 +157,65 @@ def _sort_here(source: str, target: str) -> None:
         "SETTINGS max_bytes_before_external_sort = 100000000, max_bytes_ratio_before_external_sort = 0, "
         "storage_file_read_method = 'pread'"
     )
+
+
+def encoded_lines(
+    path: Path, accept_range: AcceptRange, partitions: int, time_ordered: bool
+) -> Iterator[list[bytes]]:
+    """The file's lines as chDB judges and encodes them, a chunk at a time: `partition\tts\tsize\t{event
+    as JSON}` for a line that is certainly one valid event in the range (digits, a known behaviour, the
+    time in range), routed as Kafka's default partitioner routes its user; `-1\tts\tsize\tline` for any
+    other line, which `parse_line` judges (it gives the reason, or takes a line the strict pattern
+    does not, one with spaces, say). `size` is the line's length in the file. A child process runs
+    chDB (see `sort_by_time`), so even a 3.5 GB file is read, sorted on disk and encoded without
+    passing through Python's parsing."""
+    start, end = accept_range.bounds()
+    arguments = [str(path), str(partitions), str(start), str(end), "1" if time_ordered else "0"]
+    code = "import sys; from stream.sources.taobao import _encode_here; _encode_here(*sys.argv[1:])"
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as child:
+        assert child.stdout is not None and child.stderr is not None
+        rest = b""
+        while chunk := child.stdout.read(_ENCODED_CHUNK):
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            yield lines
+        error = child.stderr.read().decode(errors="replace").strip()
+    if child.returncode != 0:
+        raise RuntimeError(f"reading {path} failed: {error.splitlines()[-1:]}")
+
+
+def _encode_here(source: str, partitions: str, start: str, end: str, time_ordered: str) -> None:
+    import chdb
+
+    behaviors = "|".join(BEHAVIORS)
+    # the event as the model writes it (`encode_events`): its fields in order, no defaults
+    fields = ", ".join(
+        f"{value} AS {name}"
+        for name, value in zip(
+            EVENT_COLUMNS[:_FIELD_COUNT],
+            ["user_id", "toUInt64OrZero(f[2])", "toUInt64OrZero(f[3])", "f[4]", "ts"],
+            strict=True,
+        )
+    )
+    query = (
+        f"SELECT if(valid, kafkaMurmurHash(toString(user_id)) % {int(partitions)}, -1), ts, length(line), "
+        f"if(valid, formatRowNoNewline('JSONEachRow', {fields}), line) "
+        "FROM (SELECT line, splitByChar(',', line) AS f, toInt64OrZero(f[5]) AS ts, "
+        f"match(line, '^[0-9]{{1,18}},[0-9]{{1,18}},[0-9]{{1,18}},({behaviors}),[0-9]{{1,10}}$') "
+        f"AND ts >= {int(start)} AND ts < {int(end)} AS valid, toUInt64OrZero(f[1]) AS user_id "
+        f"FROM file('{_quoted(source)}', 'LineAsString', 'line String')) "
+        + ("ORDER BY ts " if time_ordered == "1" else "")
+        + "SETTINGS output_format_json_quote_64bit_integers = 0, "
+        # Spill to disk instead of holding the whole file in memory (both settings are needed).
+        "max_bytes_before_external_sort = 100000000, max_bytes_ratio_before_external_sort = 0, "
+        "storage_file_read_method = 'pread'"
+    )
+    out = sys.stdout.buffer
+    for chunk in chdb.connect(":memory:").send_query(query, "TSVRaw"):
+        out.write(chunk.bytes())
+    out.flush()
 
 
 def _quoted(path: str) -> str:

@@ -1,8 +1,10 @@
 import gzip
 from pathlib import Path
 
-from stream.events import Event, FixedRange, Rejected
-from stream.sources.taobao import file_window, parse_line, read_csv, sort_by_time
+from stream.events import Event, FixedRange, Rejected, encode_events
+from stream.kafka import Partitioner
+from stream.sources.generator import generate_csv
+from stream.sources.taobao import encoded_lines, file_window, parse_line, read_csv, sort_by_time
 
 WINDOW = FixedRange(1_511_539_200, 1_512_316_800)
 
@@ -67,3 +69,43 @@ def test_a_files_window_is_its_busy_days_in_the_time_zone(tmp_path: Path, taobao
     hours = 3_600  # China time is UTC+8: its midnight is 16:00 UTC the day before
     in_utc = FixedRange(WINDOW.start - 16 * hours, WINDOW.start + 3 * day + 8 * hours)
     assert file_window(source, "UTC") == in_utc
+
+
+def test_lines_chdb_encodes_are_the_events_parse_line_reads(tmp_path: Path) -> None:
+    """The fast replay path: every line chDB encodes is the event `parse_line` reads from it, written as
+    `encode_events` writes it and routed as the partitioner routes it; every other line is left to
+    `parse_line`."""
+    source = tmp_path / "events.csv"
+    generate_csv(source, events=20_000, seed=4, dirty=True)
+    odd = [
+        "007,08,9,pv,1511600000",
+        " 1,2,3,pv,1511600000",
+        "1,2,3,pv,1511600000\r",
+        "",
+        "1,2,3,buy,1511600000.0",
+        "12345678901234567890,1,1,pv,1511600000",
+        "1,2,3,cart,151160000",
+        "-1,2,3,pv,1511600000",
+        "4,5,6,pv,1512316800",  # the first second after the window
+    ]
+    source.write_text(source.read_text() + "\n".join(odd) + "\n")
+    window = WINDOW
+    partition_of = Partitioner(4)
+    encoded = [line.split(b"\t", 3) for chunk in encoded_lines(source, window, 4, False) for line in chunk]
+    fast: list[Event] = []
+    judged: list[Event | Rejected] = []
+    for tag, _, _, payload in encoded:
+        if tag == b"-1":
+            text = payload.decode().rstrip("\r\n")
+            judged += [parse_line(text, window)] if text else []
+            continue
+        event = Event.model_validate_json(payload)
+        assert payload == encode_events([event]) and int(tag) == partition_of(event.user_id)
+        fast.append(event)
+    lines = [line for line in source.read_text().splitlines() if line]
+    everything = [parse_line(line, window) for line in lines]
+    assert sorted(map(repr, fast + judged)) == sorted(map(repr, everything))
+    assert (
+        len(fast) > 0.9 * len(lines)
+        and Event(user_id=7, item_id=8, category_id=9, behavior="pv", ts=1511600000) in fast
+    )
