@@ -527,6 +527,19 @@ def bench_queries(events: int, as_json: bool) -> None:
     _print_figures(result, as_json)
 
 
+@bench.command("scale")
+@click.option("--events", "-n", default=100_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def bench_scale(events: int, as_json: bool) -> None:
+    """The full pipeline at the data set's scale: generate, replay, windows, ClickHouse, report, check."""
+    from omstream._scale_bench import run_scale_bench
+
+    _terminate_as_interrupt()
+    result = run_scale_bench(Settings(), events)
+    _print_figures(result, as_json)
+
+
 @bench.command("report")
 @click.option("--events", "-n", default=10_000_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True)
