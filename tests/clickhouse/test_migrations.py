@@ -7,7 +7,12 @@ import clickhouse
 def test_migrations_apply_once_and_events_deduplicate(tmp_path: Path) -> None:
     client = clickhouse.connect(f"chdb://{tmp_path / 'ch'}")
     try:
-        assert clickhouse.migrate(client) == ["0001_events", "0002_realtime", "0003_ops_audit"]
+        assert clickhouse.migrate(client) == [
+            "0001_events",
+            "0002_realtime",
+            "0003_ops_audit",
+            "0004_ops_audit_log",
+        ]
         assert clickhouse.migrate(client) == []
         row = [7, 1, 2, "buy", 1_511_544_070]
         columns = ["user_id", "item_id", "category_id", "behavior", "ts"]
