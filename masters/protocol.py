@@ -151,23 +151,33 @@ class MasterReply(BaseModel):
 def bounded_outputs(
     minions: dict[str, MinionReturn], limit: int = MAX_OUTPUT_BYTES
 ) -> tuple[dict[str, MinionReturn], bool]:
-    """The minions' returns with their outputs within about `limit` bytes of JSON, and whether any was
-    cut: an output over its share becomes `{"truncated": true, "bytes": N, "head": "<its start>"}`."""
+    """The minions' returns with their outputs within `limit` bytes of JSON, and whether any was cut:
+    an output over its share becomes `{"truncated": true, "bytes": N, "head": "<its JSON's start>"}`,
+    which fits the share, so bounding the result again changes nothing."""
     encoded = {minion: json.dumps(ret.output, default=str) for minion, ret in minions.items()}
     if sum(map(len, encoded.values())) <= limit:
         return minions, False
-    share = max(limit // len(minions), 256)
+    share = max(limit // len(minions), 2 * _MARKER_BYTES)
     kept = {
         minion: ret
         if len(encoded[minion]) <= share
-        else ret.model_copy(
-            update={
-                "output": {"truncated": True, "bytes": len(encoded[minion]), "head": encoded[minion][:share]}
-            }
-        )
+        else ret.model_copy(update={"output": _cut(encoded[minion], share)})
         for minion, ret in minions.items()
     }
     return kept, True
+
+
+_MARKER_BYTES = 64  # the marker around a cut output's head
+
+
+def _cut(text: str, share: int) -> dict[str, Any]:
+    head = text[: share - _MARKER_BYTES]
+    while True:  # quotes and backslashes of the head are escaped again: shorten it until it fits
+        marker = {"truncated": True, "bytes": len(text), "head": head}
+        size = len(json.dumps(marker))
+        if size <= share:
+            return marker
+        head = head[: len(head) * (share - _MARKER_BYTES) // size]
 
 
 # Both ends of the rpyc connection: nothing but exposed names is reachable, nothing is pickled, no
