@@ -2,9 +2,9 @@
 
 Before a command is dispatched, its admission is written there (key: its `command_id`; value: where
 it was read on `ops.commands`, when it expires, and which IDCs' results are published), signed by
-the control service. A replica reads the topic to its end before it takes commands, and again each
-time partitions of `ops.commands` are assigned to it, so whatever another replica admitted is known
-before that replica's commands can reach this one. The topic is compacted: the latest record per
+the control service. A replica reads the topic to its end each time partitions of `ops.commands`
+are assigned to it, before it handles any of their commands, so whatever another replica admitted is
+known before that replica's commands can reach this one. The topic is compacted: the latest record per
 command is what counts.
 
 A command read again at the position it was admitted from is a redelivery (a replica stopped before
@@ -17,14 +17,14 @@ from __future__ import annotations
 import datetime
 import logging
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import AwareDatetime, BaseModel, ValidationError
 
 from control import metrics
 from control.signing import Purpose, is_signed, signed_headers
 from masters.protocol import Command, CommandRejected
-from stream.kafka import drain, kafka_options
+from stream.kafka import read_to_end
 
 log = logging.getLogger("omstream.control")
 
@@ -104,27 +104,18 @@ class AdmittedTopic:
         memory: AdmittedCommands,
         producer: AIOKafkaProducer,
     ) -> None:
-        self._topic = TopicPartition(topic, 0)
+        self._bootstrap = bootstrap
+        self._topic = topic
         self._key = key
         self._memory = memory
         self._producer = producer
-        self._consumer = AIOKafkaConsumer(
-            **kafka_options(bootstrap), enable_auto_commit=False, fetch_max_wait_ms=50
-        )
-
-    async def start(self) -> None:
-        await self._consumer.start()
-        self._consumer.assign([self._topic])
-        self._consumer.seek(self._topic, 0)
-
-    async def stop(self) -> None:
-        await self._consumer.stop()
+        self._read_to = 0  # the offset after the last record read
 
     async def write(self, entry: Admitted) -> None:
         value = entry.model_dump_json().encode()
         headers = signed_headers(self._key, Purpose.ADMITTED, value)
         await self._producer.send_and_wait(
-            self._topic.topic, key=entry.command_id.encode(), value=value, headers=headers
+            self._topic, key=entry.command_id.encode(), value=value, headers=headers
         )
 
     async def catch_up(self) -> int:
@@ -132,7 +123,8 @@ class AdmittedTopic:
         admissions it learnt (records that are not signed admissions are skipped and counted)."""
         public_key = self._key.public_key()
         learnt = 0
-        async for record in drain(self._consumer, self._topic):
+        async for record in read_to_end(self._bootstrap, self._topic, self._read_to):
+            self._read_to = record.offset + 1
             value = record.value or b""
             try:
                 if len(value) > _MAX_RECORD_BYTES or not is_signed(
@@ -142,6 +134,6 @@ class AdmittedTopic:
                 self._memory.learn(Admitted.model_validate_json(value))
                 learnt += 1
             except (ValueError, ValidationError):
-                metrics.UNREADABLE.labels(self._topic.topic).inc()
-                log.warning("skipped a record at offset %d of %s", record.offset, self._topic.topic)
+                metrics.UNREADABLE.labels(self._topic).inc()
+                log.warning("skipped a record at offset %d of %s", record.offset, self._topic)
         return learnt

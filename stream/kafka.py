@@ -197,27 +197,22 @@ async def high_water_marks(bootstrap: str, topic: str, partitions: int) -> dict[
         await consumer.stop()
 
 
-async def drain(
-    consumer: AIOKafkaConsumer, partition: TopicPartition
+async def read_to_end(
+    bootstrap: str, topic: str, start: int = 0
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """The records of an assigned partition from the consumer's position until it reaches the
-    high-water mark of its latest fetch."""
-    while True:
-        for record in (await consumer.getmany(partition, timeout_ms=300)).get(partition, []):
-            yield record
-        if await consumer.position(partition) >= (consumer.highwater(partition) or 0):
-            return
-
-
-async def read_to_end(bootstrap: str, topic: str) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """Every record of a one-partition topic, from the first until the end (see `drain`)."""
+    """Every record of a one-partition topic from offset `start` until the reader reaches the
+    high-water mark of its latest fetch. Each call reads with a consumer of its own: a long-lived
+    consumer's buffered fetch would give a high-water mark from before the call."""
     consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False, fetch_max_wait_ms=50)
     await consumer.start()
     try:
         partition = TopicPartition(topic, 0)
         consumer.assign([partition])
-        consumer.seek(partition, 0)
-        async for record in drain(consumer, partition):
-            yield record
+        consumer.seek(partition, start)
+        while True:
+            for record in (await consumer.getmany(partition, timeout_ms=300)).get(partition, []):
+                yield record
+            if await consumer.position(partition) >= (consumer.highwater(partition) or 0):
+                return
     finally:
         await consumer.stop()

@@ -51,8 +51,6 @@ def test_a_replica_learns_what_others_admitted_and_skips_what_is_not_an_admissio
         writer_memory, reader_memory = AdmittedCommands(HOUR), AdmittedCommands(HOUR)
         writer = AdmittedTopic(bootstrap, topic, key, writer_memory, producer)
         reader = AdmittedTopic(bootstrap, topic, key, reader_memory, producer)
-        await writer.start()
-        await reader.start()
         try:
             entry = writer_memory.admit(first, 0, 7, NOW)
             await writer.write(entry)
@@ -75,8 +73,6 @@ def test_a_replica_learns_what_others_admitted_and_skips_what_is_not_an_admissio
             await writer.write(writer_memory.admit(second, 0, 8, NOW))
             learnt_later = await reader.catch_up()  # from where it stopped, to the new end
         finally:
-            await reader.stop()
-            await writer.stop()
             await producer.stop()
         return learnt, learnt_later, reader_memory
 
@@ -100,11 +96,9 @@ def test_an_empty_topic_teaches_nothing(settings: Settings, bootstrap: str) -> N
             AdmittedCommands(HOUR),
             producer,
         )
-        await reader.start()
         try:
             return await reader.catch_up()
         finally:
-            await reader.stop()
             await producer.stop()
 
     assert asyncio.run(scenario()) == 0
