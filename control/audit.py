@@ -48,6 +48,7 @@ class AuditRow:
     output: str
     duration_ms: float
     truncated: bool
+    source: str
     issued_at: datetime.datetime
     stored_at: datetime.datetime
 
@@ -75,6 +76,7 @@ def audit_rows(result: CommandResult, record: str, stored_at: datetime.datetime)
         output="",
         duration_ms=result.duration_ms,
         truncated=result.truncated,
+        source=result.source,
         issued_at=result.issued_at or _EPOCH,
         stored_at=stored_at,
     )
@@ -107,6 +109,7 @@ def forgery_row(value: bytes, stored_at: datetime.datetime) -> AuditRow:
         output=value[:_EVIDENCE_BYTES].decode(errors="replace"),
         duration_ms=0.0,
         truncated=len(value) > _EVIDENCE_BYTES,
+        source="",
         issued_at=_EPOCH,
         stored_at=stored_at,
     )

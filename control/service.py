@@ -16,10 +16,11 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -105,10 +106,18 @@ _NAME_FIELD = {
 }
 
 
-def rejected_result(raw: bytes, error: CommandRejected, command: Command | None) -> CommandResult:
+def rejected_result(
+    raw: bytes, error: CommandRejected, command: Command | None, source: str = ""
+) -> CommandResult:
     """A rejection with what can be said of the command without trusting it: its id, operator and
     module, found in the bytes when they could not be parsed (too large, too deep, malformed)."""
-    fields = {"stage": "received", "status": "rejected", "reason": error.reason, "detail": _clip(str(error))}
+    fields = {
+        "stage": "received",
+        "status": "rejected",
+        "reason": error.reason,
+        "detail": _clip(str(error)),
+        "source": source,
+    }
     if command is not None:
         identity = {
             "command_id": str(command.command_id),
@@ -171,18 +180,78 @@ class IdcOutcome:
     truncated: bool = False
 
 
-class _CatchUpFirst(ConsumerRebalanceListener):
-    """Before this replica reads commands of newly assigned partitions, it learns what was admitted."""
+class InFlight:
+    """The commands this replica is handling (at most _MAX_IN_FLIGHT), and how far it may commit."""
 
-    def __init__(self, admitted: AdmittedTopic) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+        self._tracker = CommitTracker()
+        self._slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, record: ConsumerRecord[bytes, bytes], handle: Coroutine[Any, Any, None]) -> None:
+        await self._slots.acquire()
+        partition = TopicPartition(record.topic, record.partition)
+        self._tracker.started(partition, record.offset)
+        task = asyncio.create_task(handle)
+        self._tasks.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            self._tracker.finished(partition, record.offset)
+            self._slots.release()
+
+        task.add_done_callback(done)
+        metrics.IN_FLIGHT.set(len(self._tasks))
+
+    async def commit(self) -> None:
+        positions = self._tracker.committable()
+        if positions:
+            await self._consumer.commit(positions)
+
+    async def settle(self) -> None:
+        """Finish every command in flight and commit: before its partitions move to another replica,
+        so that replica does not read them again."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        await self.commit()
+
+
+class Handover(ConsumerRebalanceListener):
+    """Partitions move between replicas only with nothing in flight, and a replica handles no command
+    of the partitions it is given before it has learnt what was admitted (`take`)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, in_flight: InFlight, admitted: AdmittedTopic) -> None:
+        self._consumer = consumer
+        self._in_flight = in_flight
         self._admitted = admitted
+        self._ready = asyncio.Event()
+        self._assignments = 0
 
     async def on_partitions_revoked(self, revoked: object) -> None:
-        pass
+        self._ready.clear()
+        await self._in_flight.settle()
 
     async def on_partitions_assigned(self, assigned: object) -> None:
+        self._ready.clear()
         learnt = await self._admitted.catch_up()
         log.info("learnt %d admitted commands before taking %s", learnt, assigned)
+        self._assignments += 1
+        self._ready.set()
+
+    async def take(self) -> list[ConsumerRecord[bytes, bytes]]:
+        """The next records to handle. The consumer fetches as soon as partitions are assigned, even
+        while the replica still learns what was admitted; records fetched under an assignment that
+        has since changed are put back, to be read again from where this assignment starts."""
+        assignments = self._assignments
+        batches = await self._consumer.getmany(timeout_ms=100)
+        await self._ready.wait()
+        if self._assignments == assignments:
+            return [record for records in batches.values() for record in records]
+        for partition, records in batches.items():
+            if partition in self._consumer.assignment():
+                self._consumer.seek(partition, records[0].offset)
+        return []
 
 
 class ControlService:
@@ -202,6 +271,7 @@ class ControlService:
     async def handle(self, raw: bytes, partition: int, offset: int) -> None:
         """Admit one command, record and publish that, then each IDC's result set as it arrives."""
         command = None
+        source = self._source(partition, offset)
         try:
             command = parse_command(raw)
             known = self._admission.admitted.get(command)
@@ -211,7 +281,7 @@ class ControlService:
             entry = self._admission.admit(command, partition, offset, datetime.datetime.now(datetime.UTC))
         except CommandRejected as error:
             metrics.COMMANDS.labels("rejected", error.reason).inc()
-            await self._publish(rejected_result(raw, error, command))
+            await self._publish(rejected_result(raw, error, command, source))
             return
         metrics.COMMANDS.labels("accepted", "").inc()
         running = asyncio.current_task()
@@ -223,11 +293,17 @@ class ControlService:
             del self._in_flight[entry.command_id]
 
     async def _dispatch(self, command: Command, entry: Admitted) -> None:
-        """Record the admission for every replica and publish it, then run the command in each IDC."""
-        accepted = CommandResult.about(command, stage="received", status="accepted")
-        await asyncio.gather(self._admitted.write(entry), self._publish(accepted))
+        """Record the admission for every replica, then publish it (so whoever sees it accepted can
+        count on every replica knowing it), then run the command in each IDC."""
+        await self._admitted.write(entry)
+        source = self._source(entry.partition, entry.offset)
+        await self._publish(CommandResult.about(command, stage="received", status="accepted", source=source))
         request = MasterRequest(command=command).model_dump_json()
-        await asyncio.gather(*(self._run_in(command, idc, request) for idc in command.idc))
+        await asyncio.gather(*(self._run_in(command, entry, idc, request) for idc in command.idc))
+
+    def _source(self, partition: int, offset: int) -> str:
+        """Where a command was read: each record it gets is its own, even for the same command."""
+        return f"{self._config.commands_topic}/{partition}/{offset}"
 
     async def _resume(self, command: Command, known: Admitted) -> None:
         """The same record again: wait for this replica's own dispatch of it, or, if another replica
@@ -239,18 +315,21 @@ class ControlService:
         detail = "the control service that dispatched it stopped before its result: it may have run"
         for idc in known.pending():
             outcome = IdcOutcome("unknown", "interrupted", detail)
-            await self._finish(command, idc, outcome, duration_ms=0.0)
+            await self._finish(command, known, idc, outcome, duration_ms=0.0)
 
-    async def _run_in(self, command: Command, idc: str, request_json: str) -> None:
+    async def _run_in(self, command: Command, entry: Admitted, idc: str, request_json: str) -> None:
         started = time.monotonic()
         outcome = await self._outcome(command, idc, request_json)
-        await self._finish(command, idc, outcome, (time.monotonic() - started) * 1000)
+        await self._finish(command, entry, idc, outcome, (time.monotonic() - started) * 1000)
 
-    async def _finish(self, command: Command, idc: str, outcome: IdcOutcome, duration_ms: float) -> None:
+    async def _finish(
+        self, command: Command, entry: Admitted, idc: str, outcome: IdcOutcome, duration_ms: float
+    ) -> None:
         minions, truncated = bounded_outputs(outcome.minions)
         result = CommandResult.about(
             command,
             stage="result",
+            source=self._source(entry.partition, entry.offset),
             idc=idc,
             duration_ms=duration_ms,
             status=outcome.status,
@@ -306,38 +385,27 @@ class ControlService:
             fetch_max_wait_ms=20,
             session_timeout_ms=config.timings.session_ms,
             heartbeat_interval_ms=config.timings.heartbeat_ms,
+            # a replica giving up partitions first finishes its commands in flight (see _Handover)
+            rebalance_timeout_ms=max(config.timings.rebalance_ms, int((config.timeout_s + 10) * 1000)),
         )
+        in_flight = InFlight(consumer)
+        handover = Handover(consumer, in_flight, self._admitted)
         await self._producer.start()
-        await self._admitted.start()
         try:
-            log.info("learnt %d admitted commands", await self._admitted.catch_up())
-            consumer.subscribe([config.commands_topic], listener=_CatchUpFirst(self._admitted))
+            consumer.subscribe([config.commands_topic], listener=handover)
             await consumer.start()
             try:
-                await self._consume(consumer)
+                await self._consume(handover, in_flight)
             finally:
                 await consumer.stop()
         finally:
-            await self._admitted.stop()
             await self._producer.stop()
 
-    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        tracker = CommitTracker()
-        slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
-        tasks: set[asyncio.Task[None]] = set()
+    async def _consume(self, handover: Handover, in_flight: InFlight) -> None:
         while True:
-            batches = await consumer.getmany(timeout_ms=100)
-            for partition, records in batches.items():
-                for record in records:
-                    await slots.acquire()
-                    tracker.started(partition, record.offset)
-                    task = asyncio.create_task(self._handle_record(record))
-                    tasks.add(task)
-                    task.add_done_callback(_finish(tasks, tracker, slots, partition, record.offset))
-            metrics.IN_FLIGHT.set(len(tasks))
-            positions = tracker.committable()
-            if positions:
-                await consumer.commit(positions)
+            for record in await handover.take():
+                await in_flight.start(record, self._handle_record(record))
+            await in_flight.commit()
 
     async def _handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
@@ -345,21 +413,6 @@ class ControlService:
         except Exception:  # one bad command must not stop the service; it is logged and counted
             log.exception("command at offset %s failed", record.offset)
             metrics.COMMANDS.labels("error", "internal").inc()
-
-
-def _finish(
-    tasks: set[asyncio.Task[None]],
-    tracker: CommitTracker,
-    slots: asyncio.Semaphore,
-    partition: TopicPartition,
-    offset: int,
-) -> Callable[[asyncio.Task[None]], None]:
-    def done(task: asyncio.Task[None]) -> None:
-        tasks.discard(task)
-        tracker.finished(partition, offset)
-        slots.release()
-
-    return done
 
 
 def build_idcs(config: ControlConfig, pool: ThreadPoolExecutor) -> dict[str, Idc]:

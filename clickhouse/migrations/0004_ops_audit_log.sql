@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS ops_audit_log
     output      String,                  -- JSON return of the minion (cut with a marker when large)
     duration_ms Float64,
     truncated   Bool,                    -- some output of the record was cut
+    source      String,                  -- the command's record on ops.commands: topic/partition/offset
     issued_at   DateTime64(3, 'UTC'),
     stored_at   DateTime64(3, 'UTC')
 )

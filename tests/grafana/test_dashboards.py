@@ -149,8 +149,8 @@ def _load_ops_audit(chdb: Client) -> None:
     stored = datetime.now(UTC) - timedelta(hours=1)
     command = uuid.uuid4()
     base = {"command_id": command, "operator": "alice", "module": "ping", "target": "web*", "args": "{}",
-            "output": "{}", "duration_ms": 12.0, "truncated": False, "issued_at": stored,
-            "stored_at": stored}  # fmt: skip
+            "output": "{}", "duration_ms": 12.0, "truncated": False, "source": "ops.commands/0/1",
+            "issued_at": stored, "stored_at": stored}  # fmt: skip
     rows = [
         {**base, "record_id": "a", "stage": "received", "idc": "", "minion": "", "master": "",
          "status": "accepted", "reason": ""},
