@@ -132,16 +132,16 @@ class ControlStack:
         assert done.returncode == 0, done.stderr
         return list(json.loads(done.stdout))
 
-    def audit_rows(self, command_id: str) -> list[dict[str, Any]]:
-        """Every stored row of one command, read straight from the audit table (the sink stopped)."""
+    def audit_rows(self, *command_ids: str) -> list[dict[str, Any]]:
+        """Every stored row of these commands, read straight from the audit table (the sink stopped)."""
         sink = self.processes["sink"]
         wait_until_processed(self.settings, self.bootstrap, {}, timeout=60, alive=[sink])
         stop_process(sink)
         client = clickhouse.connect(self.settings.resolved_clickhouse_dsn)
         try:
             result = client.query(
-                "SELECT * FROM ops_audit_log FINAL WHERE command_id = {id:UUID} ORDER BY stage, idc, minion",
-                parameters={"id": command_id},
+                "SELECT * FROM ops_audit_log FINAL WHERE has({ids:Array(UUID)}, command_id)",
+                parameters={"ids": list(command_ids)},
             )
             rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
         finally:
