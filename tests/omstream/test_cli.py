@@ -46,6 +46,7 @@ def test_help_everywhere(tmp_path: Path) -> None:
         ["master"],
         ["ops"],
         ["ops", "keygen"],
+        ["ops", "register"],
         ["ops", "bootstrap"],
         ["ops", "run"],
         ["ops", "history"],
