@@ -150,9 +150,7 @@ class CommitTracker:
         self._done: dict[TopicPartition, set[int]] = {}
 
     def started(self, partition: TopicPartition, offset: int) -> None:
-        pending = self._pending.setdefault(partition, deque())
-        if offset not in pending:  # read again after a rebalance while still in flight
-            pending.append(offset)
+        self._pending.setdefault(partition, deque()).append(offset)
 
     def finished(self, partition: TopicPartition, offset: int) -> None:
         self._done.setdefault(partition, set()).add(offset)
@@ -200,6 +198,7 @@ class InFlight:
             self._tasks.discard(task)
             self._tracker.finished(partition, record.offset)
             self._slots.release()
+            metrics.IN_FLIGHT.set(len(self._tasks))
 
         task.add_done_callback(done)
         metrics.IN_FLIGHT.set(len(self._tasks))
@@ -266,7 +265,6 @@ class ControlService:
         self._admitted = AdmittedTopic(
             config.bootstrap, config.admitted_topic, key, admission.admitted, self._producer
         )
-        self._in_flight: dict[str, asyncio.Task[None]] = {}
 
     async def handle(self, raw: bytes, partition: int, offset: int) -> None:
         """Admit one command, record and publish that, then each IDC's result set as it arrives."""
@@ -284,13 +282,7 @@ class ControlService:
             await self._publish(rejected_result(raw, error, command, source))
             return
         metrics.COMMANDS.labels("accepted", "").inc()
-        running = asyncio.current_task()
-        assert running is not None
-        self._in_flight[entry.command_id] = running
-        try:
-            await self._dispatch(command, entry)
-        finally:
-            del self._in_flight[entry.command_id]
+        await self._dispatch(command, entry)
 
     async def _dispatch(self, command: Command, entry: Admitted) -> None:
         """Record the admission for every replica, then publish it (so whoever sees it accepted can
@@ -306,12 +298,9 @@ class ControlService:
         return f"{self._config.commands_topic}/{partition}/{offset}"
 
     async def _resume(self, command: Command, known: Admitted) -> None:
-        """The same record again: wait for this replica's own dispatch of it, or, if another replica
-        (or an earlier run of this one) dispatched it and stopped, say so for each IDC left open."""
-        running = self._in_flight.get(known.command_id)
-        if running is not None:
-            await asyncio.shield(running)
-            return
+        """The same record again: the replica that admitted it stopped before committing it (a replica
+        hands partitions over only with nothing in flight). It may have dispatched it: each IDC left
+        without a result gets `unknown`, and nothing is dispatched again."""
         detail = "the control service that dispatched it stopped before its result: it may have run"
         for idc in known.pending():
             outcome = IdcOutcome("unknown", "interrupted", detail)

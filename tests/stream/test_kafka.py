@@ -1,3 +1,4 @@
+import asyncio
 from pathlib import Path
 
 import faust
@@ -46,7 +47,11 @@ def test_a_faust_app_authenticates_as_the_address_says(tmp_path: Path) -> None:
     config = FaustConfig(
         "t", "sasl_plaintext://worker:secret@kafka:9092", tmp_path, GroupTimings(2.0), "WARNING"
     )
-    credentials = create_app(config).conf.broker_credentials
+
+    async def credentials_of_an_app() -> object:  # a Faust app is made in an event loop
+        return create_app(config).conf.broker_credentials
+
+    credentials = asyncio.run(credentials_of_an_app())
     assert isinstance(credentials, faust.SASLCredentials)
     assert (credentials.username, credentials.password, credentials.mechanism.value) == (
         "worker",
