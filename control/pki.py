@@ -169,10 +169,9 @@ def write_identities(pki: Pki, operators_file: Path, masters: list[str], out: Pa
         **{master: ([pki.ca_cert, pki.cert(master), pki.key(master)], True) for master in masters},
     }
     for service, (files, with_registry) in material.items():
-        identity = Pki(out / service / "pki")
-        identity.directory.mkdir(parents=True, exist_ok=True)
+        (out / service / "pki").mkdir(parents=True, exist_ok=True)
         for source in files:
-            _copy(source, identity.directory / source.name)
+            _copy(source, out / service / "pki" / source.name)
         if with_registry:
             (out / service / "operators.json").write_bytes(registry)
     return list(material)
