@@ -26,6 +26,7 @@ from typing import Any
 import rpyc
 from pydantic import ValidationError
 from rpyc.core.stream import SocketStream
+from rpyc.core.vinegar import GenericException
 
 from control import metrics
 from masters.protocol import RPYC_CONFIG, MasterReply
@@ -137,7 +138,7 @@ class MasterClient:
         started = time.perf_counter()
         try:
             reply = str(connection.root.execute(request_json))
-        except (EOFError, OSError) as error:  # rpyc's reply timeout is a TimeoutError, an OSError
+        except (EOFError, OSError, GenericException) as error:  # a reply timeout is an OSError too
             connection.close()
             self._mark_down()
             raise ReplyLost(f"{self.address.name}: no reply after the request was sent: {error}") from error

@@ -120,6 +120,11 @@ class Master:
             self._memory.finish(command_id, "refused")
             metrics.REFUSALS.labels("expired").inc()
             return self.refusal("expired", str(error))
+        except Exception as error:  # Salt's client fails too (no salt-master, say): still one answer
+            self._memory.finish(command_id, "failed")
+            metrics.EXECUTIONS.labels(command.module, "failed").inc()
+            detail = f"Salt failed: {type(error).__name__}: {error}"
+            return MasterReply(status="failed", reason="salt_error", detail=detail, master=self.name)
         minions, truncated = bounded_outputs(minions)
         failed = sorted(minion for minion, ret in minions.items() if not ret.ok)
         status = "succeeded" if minions and not failed else "failed"

@@ -275,3 +275,18 @@ def test_a_request_names_a_command_by_its_uuid_whatever_its_spelling(
     body["command"]["command_id"] = first.command_id.hex.upper()  # the same id, written otherwise
     assert reply_to(pki, address, json.dumps(body)).status == "succeeded"  # the first run's reply
     assert executor.runs == 1
+
+
+class BrokenExecutor:
+    """Salt's client failing as a whole (its salt-master gone, say)."""
+
+    def run(
+        self, call: SaltCall, target: Target, timeout: float, not_after: datetime.datetime
+    ) -> dict[str, MinionReturn]:
+        raise RuntimeError("the salt-master is gone")
+
+
+def test_a_salt_failure_is_a_failed_result_not_a_broken_call(pki: Pki, serve_master: ServeMaster) -> None:
+    reply = reply_to(pki, serve_master(BrokenExecutor()), request())
+    assert (reply.status, reply.reason) == ("failed", "salt_error")
+    assert "the salt-master is gone" in reply.detail
