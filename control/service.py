@@ -261,7 +261,11 @@ class ControlService:
         self._admission = admission
         self._idcs = idcs
         self._key = key
-        self._producer = AIOKafkaProducer(**kafka_options(config.bootstrap), linger_ms=0)
+        # one batch holds the records of many concurrent commands: with small batches, every waiting
+        # send retries each time one is drained, and a burst of commands spends its time there
+        self._producer = AIOKafkaProducer(
+            **kafka_options(config.bootstrap), linger_ms=0, max_batch_size=1 << 20
+        )
         self._admitted = AdmittedTopic(
             config.bootstrap, config.admitted_topic, key, admission.admitted, self._producer
         )
