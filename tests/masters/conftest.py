@@ -140,11 +140,6 @@ class Masters:
             time.sleep(0.01)
         return MasterAddress(name=name, host="127.0.0.1", port=server.port)
 
-    def drop_connections(self, name: str) -> None:
-        """What a network failure does: every connection of master `name` breaks."""
-        for sock in list(self._servers[name].clients):
-            sock.shutdown(socket.SHUT_RDWR)
-
     def stop(self, name: str) -> None:
         self._servers.pop(name).close()
 

@@ -5,7 +5,9 @@ reached one master is never sent to another."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from control.admitted import AdmittedCommands
 from control.client import OpsClient, publish
-from control.dispatch import Attempt, Idc, ReplyLost
+from control.dispatch import Attempt, Idc, MasterAddress, ReplyLost
 from control.pki import Pki
 from control.policy import Policy, Role
 from control.results import CommandResult
@@ -122,6 +124,44 @@ def test_a_command_that_expires_while_it_waits_for_salt_is_not_started(
     assert "before Salt could start it" in reply.detail
 
 
+class Link:
+    """A TCP link between the control service and a master that the network can cut: it forwards
+    bytes both ways (TLS runs end to end through it) until `cut`."""
+
+    def __init__(self, master: MasterAddress) -> None:
+        self._master = master
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._sockets: list[socket.socket] = []
+        self.address = MasterAddress(master.name, "127.0.0.1", self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self._listener.accept()
+            except OSError:  # the link was closed
+                return
+            far = socket.create_connection((self._master.host, self._master.port))
+            self._sockets += [near, far]
+            for source, sink in ((near, far), (far, near)):
+                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+    def cut(self) -> None:
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.cut()
+        self._listener.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+
+
 class DroppingExecutor(CountingExecutor):
     """Runs the command, and the network fails before the reply goes back."""
 
@@ -149,10 +189,12 @@ def test_a_dropped_connection_after_sending_is_unknown_and_no_other_master_runs_
         first = probe.in_order(command_id)[0].address.name  # the master this command goes to first
         for name in names:
             serve_master.stop(name)
-        dropping = DroppingExecutor(caller, lambda: serve_master.drop_connections(first))
+        links: list[Link] = []
+        dropping = DroppingExecutor(caller, lambda: links[0].cut())
         other = CountingExecutor(caller)
+        links.append(Link(serve_master(dropping, name=first)))
         clients = [
-            control_client(pki, serve_master(dropping if name == first else other, name=name))
+            control_client(pki, links[0].address if name == first else serve_master(other, name=name))
             for name in names
         ]
         idc = Idc("bj", clients, 4, pool)
@@ -162,4 +204,5 @@ def test_a_dropped_connection_after_sending_is_unknown_and_no_other_master_runs_
 
         with pytest.raises(ReplyLost, match="no reply after the request was sent"):
             asyncio.run(dispatch())
+        links[0].close()
     assert (dropping.runs, other.runs) == (1, 0)
