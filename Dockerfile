@@ -19,11 +19,11 @@ RUN /opt/omstream/bin/pip install . \
 
 # Runtime: the same Python (so the venv's interpreter links stay valid), no compilers, no sources.
 FROM python:3.12-slim
-# uid 10001 owns the state directory, the certificates volume and Salt's state; the named volumes
-# mounted over these folders start with this ownership.
+# uid 10001 owns the state directory, the services' identities (written by pki-bootstrap) and Salt's
+# state; the named volumes mounted over these folders start with this ownership.
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/omstream --no-create-home omstream \
-    && mkdir -p /var/lib/omstream/pki /var/lib/salt \
-    && chown -R omstream:omstream /var/lib/omstream /var/lib/salt
+    && mkdir -p /var/lib/omstream/pki /var/lib/omstream-identities /var/lib/salt \
+    && chown -R omstream:omstream /var/lib/omstream /var/lib/omstream-identities /var/lib/salt
 COPY --from=builder /opt/omstream /opt/omstream
 ENV PATH=/opt/omstream/bin:$PATH \
     PYTHONUNBUFFERED=1 \

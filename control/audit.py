@@ -1,22 +1,38 @@
-"""Audit rows: a result from `ops.results` flattened to the `ops_audit` table, one row per minion."""
+"""Audit rows: a record of `ops.results` as rows of the `ops_audit_log` table, one row per minion.
+
+Only a record the control service signed is stored as what it says. A record without its valid
+signature is stored as a `forgery` row (its claimed command id and its first bytes, as evidence),
+never as a result; records too large to be a result, or signed but unreadable, are skipped and
+counted. Rows are keyed by a hash of the record, so storing a record twice (the sink restarted) is
+one row, while no other record, a forgery or a rejection reusing a command's id, can replace it. The
+stored time is the sink's clock, never a time read from the record.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import logging
 import uuid
+from pathlib import Path
 
-from control.results import CommandResult
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from control import metrics
+from control.results import CommandResult, UnreadableResult, claimed_id, read_result
+from control.signing import Headers, load_verify_key
 
 log = logging.getLogger("omstream.audit")
 
 _EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
+_EVIDENCE_BYTES = 1000  # of a forged record, kept in its row
 
 
 @dataclasses.dataclass(frozen=True)
 class AuditRow:
+    record_id: str
     command_id: uuid.UUID
     stage: str
     idc: str
@@ -31,13 +47,20 @@ class AuditRow:
     detail: str
     output: str
     duration_ms: float
+    truncated: bool
+    source: str
     issued_at: datetime.datetime
-    recorded_at: datetime.datetime
+    stored_at: datetime.datetime
 
 
-def audit_rows(result: CommandResult) -> list[AuditRow]:
+def record_id(value: bytes) -> str:
+    return hashlib.sha256(value).hexdigest()[:32]
+
+
+def audit_rows(result: CommandResult, record: str, stored_at: datetime.datetime) -> list[AuditRow]:
     target = result.target if isinstance(result.target, str) else ",".join(result.target)
     row = AuditRow(
+        record_id=record,
         command_id=uuid.UUID(result.command_id),
         stage=result.stage,
         idc=result.idc,
@@ -52,8 +75,10 @@ def audit_rows(result: CommandResult) -> list[AuditRow]:
         detail=result.detail,
         output="",
         duration_ms=result.duration_ms,
+        truncated=result.truncated,
+        source=result.source,
         issued_at=result.issued_at or _EPOCH,
-        recorded_at=result.recorded_at,
+        stored_at=stored_at,
     )
     if not result.minions:
         return [row]
@@ -65,10 +90,52 @@ def audit_rows(result: CommandResult) -> list[AuditRow]:
     ]
 
 
-def audit_rows_of(value: bytes) -> list[AuditRow]:
-    """The audit rows of one message on `ops.results`; none for a message that is not a result."""
-    try:
-        return audit_rows(CommandResult.model_validate_json(value))
-    except ValueError:  # not a result, or a command_id that is not a UUID
-        log.warning("skipped a message on the results topic that is not a command result")
-        return []
+def forgery_row(value: bytes, stored_at: datetime.datetime) -> AuditRow:
+    """A record that claims to be a result but is not signed by the control service: evidence."""
+    return AuditRow(
+        record_id=record_id(value),
+        command_id=uuid.UUID(claimed_id(value)),
+        stage="forgery",
+        idc="",
+        minion="",
+        operator="",
+        module="",
+        target="",
+        args="",
+        master="",
+        status="forged",
+        reason="unsigned",
+        detail="not signed by the control service: kept as evidence, not as a result",
+        output=value[:_EVIDENCE_BYTES].decode(errors="replace"),
+        duration_ms=0.0,
+        truncated=len(value) > _EVIDENCE_BYTES,
+        source="",
+        issued_at=_EPOCH,
+        stored_at=stored_at,
+    )
+
+
+class AuditFeed:
+    """The sink's reader of `ops.results`: records to audit rows, checked with the control service's
+    public key (read at the first record: in embedded mode the control plane creates it after the
+    sink has started)."""
+
+    def __init__(self, control_public_key: Path) -> None:
+        self._key_file = control_public_key
+        self._key: Ed25519PublicKey | None = None
+
+    def __call__(self, value: bytes, headers: Headers) -> list[AuditRow]:
+        stored_at = datetime.datetime.now(datetime.UTC)
+        if self._key is None:
+            self._key = load_verify_key(self._key_file)
+        try:
+            result = read_result(value, headers, self._key)
+        except UnreadableResult as error:
+            if error.why == "unsigned":
+                metrics.AUDIT_RECORDS.labels("forgery").inc()
+                return [forgery_row(value, stored_at)]
+            metrics.AUDIT_RECORDS.labels(error.why).inc()
+            log.warning("skipped a record on the results topic: %s", error.why)
+            return []
+        metrics.AUDIT_RECORDS.labels("result").inc()
+        return audit_rows(result, record_id(value), stored_at)

@@ -2,6 +2,8 @@
 
 What `omstream ops` uses, and what a script of an operator's would: keys come from the operator's
 keys directory, Kafka from the bootstrap address, and nothing else is read from the environment.
+Given the control service's public key, it takes only results the control service signed; records
+it cannot read are skipped and counted (`skipped`), never a reason to stop.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from clickhouse_connect.driver.client import Client
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from clickhouse import query_rows
-from control.results import CommandResult
+from control.results import CommandResult, UnreadableResult, read_result
 from masters.keys import load_private_key, sign
 from masters.protocol import Command, Target
+from stream.kafka import kafka_options
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ def new_command(
 
 
 async def publish(bootstrap: str, topic: str, payloads: Sequence[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), linger_ms=0)
     await producer.start()
     try:
         for payload in payloads:
@@ -81,19 +85,24 @@ class ResultSets:
 
     def complete(self, command_id: str) -> bool:
         results = self._results[command_id]
-        if any(result.status == "rejected" for result in results):
+        if any(result.stage == "received" and result.status == "rejected" for result in results):
             return True
         return {result.idc for result in results if result.stage == "result"} >= self._idcs[command_id]
 
 
 class OpsClient:
-    """An operator's connection: publishes commands and follows `ops.results` from when it opened."""
+    """An operator's connection: publishes commands and follows `ops.results` from when it opened,
+    taking only results signed by `control_key` when it is given."""
 
-    def __init__(self, bootstrap: str, topics: OpsTopics = OpsTopics()) -> None:
+    def __init__(
+        self, bootstrap: str, topics: OpsTopics = OpsTopics(), control_key: Ed25519PublicKey | None = None
+    ) -> None:
         self._topics = topics
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        self._control_key = control_key
+        self._producer = AIOKafkaProducer(**kafka_options(bootstrap), linger_ms=0)
         self._results = TopicPartition(topics.results, 0)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=20)
+        self._consumer = AIOKafkaConsumer(**kafka_options(bootstrap), fetch_max_wait_ms=20)
+        self.skipped = 0  # records of the results topic that are no signed result
 
     async def __aenter__(self) -> OpsClient:
         await self._producer.start()
@@ -138,14 +147,21 @@ class OpsClient:
             batches = await self._consumer.getmany(timeout_ms=100)
             for records in batches.values():
                 for record in records:
-                    yield CommandResult.model_validate_json(record.value or b"{}")
+                    try:
+                        yield read_result(record.value or b"", record.headers, self._control_key)
+                    except UnreadableResult:
+                        self.skipped += 1
 
 
 async def run_and_wait(
-    bootstrap: str, topics: OpsTopics, commands: Sequence[Command], timeout: float
+    bootstrap: str,
+    topics: OpsTopics,
+    commands: Sequence[Command],
+    timeout: float,
+    control_key: Ed25519PublicKey | None = None,
 ) -> AsyncIterator[CommandResult]:
     """Publish `commands` and yield their results as they arrive, until each is complete or time is up."""
-    async with OpsClient(bootstrap, topics) as client:
+    async with OpsClient(bootstrap, topics, control_key) as client:
         async for result in client.run(commands, timeout):
             yield result
 

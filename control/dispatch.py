@@ -1,4 +1,10 @@
-"""Dispatch to an IDC: pick a healthy master, call it over mutual-TLS rpyc, fail over to the next one.
+"""Dispatch to an IDC: pick a master, call it over mutual-TLS rpyc, fail over only while nothing was sent.
+
+Each command has its own order of the IDC's masters (rendezvous hashing of its id and their names),
+healthy ones first: commands spread over the masters, and every dispatch of one command, by any
+control replica, asks the same master first, whose durable memory refuses to run it twice. A command
+moves to the next master only when the previous one was not reached; once the request is sent, a
+broken connection or a missing reply means it may have run, and it is never sent elsewhere.
 
 rpyc calls block, so they run in a thread pool sized for every IDC's concurrency limit; each master
 keeps idle connections for reuse, and one that fails to connect is tried last for a while.
@@ -7,7 +13,8 @@ keeps idle connections for reuse, and one that fails to connect is tried last fo
 from __future__ import annotations
 
 import asyncio
-import itertools
+import hashlib
+import select
 import socket
 import ssl
 import threading
@@ -17,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import rpyc
+from pydantic import ValidationError
 from rpyc.core.stream import SocketStream
+from rpyc.core.vinegar import GenericException
 
 from control import metrics
 from masters.protocol import RPYC_CONFIG, MasterReply
@@ -27,7 +36,33 @@ _DOWN_FOR_S = 5.0
 
 
 class MasterUnavailable(ConnectionError):
-    """The master could not be reached, or the connection broke before a reply."""
+    """No master got the request: it did not run."""
+
+
+class ReplyLost(ConnectionError):
+    """The request was sent, but the connection broke or no readable reply came: it may have run."""
+
+
+class Attempt:
+    """One dispatch of one command, shared with the thread that sends it: once the caller gives up
+    (`abandon`), the request is no longer sent, so the caller knows whether it ever was."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sent = False
+        self._abandoned = False
+
+    def send(self) -> bool:
+        """Called right before the request goes out: False once abandoned (then it must not go)."""
+        with self._lock:
+            self._sent = not self._abandoned
+            return self._sent
+
+    def abandon(self) -> bool:
+        """Give up on the reply; returns whether the request was never sent."""
+        with self._lock:
+            self._abandoned = True
+            return not self._sent
 
 
 @dataclass(frozen=True)
@@ -47,7 +82,8 @@ class MasterAddress:
 
 
 def connect(address: MasterAddress, context: ssl.SSLContext, timeout: float, call_timeout: float) -> Any:
-    """An rpyc connection over TLS that checks the master's certificate carries `address.name`."""
+    """An rpyc connection over TLS that checks the master's certificate carries `address.name`, with
+    the master's root fetched (so a master that refuses us fails here, before any request)."""
     sock = socket.create_connection((address.host, address.port), timeout=timeout)
     try:
         no_delay(sock)
@@ -57,7 +93,23 @@ def connect(address: MasterAddress, context: ssl.SSLContext, timeout: float, cal
         raise
     tls.settimeout(None)
     config = {**RPYC_CONFIG, "sync_request_timeout": call_timeout}
-    return rpyc.utils.factory.connect_stream(SocketStream(tls), service=rpyc.VoidService, config=config)
+    connection = rpyc.utils.factory.connect_stream(SocketStream(tls), service=rpyc.VoidService, config=config)
+    try:
+        connection.root  # noqa: B018 - the first request, answered only by a master that accepted us
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _idle_and_open(connection: Any) -> bool:
+    """An idle connection has nothing to read: if it has, the master closed it (or broke the protocol)."""
+    if connection.closed:
+        return False
+    readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    if readable:
+        connection.close()
+    return not readable
 
 
 class MasterClient:
@@ -76,19 +128,27 @@ class MasterClient:
     def healthy(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    def call(self, request_json: str) -> str:
+    def call(self, request_json: str, attempt: Attempt) -> str:
+        """The master's reply; raises MasterUnavailable when the request was not sent (the master is
+        not reachable, or `attempt` was abandoned), ReplyLost when it was and no reply came."""
         connection = self._checkout()
+        if not attempt.send():
+            self._check_in(connection)
+            raise MasterUnavailable(f"{self.address.name}: abandoned before sending")
         started = time.perf_counter()
         try:
             reply = str(connection.root.execute(request_json))
-        except (EOFError, OSError) as error:
+        except (EOFError, OSError, GenericException) as error:  # a reply timeout is an OSError too
             connection.close()
             self._mark_down()
-            raise MasterUnavailable(f"{self.address.name}: connection lost: {error}") from error
+            raise ReplyLost(f"{self.address.name}: no reply after the request was sent: {error}") from error
         metrics.RPC_SECONDS.labels(self.address.name).observe(time.perf_counter() - started)
+        self._check_in(connection)
+        return reply
+
+    def _check_in(self, connection: Any) -> None:
         with self._lock:
             self._idle.append(connection)
-        return reply
 
     def close(self) -> None:
         with self._lock:
@@ -100,11 +160,11 @@ class MasterClient:
         with self._lock:
             while self._idle:
                 connection = self._idle.pop()
-                if not connection.closed:
+                if _idle_and_open(connection):
                     return connection
         try:
             return connect(self.address, self._context, self._connect_timeout, self._call_timeout)
-        except (OSError, ssl.SSLError) as error:
+        except (OSError, EOFError) as error:  # ssl.SSLError is an OSError
             self._mark_down()
             raise MasterUnavailable(f"{self.address.name}: {error}") from error
 
@@ -113,35 +173,41 @@ class MasterClient:
 
 
 class Idc:
-    """The masters of one IDC: round-robin over healthy ones, the rest tried last, at most N in flight."""
+    """The masters of one IDC, in each command's own order, healthy ones first; at most N in flight."""
 
     def __init__(self, name: str, masters: list[MasterClient], concurrency: int, pool: ThreadPoolExecutor):
         self.name = name
         self.masters = masters
-        self._turn = itertools.count()
         self._slots = asyncio.Semaphore(concurrency)
         self._pool = pool
 
-    async def dispatch(self, request_json: str) -> MasterReply:
+    async def dispatch(self, command_id: str, request_json: str, attempt: Attempt) -> MasterReply:
+        """The reply of the first master that gets the request; raises MasterUnavailable when none
+        was reachable, ReplyLost when the one that got it did not answer."""
         async with self._slots:
             errors = []
-            for attempt, master in enumerate(self._in_order()):
-                if attempt:
+            for tried, master in enumerate(self.in_order(command_id)):
+                if tried:
                     metrics.FAILOVERS.labels(self.name).inc()
                 try:
                     reply = await asyncio.get_running_loop().run_in_executor(
-                        self._pool, master.call, request_json
+                        self._pool, master.call, request_json, attempt
                     )
                 except MasterUnavailable as error:
                     errors.append(str(error))
                     continue
-                return MasterReply.model_validate_json(reply)
+                try:
+                    return MasterReply.model_validate_json(reply)
+                except ValidationError:
+                    raise ReplyLost(f"{master.address.name}: the reply is not a result set") from None
             raise MasterUnavailable(f"no master of {self.name} reachable: {'; '.join(errors)}")
 
-    def _in_order(self) -> list[MasterClient]:
-        start = next(self._turn) % len(self.masters)
-        rotated = self.masters[start:] + self.masters[:start]
-        return [m for m in rotated if m.healthy] + [m for m in rotated if not m.healthy]
+    def in_order(self, command_id: str) -> list[MasterClient]:
+        def rank(master: MasterClient) -> bytes:
+            return hashlib.sha256(f"{command_id}/{master.address.name}".encode()).digest()
+
+        ranked = sorted(self.masters, key=rank)
+        return [m for m in ranked if m.healthy] + [m for m in ranked if not m.healthy]
 
     def close(self) -> None:
         for master in self.masters:

@@ -16,3 +16,14 @@ RPC_SECONDS = Histogram(
 )
 FAILOVERS = Counter("omstream_control_failovers_total", "Dispatches moved to another master", ["idc"])
 IN_FLIGHT = Gauge("omstream_control_in_flight", "Commands being dispatched")
+UNREADABLE = Counter(
+    "omstream_control_unreadable_records_total",
+    "Records of the control plane's topics skipped because they could not be read (garbage, forged)",
+    ["topic"],
+)
+AUDIT_RECORDS = Counter(
+    "omstream_audit_records_total",
+    "Records of ops.results by what the sink made of them: result, forgery (stored flagged), "
+    "oversized or malformed (skipped)",
+    ["kind"],
+)

@@ -1,7 +1,12 @@
-"""The private CA of the control plane: one CA, a server certificate per master, a client one for control.
+"""The private CA of the control plane: one CA, a server certificate per master, a client one for control,
+and the control service's key that signs what it publishes.
 
-Layout of the PKI directory: `ca.pem`/`ca.key`, and `<name>.pem`/`<name>.key` per issued name. A
-master's certificate names it (DNS SAN = the master's name), which the control service verifies.
+Layout of the PKI directory: `ca.pem`/`ca.key`, `<name>.pem`/`<name>.key` per issued name, and
+`control-results.key`/`.pub`. A master's certificate names it (DNS SAN = the master's name), which the
+control service verifies; the control client's certificate names `control`, which masters verify.
+
+`write_identities` lays out, per service, only the material that service needs (its identity
+directory: `pki/` and the operator registry), for deployments where each service mounts its own.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from control.signing import generate_signing_key
 from masters.tls import TlsFiles
 
 CONTROL_CLIENT = "control"
+SINK = "sink"
 _VALID_FOR = datetime.timedelta(days=825)
 
 
@@ -37,6 +44,15 @@ class Pki:
 
     def key(self, name: str) -> Path:
         return self.directory / f"{name}.key"
+
+    @property
+    def results_key(self) -> Path:
+        """The control service's signing key (private)."""
+        return self.directory / "control-results.key"
+
+    @property
+    def results_public_key(self) -> Path:
+        return self.directory / "control-results.pub"
 
     def files(self, name: str) -> TlsFiles:
         """What `name` needs for its side of mutual TLS."""
@@ -124,7 +140,8 @@ def _general_name(name: str) -> x509.GeneralName:
 
 
 def ensure_pki(pki: Pki, masters: list[str]) -> list[str]:
-    """Create what is missing (the CA, the control client, each master's certificate); returns it."""
+    """Create what is missing (the CA, the control client, each master's certificate, the control
+    service's signing key); returns it."""
     created = []
     if not pki.ca_cert.is_file():
         create_ca(pki)
@@ -133,4 +150,36 @@ def ensure_pki(pki: Pki, masters: list[str]) -> list[str]:
         if not pki.cert(name).is_file():
             issue(pki, name, server=server)
             created.append(name)
+    if not pki.results_key.is_file():
+        generate_signing_key(pki.results_key, pki.results_public_key)
+        created.append("control signing key")
     return created
+
+
+def write_identities(pki: Pki, operators_file: Path, masters: list[str], out: Path) -> list[str]:
+    """Each service's own material under `out/<service>/`, laid out as an identity directory: the
+    control service (its client certificate, its signing key, the CA certificate, the operator
+    registry), each master (its server certificate, the CA certificate, the registry) and the sink
+    (the control service's public key). The CA key and operators' private keys go to none of them."""
+    registry = operators_file.read_bytes() if operators_file.is_file() else b'{"operators": {}}\n'
+    control = [pki.ca_cert, pki.cert(CONTROL_CLIENT), pki.key(CONTROL_CLIENT), pki.results_key]
+    material = {
+        CONTROL_CLIENT: ([*control, pki.results_public_key], True),
+        SINK: ([pki.results_public_key], False),
+        **{master: ([pki.ca_cert, pki.cert(master), pki.key(master)], True) for master in masters},
+    }
+    for service, (files, with_registry) in material.items():
+        (out / service / "pki").mkdir(parents=True, exist_ok=True)
+        for source in files:
+            _copy(source, out / service / "pki" / source.name)
+        if with_registry:
+            (out / service / "operators.json").write_bytes(registry)
+    return list(material)
+
+
+def _copy(source: Path, target: Path) -> None:
+    """A copy keeping a private key private (0600 before its bytes are written)."""
+    mode = 0o600 if source.suffix == ".key" else 0o644
+    target.touch(mode=mode, exist_ok=True)
+    os.chmod(target, mode)
+    target.write_bytes(source.read_bytes())

@@ -1,7 +1,16 @@
-"""The RBAC policy file: roles grant modules x IDCs x target patterns; operators hold roles."""
+"""The RBAC policy file: roles grant modules x IDCs x target patterns; operators hold roles.
+
+A target pattern allows a command's target only when every host the target can match is provably
+among the hosts the pattern matches: a literal host (no `*`, `?`, `[`) is allowed by any pattern
+that matches it; a glob target (`web*`, `web-?1`, `*`) only by a pattern `P*` whose literal prefix P
+begins the target's literal prefix (what precedes its first wildcard), or by `*`; a grain target
+(`G@role:web`) only by that same expression or `*`; a list by patterns allowing each of its hosts.
+Anything else, a glob target against a pattern such as `web-??` or `[!v]*`, is `forbidden_target`.
+"""
 
 from __future__ import annotations
 
+import re
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -29,7 +38,30 @@ class Role(BaseModel):
 
     def allows_target(self, target: str | list[str]) -> bool:
         hosts = target if isinstance(target, list) else [target]
-        return all(any(fnmatchcase(host, pattern) for pattern in self.targets) for host in hosts)
+        return all(any(contains(pattern, host) for pattern in self.targets) for host in hosts)
+
+
+_WILDCARDS = re.compile(r"[*?\[]")
+
+
+def _literal_prefix(glob: str) -> str:
+    """What every name a glob matches begins with: its characters before the first wildcard."""
+    wildcard = _WILDCARDS.search(glob)
+    return glob if wildcard is None else glob[: wildcard.start()]
+
+
+def contains(pattern: str, target: str) -> bool:
+    """Whether every host `target` (a host, a glob or a `G@grain:value` expression) can match is
+    matched by `pattern`; False whenever that cannot be shown."""
+    if pattern == "*":
+        return True
+    if target.startswith("G@") or pattern.startswith("G@"):
+        return target == pattern
+    if _literal_prefix(target) == target:  # one host
+        return fnmatchcase(target, pattern)
+    prefix = pattern.removesuffix("*")
+    is_prefix_glob = pattern.endswith("*") and _literal_prefix(prefix) == prefix
+    return is_prefix_glob and _literal_prefix(target).startswith(prefix)
 
 
 class Policy(BaseModel):

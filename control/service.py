@@ -1,38 +1,55 @@
 """`omstream control`: admits signed commands from `ops.commands`, dispatches them, publishes outcomes.
 
-Admission, in order: well-formed JSON of the command model, a valid signature of a registered
-operator, not expired and not longer-lived than allowed, not seen before (`command_id`), a known
-module with valid args, allowed by the RBAC policy, known IDCs. Every rejection is a result with a
-reason; nothing rejected reaches a master. An accepted command goes to all its IDCs in parallel.
+Admission, in order: at most MAX_COMMAND_BYTES, well-formed JSON of the command model, a valid
+signature of a registered operator, not expired and not longer-lived than allowed, not admitted
+before by any replica (`ops.admitted`), a known module with valid args, allowed by the RBAC policy,
+known IDCs. Every rejection is a result with a reason; nothing rejected reaches a master. An
+accepted command is recorded on `ops.admitted`, then goes to all its IDCs in parallel. Every outcome
+is signed with the control service's key, so no one else can write a result.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import logging
+import re
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import ValidationError
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from control import metrics
-from control.dispatch import Idc, MasterAddress, MasterClient, MasterUnavailable
+from control.admitted import Admitted, AdmittedCommands, AdmittedTopic
+from control.dispatch import Attempt, Idc, MasterAddress, MasterClient, MasterUnavailable, ReplyLost
 from control.policy import Policy, load_policy
-from control.results import CommandResult, Status
+from control.results import CommandResult, Status, claimed_id
+from control.signing import Purpose, load_signing_key, signed_headers
 from masters.keys import load_registry, verify
 from masters.modules import ModuleRejected, validate_args
-from masters.protocol import Command, CommandRejected, MasterRequest, MinionReturn, first_error
+from masters.protocol import (
+    Command,
+    CommandRejected,
+    MasterRequest,
+    MinionReturn,
+    bounded_outputs,
+    check_times,
+    parse_command,
+)
 from masters.tls import TlsFiles, client_context
-from stream.kafka import GroupTimings, read_to_end
+from stream.kafka import GroupTimings, kafka_options
 
 log = logging.getLogger("omstream.control")
 
@@ -42,10 +59,12 @@ class ControlConfig:
     bootstrap: str
     commands_topic: str
     results_topic: str
+    admitted_topic: str  # the replay memory shared by replicas (compacted)
     group: str
     timings: GroupTimings
     masters: dict[str, list[MasterAddress]]  # per IDC
     tls: TlsFiles  # the control service's client certificate
+    signing_key: Path  # the control service's Ed25519 key, which signs what it publishes
     policy_file: Path
     operators_file: Path  # the registry of operators' public keys
     timeout_s: float  # time an IDC has to return a result set
@@ -54,40 +73,8 @@ class ControlConfig:
     max_lifetime_s: int  # longest accepted expires_at - issued_at; bounds the replay memory
 
 
-# A command issued a little "in the future" is a clock skew, not an attack.
-_CLOCK_SKEW = datetime.timedelta(seconds=60)
 _MAX_IN_FLIGHT = 2000
-
-
-class SeenCommands:
-    """`command_id`s already admitted, kept until they expire: a replay after that is rejected as expired."""
-
-    def __init__(self) -> None:
-        self._expiry: dict[str, datetime.datetime] = {}
-
-    def remember(self, command_id: str, expires_at: datetime.datetime) -> None:
-        self._expiry[command_id] = expires_at
-
-    def add(self, command: Command, now: datetime.datetime) -> None:
-        command_id = str(command.command_id)
-        if command_id in self._expiry:
-            raise CommandRejected("replayed", f"command {command_id} was already received")
-        if len(self._expiry) > 10_000:
-            self._expiry = {key: expiry for key, expiry in self._expiry.items() if expiry >= now}
-        self._expiry[command_id] = command.expires_at
-
-
-async def recall_admitted(bootstrap: str, results_topic: str, seen: SeenCommands) -> int:
-    """Re-learn, from `ops.results`, the commands admitted before a restart that have not expired yet:
-    a restarted service must still refuse their replays. Returns how many it recalled."""
-    now = datetime.datetime.now(datetime.UTC)
-    recalled = 0
-    async for record in read_to_end(bootstrap, results_topic):
-        result = CommandResult.model_validate_json(record.value or b"{}")
-        if result.status == "accepted" and result.expires_at and result.expires_at > now:
-            seen.remember(result.command_id, result.expires_at)
-            recalled += 1
-    return recalled
+_MAX_DETAIL = 1000  # characters of a reason in words (a Salt error can be long)
 
 
 @dataclass
@@ -96,13 +83,12 @@ class Admission:
     operators: dict[str, Ed25519PublicKey]
     idcs: set[str]
     max_lifetime: datetime.timedelta
-    seen: SeenCommands = field(default_factory=SeenCommands)
+    admitted: AdmittedCommands
 
-    def admit(self, raw: bytes, now: datetime.datetime) -> Command:
-        command = _parse(raw)
+    def admit(self, command: Command, partition: int, offset: int, now: datetime.datetime) -> Admitted:
+        """Raises CommandRejected with the first reason the command may not run; else remembers it."""
         verify(command, self.operators)
-        self._check_times(command, now)
-        self.seen.add(command, now)
+        check_times(command, now, self.max_lifetime)
         try:
             validate_args(command.module, command.args)
         except ModuleRejected as error:
@@ -111,49 +97,49 @@ class Admission:
         unknown = [idc for idc in command.idc if idc not in self.idcs]
         if unknown:
             raise CommandRejected("unknown_idc", f"no masters configured for {', '.join(unknown)}")
-        return command
-
-    def _check_times(self, command: Command, now: datetime.datetime) -> None:
-        if command.expires_at <= now:
-            raise CommandRejected("expired", f"the command expired at {command.expires_at.isoformat()}")
-        if command.issued_at > now + _CLOCK_SKEW:
-            raise CommandRejected("not_yet_valid", f"issued in the future ({command.issued_at.isoformat()})")
-        if command.expires_at - command.issued_at > self.max_lifetime:
-            raise CommandRejected("lifetime_too_long", f"a command may live at most {self.max_lifetime}")
+        return self.admitted.admit(command, partition, offset, now)  # last: only what runs is remembered
 
 
-def _parse(raw: bytes) -> Command:
-    try:
-        return Command.model_validate_json(raw)
-    except ValidationError as error:
-        raise CommandRejected("malformed", first_error(error)) from None
+_NAME_FIELD = {
+    name: re.compile(rb'"' + name.encode() + rb'"\s*:\s*"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})"')
+    for name in ("operator", "module")
+}
 
 
-def rejected_result(raw: bytes, error: CommandRejected) -> CommandResult:
-    """A rejection, about as much of the command as could be read (its id, at least, when present)."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
-    known = body if isinstance(body, dict) else {}
+def rejected_result(
+    raw: bytes, error: CommandRejected, command: Command | None, source: str = ""
+) -> CommandResult:
+    """A rejection with what can be said of the command without trusting it: its id, operator and
+    module, found in the bytes when they could not be parsed (too large, too deep, malformed)."""
+    fields = {
+        "stage": "received",
+        "status": "rejected",
+        "reason": error.reason,
+        "detail": _clip(str(error)),
+        "source": source,
+    }
+    if command is not None:
+        identity = {
+            "command_id": str(command.command_id),
+            "operator": command.operator,
+            "module": command.module,
+        }
+        return CommandResult(**identity, idcs=command.idc, issued_at=command.issued_at, **fields)
     return CommandResult(
-        command_id=_uuid_or_nil(known.get("command_id")),
-        stage="received",
-        status="rejected",
-        reason=error.reason,
-        detail=str(error),
-        operator=str(known.get("operator") or ""),
-        module=str(known.get("module") or ""),
+        command_id=claimed_id(raw),
+        operator=_claimed(raw, "operator"),
+        module=_claimed(raw, "module"),
+        **fields,
     )
 
 
-def _uuid_or_nil(value: object) -> str:
-    # The audit is keyed by UUID: an id that is not one is recorded as the nil UUID (the raw is lost
-    # only for input that was never a command).
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        return str(uuid.UUID(int=0))
+def _claimed(raw: bytes, name: str) -> str:
+    found = _NAME_FIELD[name].search(raw)
+    return found[1].decode() if found else ""
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_DETAIL else f"{text[:_MAX_DETAIL]}… [truncated]"
 
 
 class CommitTracker:
@@ -189,136 +175,237 @@ class IdcOutcome:
     detail: str
     master: str = ""
     minions: dict[str, MinionReturn] = field(default_factory=dict)
+    truncated: bool = False
+
+
+class InFlight:
+    """The commands this replica is handling (at most _MAX_IN_FLIGHT), and how far it may commit."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+        self._tracker = CommitTracker()
+        self._slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, record: ConsumerRecord[bytes, bytes], handle: Coroutine[Any, Any, None]) -> None:
+        await self._slots.acquire()
+        partition = TopicPartition(record.topic, record.partition)
+        self._tracker.started(partition, record.offset)
+        task = asyncio.create_task(handle)
+        self._tasks.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            self._tracker.finished(partition, record.offset)
+            self._slots.release()
+            metrics.IN_FLIGHT.set(len(self._tasks))
+
+        task.add_done_callback(done)
+        metrics.IN_FLIGHT.set(len(self._tasks))
+
+    async def commit(self) -> None:
+        positions = self._tracker.committable()
+        if positions:
+            await self._consumer.commit(positions)
+
+    async def settle(self) -> None:
+        """Finish every command in flight and commit: before its partitions move to another replica,
+        so that replica does not read them again."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        await self.commit()
+
+
+class Handover(ConsumerRebalanceListener):
+    """Partitions move between replicas only with nothing in flight, and a replica handles no command
+    of the partitions it is given before it has learnt what was admitted (`take`)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, in_flight: InFlight, admitted: AdmittedTopic) -> None:
+        self._consumer = consumer
+        self._in_flight = in_flight
+        self._admitted = admitted
+        self._ready = asyncio.Event()
+        self._assignments = 0
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        self._ready.clear()
+        await self._in_flight.settle()
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self._ready.clear()
+        learnt = await self._admitted.catch_up()
+        log.info("learnt %d admitted commands before taking %s", learnt, assigned)
+        self._assignments += 1
+        self._ready.set()
+
+    async def take(self) -> list[ConsumerRecord[bytes, bytes]]:
+        """The next records to handle. The consumer fetches as soon as partitions are assigned, even
+        while the replica still learns what was admitted; records fetched under an assignment that
+        has since changed are put back, to be read again from where this assignment starts."""
+        assignments = self._assignments
+        batches = await self._consumer.getmany(timeout_ms=100)
+        await self._ready.wait()
+        if self._assignments == assignments:
+            return [record for records in batches.values() for record in records]
+        for partition, records in batches.items():
+            if partition in self._consumer.assignment():
+                self._consumer.seek(partition, records[0].offset)
+        return []
 
 
 class ControlService:
-    def __init__(self, config: ControlConfig, admission: Admission, idcs: dict[str, Idc]) -> None:
+    def __init__(
+        self, config: ControlConfig, admission: Admission, idcs: dict[str, Idc], key: Ed25519PrivateKey
+    ) -> None:
         self._config = config
         self._admission = admission
         self._idcs = idcs
-        self._producer: AIOKafkaProducer | None = None
+        self._key = key
+        # one batch holds the records of many concurrent commands: with small batches, every waiting
+        # send retries each time one is drained, and a burst of commands spends its time there
+        self._producer = AIOKafkaProducer(
+            **kafka_options(config.bootstrap), linger_ms=0, max_batch_size=1 << 20
+        )
+        self._admitted = AdmittedTopic(
+            config.bootstrap, config.admitted_topic, key, admission.admitted, self._producer
+        )
 
-    async def handle(self, raw: bytes) -> None:
-        """Admit one command, publish that, then each IDC's result set as it arrives."""
+    async def handle(self, raw: bytes, partition: int, offset: int) -> None:
+        """Admit one command, record and publish that, then each IDC's result set as it arrives."""
+        command = None
+        source = self._source(partition, offset)
         try:
-            command = self._admission.admit(raw, datetime.datetime.now(datetime.UTC))
+            command = parse_command(raw)
+            known = self._admission.admitted.get(command)
+            if known is not None and known.at(partition, offset):
+                await self._resume(command, known)
+                return
+            entry = self._admission.admit(command, partition, offset, datetime.datetime.now(datetime.UTC))
         except CommandRejected as error:
             metrics.COMMANDS.labels("rejected", error.reason).inc()
-            await self._publish(rejected_result(raw, error))
+            await self._publish(rejected_result(raw, error, command, source))
             return
         metrics.COMMANDS.labels("accepted", "").inc()
-        await self._publish(CommandResult.about(command, stage="received", status="accepted"))
-        await asyncio.gather(*(self._run_in(command, idc) for idc in command.idc))
+        await self._dispatch(command, entry)
 
-    async def _run_in(self, command: Command, idc: str) -> None:
-        request = MasterRequest(
-            command_id=str(command.command_id),
-            idc=idc,
-            module=command.module,
-            target=command.target,
-            args=command.args,
-        )
-        result = await self._dispatch(command, idc, request.model_dump_json())
-        metrics.IDC_RESULTS.labels(idc, result.status).inc()
-        await self._publish(result)
+    async def _dispatch(self, command: Command, entry: Admitted) -> None:
+        """Record the admission for every replica, then publish it (so whoever sees it accepted can
+        count on every replica knowing it), then run the command in each IDC."""
+        await self._admitted.write(entry)
+        source = self._source(entry.partition, entry.offset)
+        await self._publish(CommandResult.about(command, stage="received", status="accepted", source=source))
+        request = MasterRequest(command=command).model_dump_json()
+        await asyncio.gather(*(self._run_in(command, entry, idc, request) for idc in command.idc))
 
-    async def _dispatch(self, command: Command, idc: str, request_json: str) -> CommandResult:
+    def _source(self, partition: int, offset: int) -> str:
+        """Where a command was read: each record it gets is its own, even for the same command."""
+        return f"{self._config.commands_topic}/{partition}/{offset}"
+
+    async def _resume(self, command: Command, known: Admitted) -> None:
+        """The same record again: the replica that admitted it stopped before committing it (a replica
+        hands partitions over only with nothing in flight). It may have dispatched it: each IDC left
+        without a result gets `unknown`, and nothing is dispatched again."""
+        detail = "the control service that dispatched it stopped before its result: it may have run"
+        for idc in known.pending():
+            outcome = IdcOutcome("unknown", "interrupted", detail)
+            await self._finish(command, known, idc, outcome, duration_ms=0.0)
+
+    async def _run_in(self, command: Command, entry: Admitted, idc: str, request_json: str) -> None:
         started = time.monotonic()
-        outcome = await self._outcome(idc, request_json)
-        return CommandResult.about(
+        outcome = await self._outcome(command, idc, request_json)
+        await self._finish(command, entry, idc, outcome, (time.monotonic() - started) * 1000)
+
+    async def _finish(
+        self, command: Command, entry: Admitted, idc: str, outcome: IdcOutcome, duration_ms: float
+    ) -> None:
+        minions, truncated = bounded_outputs(outcome.minions)
+        result = CommandResult.about(
             command,
             stage="result",
+            source=self._source(entry.partition, entry.offset),
             idc=idc,
-            duration_ms=(time.monotonic() - started) * 1000,
+            duration_ms=duration_ms,
             status=outcome.status,
             reason=outcome.reason,
-            detail=outcome.detail,
+            detail=_clip(outcome.detail),
             master=outcome.master,
-            minions=outcome.minions,
+            minions=minions,
+            truncated=outcome.truncated or truncated,
         )
+        metrics.IDC_RESULTS.labels(idc, result.status).inc()
+        await self._publish(result)
+        await self._admitted.write(self._admission.admitted.finished(result.command_id, idc))
 
-    async def _outcome(self, idc: str, request_json: str) -> IdcOutcome:
-        """The IDC's result set, or why there is none: every outcome is a result."""
+    async def _outcome(self, command: Command, idc: str, request_json: str) -> IdcOutcome:
+        """The IDC's result set, or why there is none: `timeout` only when the request was never sent
+        (so it did not run), `unknown` when it was and no answer came."""
         timeout = self._config.timeout_s
+        attempt = Attempt()
         try:
-            reply = await asyncio.wait_for(self._idcs[idc].dispatch(request_json), timeout)
+            reply = await asyncio.wait_for(
+                self._idcs[idc].dispatch(str(command.command_id), request_json, attempt), timeout
+            )
         except TimeoutError:
-            return IdcOutcome("timeout", "timeout", f"no result set within {timeout:g} s")
+            if attempt.abandon():
+                return IdcOutcome(
+                    "timeout", "timeout", f"not sent to a master within {timeout:g} s: it did not run"
+                )
+            return IdcOutcome("unknown", "no_reply", f"no result set within {timeout:g} s: it may have run")
         except MasterUnavailable as error:
             return IdcOutcome("failed", "unreachable", str(error))
-        reason = "" if reply.status == "succeeded" else "failed"
-        return IdcOutcome(reply.status, reason, reply.reason, reply.master, reply.minions)
+        except ReplyLost as error:
+            return IdcOutcome("unknown", "connection_lost", str(error))
+        return IdcOutcome(
+            reply.status, reply.reason, reply.detail, reply.master, reply.minions, reply.truncated
+        )
 
     async def _publish(self, result: CommandResult) -> None:
-        assert self._producer is not None
+        value = result.model_dump_json().encode()
         await self._producer.send_and_wait(
             self._config.results_topic,
             key=result.command_id.encode(),
-            value=result.model_dump_json().encode(),
+            value=value,
+            headers=signed_headers(self._key, Purpose.RESULT, value),
         )
 
     async def run(self) -> None:
         config = self._config
         consumer = AIOKafkaConsumer(
-            config.commands_topic,
-            bootstrap_servers=config.bootstrap,
+            **kafka_options(config.bootstrap),
             group_id=config.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=20,
             session_timeout_ms=config.timings.session_ms,
             heartbeat_interval_ms=config.timings.heartbeat_ms,
+            # a replica giving up partitions first finishes its commands in flight (see _Handover)
+            rebalance_timeout_ms=max(config.timings.rebalance_ms, int((config.timeout_s + 10) * 1000)),
         )
-        recalled = await recall_admitted(config.bootstrap, config.results_topic, self._admission.seen)
-        log.info("recalled %d unexpired admitted commands", recalled)
-        self._producer = AIOKafkaProducer(bootstrap_servers=config.bootstrap, linger_ms=0)
+        in_flight = InFlight(consumer)
+        handover = Handover(consumer, in_flight, self._admitted)
         await self._producer.start()
-        await consumer.start()
         try:
-            await self._consume(consumer)
+            consumer.subscribe([config.commands_topic], listener=handover)
+            await consumer.start()
+            try:
+                await self._consume(handover, in_flight)
+            finally:
+                await consumer.stop()
         finally:
-            await consumer.stop()
             await self._producer.stop()
 
-    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        tracker = CommitTracker()
-        slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
-        tasks: set[asyncio.Task[None]] = set()
+    async def _consume(self, handover: Handover, in_flight: InFlight) -> None:
         while True:
-            batches = await consumer.getmany(timeout_ms=100)
-            for partition, records in batches.items():
-                for record in records:
-                    await slots.acquire()
-                    tracker.started(partition, record.offset)
-                    task = asyncio.create_task(self._handle_record(record))
-                    tasks.add(task)
-                    task.add_done_callback(_finish(tasks, tracker, slots, partition, record.offset))
-            metrics.IN_FLIGHT.set(len(tasks))
-            positions = tracker.committable()
-            if positions:
-                await consumer.commit(positions)
+            for record in await handover.take():
+                await in_flight.start(record, self._handle_record(record))
+            await in_flight.commit()
 
     async def _handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
-            await self.handle(record.value or b"")
+            await self.handle(record.value or b"", record.partition, record.offset)
         except Exception:  # one bad command must not stop the service; it is logged and counted
             log.exception("command at offset %s failed", record.offset)
             metrics.COMMANDS.labels("error", "internal").inc()
-
-
-def _finish(
-    tasks: set[asyncio.Task[None]],
-    tracker: CommitTracker,
-    slots: asyncio.Semaphore,
-    partition: TopicPartition,
-    offset: int,
-) -> Callable[[asyncio.Task[None]], None]:
-    def done(task: asyncio.Task[None]) -> None:
-        tasks.discard(task)
-        tracker.finished(partition, offset)
-        slots.release()
-
-    return done
 
 
 def build_idcs(config: ControlConfig, pool: ThreadPoolExecutor) -> dict[str, Idc]:
@@ -337,19 +424,26 @@ def build_idcs(config: ControlConfig, pool: ThreadPoolExecutor) -> dict[str, Idc
     }
 
 
-async def serve(config: ControlConfig) -> None:
-    """Run the control service until cancelled."""
-    admission = Admission(
+def build_admission(config: ControlConfig) -> Admission:
+    lifetime = datetime.timedelta(seconds=config.max_lifetime_s)
+    return Admission(
         policy=load_policy(config.policy_file),
         operators=load_registry(config.operators_file),
         idcs=set(config.masters),
-        max_lifetime=datetime.timedelta(seconds=config.max_lifetime_s),
+        max_lifetime=lifetime,
+        admitted=AdmittedCommands(keep_after_expiry=lifetime),
     )
+
+
+async def serve(config: ControlConfig) -> None:
+    """Run the control service until cancelled."""
+    admission = build_admission(config)
+    key = load_signing_key(config.signing_key)
     workers = config.idc_concurrency * max(1, len(config.masters))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpyc") as pool:
         idcs = build_idcs(config, pool)
         try:
-            await ControlService(config, admission, idcs).run()
+            await ControlService(config, admission, idcs, key).run()
         finally:
             for idc in idcs.values():
                 idc.close()

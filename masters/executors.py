@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,21 @@ _STATES_DIR = Path(__file__).parent / "salt" / "states"
 
 
 class Executor(Protocol):
-    def run(self, call: SaltCall, target: Target, timeout: float) -> dict[str, MinionReturn]: ...
+    def run(
+        self, call: SaltCall, target: Target, timeout: float, not_after: datetime.datetime
+    ) -> dict[str, MinionReturn]:
+        """Each matched minion's return; raises Expired, having run nothing, when Salt could not start
+        the call before `not_after` (the command's expiry)."""
+        ...
+
+
+class Expired(RuntimeError):
+    """The command expired before Salt could start it (it waited for the executor): it did not run."""
+
+
+def _start_before(not_after: datetime.datetime) -> None:
+    if datetime.datetime.now(datetime.UTC) >= not_after:
+        raise Expired(f"the command expired at {not_after.isoformat()} before Salt could start it")
 
 
 # Functions whose whole answer is "did it work": False is a failure (service.status's False is an answer).
@@ -79,8 +94,11 @@ class CallerExecutor:
         self._minion_id = str(self._caller.opts["id"])
         self._lock = threading.Lock()
 
-    def run(self, call: SaltCall, target: Target, timeout: float) -> dict[str, MinionReturn]:
-        with self._lock:
+    def run(
+        self, call: SaltCall, target: Target, timeout: float, not_after: datetime.datetime
+    ) -> dict[str, MinionReturn]:
+        with self._lock:  # calls queue here: the expiry is checked once this one's turn has come
+            _start_before(not_after)
             if not self._caller.cmd(f"match.{target_type(target)}", salt_target(target)):
                 return {}
             try:
@@ -99,7 +117,10 @@ class LocalClientExecutor:
         _wait_for(Path(opts["cachedir"]) / "health" / "ready", ready_timeout)
         self._client = salt.client.LocalClient(mopts=opts)
 
-    def run(self, call: SaltCall, target: Target, timeout: float) -> dict[str, MinionReturn]:
+    def run(
+        self, call: SaltCall, target: Target, timeout: float, not_after: datetime.datetime
+    ) -> dict[str, MinionReturn]:
+        _start_before(not_after)
         returns: dict[str, MinionReturn] = {}
         for minion, ret in self._returns(call, target, timeout):
             output = ret.get("ret")

@@ -24,37 +24,53 @@ def generate_key(keys_dir: Path, registry: Path, operator: str, *, replace: bool
     path = keys_dir / f"{operator}.key"
     if path.exists() and not replace:
         raise FileExistsError(f"{path} exists; pass --rotate to replace the key of {operator!r}")
-    keys_dir.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
+    write_private_key(path, key)
+    register(registry, operator, key.public_key())
+    return path
+
+
+def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
+    """PKCS#8 PEM, readable by its owner only (mode 0600 before a byte of the key is written)."""
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)
     os.chmod(path, 0o600)
     path.write_bytes(pem)
-    register(registry, operator, key.public_key())
-    return path
+
+
+def read_private_key(path: Path) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    """The raw public key in base64: how the registry (and `ops register`) writes it."""
+    return base64.b64encode(
+        key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    ).decode()
+
+
+def parse_public_key(text: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
 
 
 def register(registry: Path, operator: str, public_key: Ed25519PublicKey) -> None:
     operators = load_registry(registry) if registry.exists() else {}
     operators[operator] = public_key
-    raw = {name: base64.b64encode(_raw(key)).decode() for name, key in sorted(operators.items())}
+    raw = {name: public_key_text(key) for name, key in sorted(operators.items())}
     registry.parent.mkdir(parents=True, exist_ok=True)
     registry.write_text(json.dumps({"operators": raw}, indent=2) + "\n")
-
-
-def _raw(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def load_registry(registry: Path) -> dict[str, Ed25519PublicKey]:
     try:
         operators = json.loads(registry.read_text())["operators"]
-        return {
-            name: Ed25519PublicKey.from_public_bytes(base64.b64decode(value))
-            for name, value in operators.items()
-        }
+        return {name: parse_public_key(value) for name, value in operators.items()}
     except FileNotFoundError:
         raise FileNotFoundError(f"no operator registry at {registry}: run `omstream ops keygen`") from None
     except (KeyError, TypeError, ValueError) as error:
@@ -65,10 +81,7 @@ def load_private_key(keys_dir: Path, operator: str) -> Ed25519PrivateKey:
     path = keys_dir / f"{operator}.key"
     if not path.is_file():
         raise FileNotFoundError(f"no key for operator {operator!r} at {path}: run `omstream ops keygen`")
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} is not an Ed25519 private key")
-    return key
+    return read_private_key(path)
 
 
 def sign(command: Command, key: Ed25519PrivateKey) -> Command:

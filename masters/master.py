@@ -1,21 +1,43 @@
-"""A master: validates a request, maps it to Salt through its module, runs it once per `command_id`."""
+"""A master: verifies each command itself, maps it to Salt through its module, runs it at most once.
+
+Being reached by the control service's identity is not enough to run anything: the request carries the
+operator's signed command, and the master checks the signature against the operator registry, the
+expiry, that the command names this master's IDC, the module's argument schema and the IDC's
+allow-list. What it starts is recorded durably first (`ExecutedLog`), so a retry or a restart never
+runs a command a second time on this master.
+"""
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
 
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
 from masters import metrics
-from masters.executors import Executor
-from masters.modules import Allowed, ModuleRejected, salt_call
-from masters.protocol import MasterReply, MasterRequest
+from masters.executors import Executor, Expired
+from masters.keys import verify
+from masters.memory import STARTED, ExecutedLog
+from masters.modules import Allowed, ModuleRejected, SaltCall, salt_call
+from masters.protocol import (
+    MAX_COMMAND_BYTES,
+    Command,
+    CommandRejected,
+    MasterReply,
+    MasterRequest,
+    bounded_outputs,
+    check_times,
+    first_error,
+)
 
 ALLOWLIST_FILE = Path(__file__).parent / "salt" / "allowlist.yaml"
+# The request wraps one command: its limit, and room for the envelope.
+_MAX_REQUEST_CHARS = MAX_COMMAND_BYTES + 1024
 
 
 def load_allowed(path: Path, idc: str) -> Allowed:
@@ -34,34 +56,90 @@ class Master:
         idc: str,
         executor: Executor,
         allowed: Allowed,
+        operators: dict[str, Ed25519PublicKey],
+        memory: ExecutedLog,
         timeout: float,
+        max_lifetime: datetime.timedelta,
         remember: int = 10_000,
     ) -> None:
         self.name = name
         self.idc = idc
         self._executor = executor
         self._allowed = allowed
+        self._operators = operators
+        self._memory = memory
         self._timeout = timeout
+        self._max_lifetime = max_lifetime
         self._remember = remember
         self._replies: OrderedDict[str, str] = OrderedDict()
         self._running: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
     def execute(self, request_json: str) -> str:
+        started = time.perf_counter()
         try:
-            request = MasterRequest.model_validate_json(request_json)
-        except ValidationError as error:
-            return self.failure(f"malformed request: {error.errors()[0]['msg']}").model_dump_json()
+            command = _parse(request_json)
+            call = self._admit(command)
+        except CommandRejected as error:
+            metrics.REFUSALS.labels(error.reason).inc()
+            return self.refusal(error.reason, str(error)).model_dump_json()
+        command_id = str(command.command_id)
         with self._guard:
-            lock = self._running.setdefault(request.command_id, threading.Lock())
+            lock = self._running.setdefault(command_id, threading.Lock())
         with lock:  # a concurrent duplicate waits for the first run, then reads its reply
-            reply = self._replies.get(request.command_id)
+            reply = self._replies.get(command_id)
             if reply is None:
-                reply = self._run(request).model_dump_json()
-                self._remember_reply(request.command_id, reply)
+                reply = self._run_once(command, call, started).model_dump_json()
+                self._remember_reply(command_id, reply)
         with self._guard:
-            self._running.pop(request.command_id, None)
+            self._running.pop(command_id, None)
         return reply
+
+    def _admit(self, command: Command) -> SaltCall:
+        """The command's Salt call, if this master may run it; raises CommandRejected otherwise."""
+        verify(command, self._operators)
+        check_times(command, datetime.datetime.now(datetime.UTC), self._max_lifetime)
+        if self.idc not in command.idc:
+            raise CommandRejected(
+                "wrong_idc", f"this master serves {self.idc}; the command names {', '.join(command.idc)}"
+            )
+        try:
+            return salt_call(command.module, command.args, self._allowed)
+        except ModuleRejected as error:
+            raise CommandRejected(error.reason, str(error)) from None
+
+    def _run_once(self, command: Command, call: SaltCall, started: float) -> MasterReply:
+        command_id = str(command.command_id)
+        known = self._memory.claim(command_id, command.expires_at)
+        if known is not None:
+            metrics.REFUSALS.labels("already_run").inc()
+            return self.refusal("already_run", _already_run(known.status))
+        try:
+            minions = self._executor.run(call, command.target, self._timeout, command.expires_at)
+        except Expired as error:
+            self._memory.finish(command_id, "refused")
+            metrics.REFUSALS.labels("expired").inc()
+            return self.refusal("expired", str(error))
+        except Exception as error:  # Salt's client fails too (no salt-master, say): still one answer
+            self._memory.finish(command_id, "failed")
+            metrics.EXECUTIONS.labels(command.module, "failed").inc()
+            detail = f"Salt failed: {type(error).__name__}: {error}"
+            return MasterReply(status="failed", reason="salt_error", detail=detail, master=self.name)
+        minions, truncated = bounded_outputs(minions)
+        failed = sorted(minion for minion, ret in minions.items() if not ret.ok)
+        status = "succeeded" if minions and not failed else "failed"
+        detail = "no minion matched the target" if not minions else _failed_minions(failed, len(minions))
+        self._memory.finish(command_id, status)
+        metrics.EXECUTIONS.labels(command.module, status).inc()
+        return MasterReply(
+            status=status,
+            reason="" if status == "succeeded" else "failed",
+            detail=detail,
+            master=self.name,
+            minions=minions,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            truncated=truncated,
+        )
 
     def _remember_reply(self, command_id: str, reply: str) -> None:
         with self._guard:
@@ -69,27 +147,24 @@ class Master:
             while len(self._replies) > self._remember:
                 self._replies.popitem(last=False)
 
-    def _run(self, request: MasterRequest) -> MasterReply:
-        started = time.perf_counter()
-        if request.idc != self.idc:
-            return self.failure(f"wrong idc: this master serves {self.idc}")
-        try:
-            call = salt_call(request.module, request.args, self._allowed)
-        except ModuleRejected as error:
-            return self.failure(str(error))
-        minions = self._executor.run(call, request.target, self._timeout)
-        failed = sorted(minion for minion, ret in minions.items() if not ret.ok)
-        status = "succeeded" if minions and not failed else "failed"
-        reason = "no minion matched the target" if not minions else _failed_minions(failed, len(minions))
-        metrics.EXECUTIONS.labels(request.module, status).inc()
-        duration = (time.perf_counter() - started) * 1000
-        return MasterReply(
-            status=status, reason=reason, master=self.name, minions=minions, duration_ms=duration
-        )
+    def refusal(self, reason: str, detail: str) -> MasterReply:
+        """A request this master does not run, and why."""
+        return MasterReply(status="refused", reason=reason, detail=detail, master=self.name)
 
-    def failure(self, reason: str) -> MasterReply:
-        """A request this master refuses to run, and why."""
-        return MasterReply(status="failed", reason=reason, master=self.name)
+
+def _parse(request_json: str) -> Command:
+    if len(request_json) > _MAX_REQUEST_CHARS:
+        raise CommandRejected("too_large", f"a request is at most {_MAX_REQUEST_CHARS} characters")
+    try:
+        return MasterRequest.model_validate_json(request_json).command
+    except ValidationError as error:
+        raise CommandRejected("malformed", f"malformed request: {first_error(error)}") from None
+
+
+def _already_run(status: str) -> str:
+    if status == STARTED:
+        return "this master started it before it restarted; whether it finished is unknown"
+    return f"this master ran it before (outcome: {status})"
 
 
 def _failed_minions(failed: list[str], total: int) -> str:

@@ -1,8 +1,9 @@
 """The control plane's wire protocol, shared by the control service, operators' clients and masters.
 
-What an operator signs (`Command`), what the control service sends a master (`MasterRequest`) and
-what a master answers (`MasterReply`) cross the wire as JSON strings, never as live objects. It lives
-with the masters, which verify commands themselves; the control service imports it, never the reverse.
+What an operator signs (`Command`), what the control service sends a master (`MasterRequest`: the
+signed command itself, which the master verifies again) and what a master answers (`MasterReply`)
+cross the wire as JSON strings, never as live objects. It lives with the masters, which verify
+commands themselves; the control service imports it, never the reverse.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 Target = str | list[str]
+
+# Checked before anything is parsed: a command is a few hundred bytes, and its args are small.
+MAX_COMMAND_BYTES = 64 * 1024
+# What the outputs of one result set may take; beyond it outputs are cut, with a marker.
+MAX_OUTPUT_BYTES = 256 * 1024
+# A command issued a little "in the future" is a clock skew, not an attack.
+CLOCK_SKEW = datetime.timedelta(seconds=60)
 
 
 def target_type(target: Target) -> Literal["glob", "list", "grain"]:
@@ -34,7 +42,7 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 class CommandRejected(ValueError):
     """Why a command may not run: `reason` is a short code (`unsigned`, `forbidden_idc`, …), the message
-    says it in words. Every check of the control service raises it; each becomes a published result."""
+    says it in words. Every check of the control service and of a master raises it."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -85,6 +93,28 @@ class Command(BaseModel):
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def parse_command(raw: bytes) -> Command:
+    """A command read from the wire: its size is checked before a byte of it is parsed, and nesting
+    deeper than the JSON parser's limit is refused as malformed (never a crash)."""
+    if len(raw) > MAX_COMMAND_BYTES:
+        raise CommandRejected("too_large", f"a command is at most {MAX_COMMAND_BYTES} bytes, not {len(raw)}")
+    try:
+        return Command.model_validate_json(raw)
+    except ValidationError as error:
+        raise CommandRejected("malformed", first_error(error)) from None
+
+
+def check_times(command: Command, now: datetime.datetime, max_lifetime: datetime.timedelta) -> None:
+    """Raises CommandRejected unless the command is valid at `now` and lives no longer than allowed
+    (which bounds how long anyone must remember it to refuse its replays)."""
+    if command.expires_at <= now:
+        raise CommandRejected("expired", f"the command expired at {command.expires_at.isoformat()}")
+    if command.issued_at > now + CLOCK_SKEW:
+        raise CommandRejected("not_yet_valid", f"issued in the future ({command.issued_at.isoformat()})")
+    if command.expires_at - command.issued_at > max_lifetime:
+        raise CommandRejected("lifetime_too_long", f"a command may live at most {max_lifetime}")
+
+
 def first_error(error: ValidationError, whole: str = "") -> str:
     """`field.path: message` of the first error; `whole` names the place when the error is not in a field."""
     first = error.errors()[0]
@@ -93,13 +123,11 @@ def first_error(error: ValidationError, whole: str = "") -> str:
 
 
 class MasterRequest(BaseModel):
+    """What the control service asks a master: run this signed command in the master's IDC."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    command_id: str
-    idc: str
-    module: str
-    target: Target
-    args: dict[str, Any] = Field(default_factory=dict)
+    command: Command
 
 
 class MinionReturn(BaseModel):
@@ -108,11 +136,48 @@ class MinionReturn(BaseModel):
 
 
 class MasterReply(BaseModel):
-    status: Literal["succeeded", "failed"]
+    """`refused`: the master did not run the command now (`reason` says why: `bad_signature`,
+    `expired`, `wrong_idc`, `bad_args`, `already_run`, …); `failed`: it ran and a minion failed."""
+
+    status: Literal["succeeded", "failed", "refused"]
     reason: str = ""
+    detail: str = ""
     master: str
     minions: dict[str, MinionReturn] = Field(default_factory=dict)
     duration_ms: float = 0.0
+    truncated: bool = False  # some outputs were cut to fit MAX_OUTPUT_BYTES
+
+
+def bounded_outputs(
+    minions: dict[str, MinionReturn], limit: int = MAX_OUTPUT_BYTES
+) -> tuple[dict[str, MinionReturn], bool]:
+    """The minions' returns with their outputs within `limit` bytes of JSON, and whether any was cut:
+    an output over its share becomes `{"truncated": true, "bytes": N, "head": "<its JSON's start>"}`,
+    which fits the share, so bounding the result again changes nothing."""
+    encoded = {minion: json.dumps(ret.output, default=str) for minion, ret in minions.items()}
+    if sum(map(len, encoded.values())) <= limit:
+        return minions, False
+    share = max(limit // len(minions), 2 * _MARKER_BYTES)
+    kept = {
+        minion: ret
+        if len(encoded[minion]) <= share
+        else ret.model_copy(update={"output": _cut(encoded[minion], share)})
+        for minion, ret in minions.items()
+    }
+    return kept, True
+
+
+_MARKER_BYTES = 64  # the marker around a cut output's head
+
+
+def _cut(text: str, share: int) -> dict[str, Any]:
+    head = text[: share - _MARKER_BYTES]
+    while True:  # quotes and backslashes of the head are escaped again: shorten it until it fits
+        marker = {"truncated": True, "bytes": len(text), "head": head}
+        size = len(json.dumps(marker))
+        if size <= share:
+            return marker
+        head = head[: len(head) * (share - _MARKER_BYTES) // size]
 
 
 # Both ends of the rpyc connection: nothing but exposed names is reachable, nothing is pickled, no

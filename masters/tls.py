@@ -1,4 +1,5 @@
-"""TLS for the master transport: both ends present certificates from the private CA (mutual TLS)."""
+"""TLS for the master transport: both ends present certificates from the private CA (mutual TLS), and
+a master talks only to the control service's identity, not to whatever else the CA has signed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from rpyc.utils.authenticators import AuthenticationError
 
 from masters import metrics
@@ -57,11 +60,26 @@ def no_delay(sock: socket.socket) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class MutualTlsAuthenticator:
-    """rpyc authenticator: only a client with a certificate from our CA gets past the handshake."""
+def client_identity(der: bytes) -> str:
+    """The common name of a client certificate, or "" when the certificate may not act as a client
+    (no `clientAuth` extended key usage: a server's certificate, say)."""
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return ""
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usages or len(names) != 1:
+        return ""
+    return str(names[0].value)
 
-    def __init__(self, context: ssl.SSLContext, handshake_timeout: float = 5.0) -> None:
+
+class MutualTlsAuthenticator:
+    """rpyc authenticator: only the client whose certificate (from our CA) names `client` gets past."""
+
+    def __init__(self, context: ssl.SSLContext, client: str, handshake_timeout: float = 5.0) -> None:
         self._context = context
+        self._client = client
         self._handshake_timeout = handshake_timeout
 
     def __call__(self, sock: socket.socket) -> tuple[ssl.SSLSocket, Any]:
@@ -70,7 +88,12 @@ class MutualTlsAuthenticator:
         try:
             tls = self._context.wrap_socket(sock, server_side=True)
         except (ssl.SSLError, OSError) as error:
-            metrics.REFUSED.inc()
+            metrics.REFUSED.labels("handshake").inc()
             raise AuthenticationError(f"TLS handshake refused: {error}") from error
+        peer = tls.getpeercert(binary_form=True)
+        if peer is None or client_identity(peer) != self._client:
+            metrics.REFUSED.labels("identity").inc()
+            tls.close()
+            raise AuthenticationError(f"the client is not {self._client!r}")
         tls.settimeout(None)
         return tls, tls.getpeercert()

@@ -18,7 +18,7 @@ from typing import Any
 from control.client import OpsClient, new_command
 from omstream.embedded import DEMO_OPERATOR, broker, control_plane
 from omstream.progress import progress_bar
-from omstream.services import ops_topics
+from omstream.services import control_public_key, ops_topics
 from omstream.settings import Settings
 
 IDCS = ["bj", "sh"]
@@ -50,7 +50,7 @@ class _Pings:
 
 
 async def _measure(settings: Settings, bootstrap: str, sequential: int, burst: int) -> dict[str, Any]:
-    async with OpsClient(bootstrap, ops_topics(settings)) as client:
+    async with OpsClient(bootstrap, ops_topics(settings), control_public_key(settings)) as client:
         pings = _Pings(client, settings.keys_dir)
         await pings.run(5)  # warm-up: connections, Salt's loaders
         latencies = []

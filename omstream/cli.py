@@ -217,21 +217,47 @@ def ops() -> None:
 @one_line_errors
 def ops_keygen(operator: str, rotate: bool) -> None:
     """Create an operator's Ed25519 key and register its public half."""
-    from masters.keys import generate_key
+    from masters.keys import generate_key, load_private_key, public_key_text
 
     settings = Settings()
     path = generate_key(settings.keys_dir, settings.operators_file, operator, replace=rotate)
-    click.echo(f"private key {path}; public key registered in {settings.operators_file}")
+    public = public_key_text(load_private_key(settings.keys_dir, operator).public_key())
+    click.echo(f"private key {path}; public key {public} registered in {settings.operators_file}")
+
+
+@ops.command("register")
+@click.option("--operator", required=True, help="operator name (as in the RBAC policy)")
+@click.option("--public-key", required=True, help="the operator's public key, as `ops keygen` prints it")
+@one_line_errors
+def ops_register(operator: str, public_key: str) -> None:
+    """Register (or replace) an operator's public key, whose private half stays with the operator."""
+    from masters.keys import parse_public_key, register
+
+    settings = Settings()
+    register(settings.operators_file, operator, parse_public_key(public_key))
+    click.echo(f"registered {operator} in {settings.operators_file}")
 
 
 @ops.command("bootstrap")
+@click.option(
+    "--identities",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="also write each service's own key material to DIR/<service> (control, sink, each master)",
+)
 @one_line_errors
-def ops_bootstrap() -> None:
-    """Create what is missing of the private CA, master and control certificates, and the demo key."""
-    from omstream.embedded import bootstrap_pki
+def ops_bootstrap(identities: Path | None) -> None:
+    """Create what is missing of the private CA, the certificates and the control service's signing key."""
+    from control.pki import Pki, write_identities
+    from omstream.embedded import bootstrap_pki, configured_masters
 
-    created = bootstrap_pki(Settings())
+    settings = Settings()
+    created = bootstrap_pki(settings)
     click.echo(f"created: {', '.join(created)}" if created else "nothing to create")
+    if identities is not None:
+        services = write_identities(
+            Pki(settings.pki_dir), settings.operators_file, configured_masters(settings), identities
+        )
+        click.echo(f"identities of {', '.join(services)} in {identities}")
 
 
 @ops.command("run")
@@ -257,7 +283,7 @@ def ops_run(
     """Sign a command with the operator's key and publish it to ops.commands."""
     from control.client import new_command, parse_args, parse_target, publish, run_and_wait
     from omstream.embedded import resolve_bootstrap
-    from omstream.services import ops_topics
+    from omstream.services import control_public_key, ops_topics
 
     settings = Settings()
     bootstrap = resolve_bootstrap(settings)
@@ -272,7 +298,7 @@ def ops_run(
 
     async def follow() -> bool:
         ok = True
-        async for result in run_and_wait(bootstrap, topics, [command], timeout):
+        async for result in run_and_wait(bootstrap, topics, [command], timeout, control_public_key(settings)):
             ok &= result.status in ("accepted", "succeeded")
             click.echo(result.model_dump_json() if as_json else _result_line(result))
         return ok
@@ -309,7 +335,7 @@ def ops_history(limit: int, as_json: bool) -> None:
         click.echo(json.dumps(rows, default=str))
         return
     for row in rows:
-        where = row["idc"] or "control"
+        where = "FORGED record" if row["stage"] == "forgery" else row["idc"] or "control"
         reason = f" ({row['reason']}: {row['detail']})" if row["reason"] else ""
         click.echo(
             f"{row['time']} {row['command_id']} {row['operator'] or '-'} {row['module'] or '-'} "
@@ -325,8 +351,8 @@ def ops_history(limit: int, as_json: bool) -> None:
 def _serve_metrics(service: str, settings: Settings) -> None:
     from prometheus_client import start_http_server
 
-    server, _ = start_http_server(settings.metrics_port)
-    click.echo(f"{service}, metrics on :{server.server_port}", err=True)
+    server, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    click.echo(f"{service}, metrics on {settings.metrics_host}:{server.server_port}", err=True)
 
 
 @main.command()

@@ -20,7 +20,7 @@ from omstream.embedded import (
 )
 from omstream.progress import generate_with_progress, replay_with_progress
 from omstream.report import Report, build_report
-from omstream.services import ops_topics
+from omstream.services import control_public_key, ops_topics
 from omstream.settings import Settings
 from stream.emitter import EmitReport
 from stream.events import AcceptRange
@@ -57,7 +57,8 @@ def demo_commands(settings: Settings) -> list[Command]:
 async def run_commands(settings: Settings, bootstrap: str, commands: list[Command]) -> list[CommandResult]:
     """Each command's results, in the order the commands were given: admission first, then per IDC."""
     topics = ops_topics(settings)
-    results = [result async for result in run_and_wait(bootstrap, topics, commands, _OPS_TIMEOUT_S)]
+    key = control_public_key(settings)
+    results = [result async for result in run_and_wait(bootstrap, topics, commands, _OPS_TIMEOUT_S, key)]
     order = {str(command.command_id): position for position, command in enumerate(commands)}
     return sorted(results, key=lambda r: (order[r.command_id], r.stage != "received", r.idc))
 

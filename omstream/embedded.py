@@ -35,6 +35,14 @@ from stream.processed import ProcessedWatcher, Stage
 DEMO_OPERATOR = "demo"  # an admin on everything: embedded mode only
 # The embedded control plane: two IDCs of two masters each, all on this machine.
 EMBEDDED_MASTERS = {"bj": ["bj-1", "bj-2"], "sh": ["sh-1", "sh-2"]}
+# The embedded control service's policy (unless OMSTREAM_POLICY_FILE names another): the demo operator
+# may do anything. The packaged default policy grants no operator anything.
+DEMO_POLICY = f"""# written by `omstream up`/`demo` for the embedded stack only
+roles:
+  admin: {{modules: ["*"], idcs: ["*"], targets: ["*"]}}
+operators:
+  {DEMO_OPERATOR}: [admin]
+"""
 
 
 def master_names(masters: dict[str, list[str]]) -> list[str]:
@@ -42,14 +50,20 @@ def master_names(masters: dict[str, list[str]]) -> list[str]:
     return [MasterAddress.parse(address).name for group in masters.values() for address in group]
 
 
+def configured_masters(settings: Settings) -> list[str]:
+    if settings.masters:
+        return master_names(settings.masters)
+    return [name for names in EMBEDDED_MASTERS.values() for name in names]
+
+
 def bootstrap_pki(settings: Settings) -> list[str]:
-    """What a fresh control plane needs: the CA and certificates, and the demo operator's key."""
-    masters = (
-        master_names(settings.masters)
-        if settings.masters
-        else [name for names in EMBEDDED_MASTERS.values() for name in names]
-    )
-    created = ensure_pki(Pki(settings.pki_dir), masters)
+    """What a fresh control plane needs: the CA, certificates and the control service's signing key."""
+    return ensure_pki(Pki(settings.pki_dir), configured_masters(settings))
+
+
+def bootstrap_embedded(settings: Settings) -> list[str]:
+    """The embedded control plane's: the PKI, and the demo operator's key and policy."""
+    created = bootstrap_pki(settings)
     if not (settings.keys_dir / f"{DEMO_OPERATOR}.key").exists():
         generate_key(settings.keys_dir, settings.operators_file, DEMO_OPERATOR)
         created.append(f"operator key {DEMO_OPERATOR}")
@@ -137,6 +151,7 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         settings.checkpoints_topic: 1,
         settings.ops_commands_topic: 1,
         settings.ops_results_topic: 1,
+        settings.ops_admitted_topic: 1,
     }
 
 
@@ -240,7 +255,11 @@ def control_plane_services(settings: Settings, bootstrap: str) -> ControlPlane:
 
     Certificates and the demo operator's key are created on first run under the state directory.
     """
-    bootstrap_pki(settings)
+    bootstrap_embedded(settings)
+    if settings.policy_file is None:
+        policy = state_path(settings, "policy.yaml")
+        policy.write_text(DEMO_POLICY)
+        settings = settings.model_copy(update={"policy_file": policy})
     masters: list[tuple[Service, int]] = []
     addresses: dict[str, list[str]] = {}
     for idc, names in EMBEDDED_MASTERS.items():

@@ -6,12 +6,15 @@ of its own (`WorkerConfig`, `SinkConfig`, `ControlConfig`, `MasterConfig`, the e
 
 from __future__ import annotations
 
-from control.audit import audit_rows_of
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from control.audit import AuditFeed
 from control.client import OpsTopics
 from control.dispatch import MasterAddress
 from control.pki import CONTROL_CLIENT, Pki
 from control.policy import DEFAULT_POLICY
 from control.service import ControlConfig
+from control.signing import load_verify_key
 from masters.master import ALLOWLIST_FILE
 from masters.server import MasterConfig
 from omstream.settings import Settings
@@ -63,13 +66,14 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
 
 
 def sink_config(settings: Settings, bootstrap: str) -> SinkConfig:
-    audit = TableFeed(settings.ops_results_topic, "ops_audit", Stage.AUDIT, audit_rows_of)
+    audit = AuditFeed(Pki(settings.pki_dir).results_public_key)
+    audit_feed = TableFeed(settings.ops_results_topic, "ops_audit_log", Stage.AUDIT, audit)
     return SinkConfig(
         faust=faust_config(settings, settings.sink_group, bootstrap),
         topics=topics(settings),
         accept_range=settings.accept_range,
         takes=takes(settings),
-        feeds=(audit,),
+        feeds=(audit_feed,),
     )
 
 
@@ -84,6 +88,12 @@ def emitter(settings: Settings, bootstrap: str, pack: int | None = None, source:
     )
 
 
+def control_public_key(settings: Settings) -> Ed25519PublicKey | None:
+    """The key results are checked with, where this machine has it (an operator's may not)."""
+    path = Pki(settings.pki_dir).results_public_key
+    return load_verify_key(path) if path.is_file() else None
+
+
 def ops_topics(settings: Settings) -> OpsTopics:
     return OpsTopics(commands=settings.ops_commands_topic, results=settings.ops_results_topic)
 
@@ -95,6 +105,7 @@ def control_config(settings: Settings, bootstrap: str) -> ControlConfig:
         bootstrap=bootstrap,
         commands_topic=settings.ops_commands_topic,
         results_topic=settings.ops_results_topic,
+        admitted_topic=settings.ops_admitted_topic,
         group=settings.control_group,
         timings=GroupTimings(settings.session_timeout_s),
         masters={
@@ -102,6 +113,7 @@ def control_config(settings: Settings, bootstrap: str) -> ControlConfig:
             for idc, addresses in settings.masters.items()
         },
         tls=Pki(settings.pki_dir).files(CONTROL_CLIENT),
+        signing_key=Pki(settings.pki_dir).results_key,
         policy_file=settings.policy_file or DEFAULT_POLICY,
         operators_file=settings.operators_file,
         timeout_s=settings.ops_timeout_s,
@@ -118,8 +130,12 @@ def master_config(settings: Settings, idc: str, name: str, port: int | None = No
         host=settings.master_host,
         port=settings.master_port if port is None else port,
         tls=Pki(settings.pki_dir).files(name),
+        client=CONTROL_CLIENT,
+        operators_file=settings.operators_file,
+        memory_file=settings.state_dir / "masters" / name / "executed.log",
         allowlist_file=settings.command_allowlist_file or ALLOWLIST_FILE,
         timeout_s=settings.ops_timeout_s,
+        max_lifetime_s=settings.ops_max_lifetime_s,
         salt_master_config=settings.salt_master_config,
         salt_dir=settings.state_dir / "salt" / name,
     )

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         default=0, ge=0, description="Prometheus /metrics port of a service; 0 = any free port"
     )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address /metrics binds to: loopback, or in a deployment the service's own network",
+    )
     session_timeout_s: float = Field(
         default=2.0,
         gt=0,
@@ -93,6 +97,9 @@ class Settings(BaseSettings):
 
     ops_commands_topic: str = "ops.commands"
     ops_results_topic: str = "ops.results"
+    ops_admitted_topic: str = Field(
+        default="ops.admitted", description="admitted command ids, the control replicas' shared replay memory"
+    )
     control_group: str = Field(
         default="omstream-control", description="consumer group of the control service"
     )
@@ -115,6 +122,11 @@ class Settings(BaseSettings):
     ops_idc_concurrency: int = Field(default=16, ge=1, description="commands in flight per IDC")
     ops_max_lifetime_s: int = Field(
         default=3600, gt=0, description="longest accepted expires_at - issued_at; bounds replay memory"
+    )
+    identity_dir: Path | None = Field(
+        default=None,
+        description="this service's own key material (`pki/`, `operators.json`), e.g. mounted read-only; "
+        "empty = the state directory",
     )
 
     query_port: int | None = Field(
@@ -152,7 +164,7 @@ class Settings(BaseSettings):
 
     @property
     def pki_dir(self) -> Path:
-        return self.state_dir / "pki"
+        return (self.identity_dir or self.state_dir) / "pki"
 
     @property
     def keys_dir(self) -> Path:
@@ -160,7 +172,7 @@ class Settings(BaseSettings):
 
     @property
     def operators_file(self) -> Path:
-        return self.state_dir / "operators.json"
+        return (self.identity_dir or self.state_dir) / "operators.json"
 
     @property
     def resolved_clickhouse_dsn(self) -> str:

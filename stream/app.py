@@ -10,7 +10,7 @@ import faust
 from faust.tables import TableManager
 from mode import CrashingSupervisor
 
-from stream.kafka import GroupTimings
+from stream.kafka import SASL_MECHANISM, BrokerAccess, GroupTimings
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,24 @@ class ImmediateTableManager(TableManager):
             await self.recovery.start()
 
 
+def _credentials(access: BrokerAccess) -> faust.SASLCredentials | None:
+    if access.protocol == "PLAINTEXT":
+        return None
+    return faust.SASLCredentials(
+        username=access.username,
+        password=access.password,
+        mechanism=SASL_MECHANISM,
+        ssl_context=access.ssl_context(),  # type: ignore[arg-type]  # None is its default, not annotated
+    )
+
+
 def create_app(config: FaustConfig) -> faust.App:
     config.datadir.mkdir(parents=True, exist_ok=True)  # Faust expects it to exist
+    access = BrokerAccess.parse(config.bootstrap)
     return faust.App(
         config.app_id,
-        broker=f"kafka://{config.bootstrap}",
+        broker=f"kafka://{access.hosts}",
+        broker_credentials=_credentials(access),
         datadir=str(config.datadir),
         # No tables or repartitioned streams: state lives in ClickHouse, so Faust needs no leader
         # topic, no changelogs and no recovery, each of which costs a rebalance or a wait at start.

@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from stream.events import AcceptRange, DeadLetter, Event, Rejected, encode_events, validate_item
-from stream.kafka import Partitioner
+from stream.kafka import Partitioner, kafka_options
 
 _MAX_IN_FLIGHT = 2_000  # messages awaiting acknowledgement before emit() waits
 
@@ -50,7 +50,7 @@ class Emitter:
         self.source = source
         self.report = EmitReport()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20, max_request_size=8 << 20
+            **kafka_options(bootstrap), linger_ms=5, max_batch_size=1 << 20, max_request_size=8 << 20
         )
         self._partitioner: Partitioner | None = None
         self._buffers: dict[int, list[Event]] = defaultdict(list)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -39,8 +42,71 @@ class BrokerUnreachable(RuntimeError):
     """No Kafka broker answers at the configured bootstrap address."""
 
 
+SASL_MECHANISM = "SCRAM-SHA-512"
+
+
+@dataclass(frozen=True)
+class BrokerAccess:
+    """Where the brokers are and who connects, read from a bootstrap address: `host:port[,host:port]`
+    (plaintext, as the embedded broker), or `sasl_plaintext://user:password@host:port[,...]` and
+    `sasl_ssl://...[?cafile=PATH]` (SASL SCRAM-SHA-512, the second over TLS), with which each service
+    of a production deployment authenticates as itself, like CLICKHOUSE_DSN carries its user."""
+
+    hosts: str
+    protocol: str = "PLAINTEXT"
+    username: str = ""
+    password: str = ""
+    cafile: str = ""
+
+    @classmethod
+    def parse(cls, bootstrap: str) -> BrokerAccess:
+        scheme, separator, rest = bootstrap.partition("://")
+        if not separator:
+            return cls(hosts=bootstrap)
+        protocol = scheme.upper()
+        credentials, at, address = rest.rpartition("@")
+        username, _, password = credentials.partition(":")
+        if protocol not in ("SASL_PLAINTEXT", "SASL_SSL") or not at or not username:
+            raise ValueError(
+                f"bad Kafka bootstrap {redacted(bootstrap)!r}: expected host:port, "
+                "sasl_plaintext://user:password@host:port or sasl_ssl://user:password@host:port"
+            )
+        hosts, _, query = address.partition("?")
+        cafile = parse_qs(query).get("cafile", [""])[0]
+        return cls(hosts, protocol, unquote(username), unquote(password), cafile)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=self.cafile or None) if self.protocol == "SASL_SSL" else None
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of every aiokafka client."""
+        if self.protocol == "PLAINTEXT":
+            return {"bootstrap_servers": self.hosts}
+        return {
+            "bootstrap_servers": self.hosts,
+            "security_protocol": self.protocol,
+            "sasl_mechanism": SASL_MECHANISM,
+            "sasl_plain_username": self.username,
+            "sasl_plain_password": self.password,
+            "ssl_context": self.ssl_context(),
+        }
+
+
+def kafka_options(bootstrap: str) -> dict[str, Any]:
+    return BrokerAccess.parse(bootstrap).options()
+
+
+def redacted(bootstrap: str) -> str:
+    """The bootstrap address without its password, for messages and logs."""
+    scheme, separator, rest = bootstrap.partition("://")
+    credentials, at, address = rest.rpartition("@")
+    if not separator or not at:
+        return bootstrap
+    return f"{scheme}://{credentials.partition(':')[0]}:***@{address}"
+
+
 def _first_address(bootstrap: str) -> tuple[str, int]:
-    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    host, _, port = BrokerAccess.parse(bootstrap).hosts.split(",")[0].strip().rpartition(":")
     return host or "localhost", int(port)
 
 
@@ -54,7 +120,7 @@ def broker_accepts(bootstrap: str, timeout: float = 1.0) -> bool:
 
 def require_broker(bootstrap: str) -> None:
     if not broker_accepts(bootstrap, timeout=3.0):
-        raise BrokerUnreachable(f"Kafka broker unreachable at {bootstrap}")
+        raise BrokerUnreachable(f"Kafka broker unreachable at {redacted(bootstrap)}")
 
 
 # Every topic is created with its retention stated: clients such as Quix Streams read it back, and
@@ -64,7 +130,7 @@ TOPIC_CONFIGS = {"retention.ms": "-1"}
 
 async def ensure_topics(bootstrap: str, partitions: dict[str, int]) -> None:
     """Create the topics that do not exist yet (existing ones are left as they are)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -123,7 +189,7 @@ class Partitioner:
 
 async def high_water_marks(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     """The offset after the last message of each partition (0 for an empty one)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False)
     await consumer.start()
     try:
         assigned = [TopicPartition(topic, partition) for partition in range(partitions)]
@@ -136,15 +202,18 @@ async def high_water_marks(bootstrap: str, topic: str, partitions: int) -> dict[
         await consumer.stop()
 
 
-async def read_to_end(bootstrap: str, topic: str) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """Every record of a one-partition topic, from the first until the reader reaches the high-water
-    mark of its latest fetch."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+async def read_to_end(
+    bootstrap: str, topic: str, start: int = 0
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of a one-partition topic from offset `start` until the reader reaches the
+    high-water mark of its latest fetch. Each call reads with a consumer of its own: a long-lived
+    consumer's buffered fetch would give a high-water mark from before the call."""
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False, fetch_max_wait_ms=50)
     await consumer.start()
     try:
         partition = TopicPartition(topic, 0)
         consumer.assign([partition])
-        consumer.seek(partition, 0)
+        consumer.seek(partition, start)
         while True:
             for record in (await consumer.getmany(partition, timeout_ms=300)).get(partition, []):
                 yield record

@@ -17,7 +17,7 @@ from enum import StrEnum
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from stream.kafka import high_water_marks
+from stream.kafka import high_water_marks, kafka_options
 
 Position = tuple[str, int]
 
@@ -39,7 +39,7 @@ class ProcessedWatcher:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.stages: dict[tuple[str, str, int], int] = {}
         self._bootstrap = bootstrap
-        self._consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+        self._consumer = AIOKafkaConsumer(topic, **kafka_options(bootstrap), auto_offset_reset="earliest")
 
     async def __aenter__(self) -> ProcessedWatcher:
         await self._consumer.start()

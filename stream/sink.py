@@ -10,7 +10,7 @@ each source is stored (see `stream.processed`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -33,17 +33,19 @@ from stream.sinks.clickhouse import (
 )
 from stream.topics import Topics
 
+Headers = Sequence[tuple[str, bytes]]
+
 
 @dataclass(frozen=True)
 class TableFeed:
     """A topic the sink stores into a table for another component (the control plane's results into
-    the audit table): `rows` reads one message into the table's rows, and none from a message that
-    is not one of its records."""
+    the audit table): `rows` reads one message (its value and headers) into the table's rows, and
+    none from a message that is not one of its records."""
 
     topic: str
     table: str
     stage: Stage
-    rows: Callable[[bytes], Sequence[Any]]
+    rows: Callable[[bytes, Headers], Sequence[Any]]
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
     def store_feed(feed: TableFeed) -> Callable[[faust.StreamT[bytes]], Any]:
         async def store(stream: faust.StreamT[bytes]) -> None:
             async for batch in stream.take_events(takes.messages, within=takes.seconds):  # type: ignore[attr-defined]
-                rows = [row for event in batch for row in feed.rows(event.value)]
+                rows = [row for event in batch for row in feed.rows(event.value, _headers(event))]
                 await writer.run(insert_rows, feed.table, rows)
                 await published(feed.stage, feed.topic, last_offsets(batch))
 
@@ -143,6 +145,11 @@ def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
     for feed in config.feeds:
         app.agent(raw_topic(app, feed.topic), name=f"store_{feed.table}")(store_feed(feed))
     return app
+
+
+def _headers(event: EventT) -> Headers:
+    headers = event.message.headers or ()
+    return list(headers.items()) if isinstance(headers, Mapping) else list(headers)
 
 
 def _position(topic: str, event: EventT) -> str:

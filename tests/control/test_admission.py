@@ -10,22 +10,26 @@ from typing import Any
 
 import pytest
 
-from control.policy import DEFAULT_POLICY, load_policy
+from control.admitted import AdmittedCommands
+from control.policy import Policy, Role
 from control.service import Admission, rejected_result
 from masters.keys import generate_key, load_private_key, load_registry, sign
-from masters.protocol import Command, CommandRejected
+from masters.protocol import Command, CommandRejected, parse_command
 
 NOW = datetime.datetime.now(datetime.UTC)
+HOUR = datetime.timedelta(hours=1)
 
 
 @pytest.fixture
 def admission(tmp_path: Path) -> Admission:
     generate_key(tmp_path, tmp_path / "operators.json", "demo")
+    admin = Role(modules=["*"], idcs=["*"], targets=["*"])
     return Admission(
-        policy=load_policy(DEFAULT_POLICY),
+        policy=Policy(roles={"admin": admin}, operators={"demo": ["admin"]}),
         operators=load_registry(tmp_path / "operators.json"),
         idcs={"bj", "sh"},
-        max_lifetime=datetime.timedelta(hours=1),
+        max_lifetime=HOUR,
+        admitted=AdmittedCommands(keep_after_expiry=HOUR),
     )
 
 
@@ -49,16 +53,39 @@ def signer(tmp_path: Path, admission: Admission) -> Any:
     return signed
 
 
-def reason_for(admission: Admission, raw: bytes) -> str:
+def admit(admission: Admission, raw: bytes, offset: int = 0) -> None:
+    """What the control service does with the record at `offset` of ops.commands."""
+    admission.admit(parse_command(raw), 0, offset, NOW)
+
+
+def reason_for(admission: Admission, raw: bytes, offset: int = 0) -> str:
     with pytest.raises(CommandRejected) as error:
-        admission.admit(raw, NOW)
+        admit(admission, raw, offset)
     return error.value.reason
 
 
 def test_a_valid_command_is_admitted_once(admission: Admission, signer: Any) -> None:
     raw = signer()
-    assert admission.admit(raw, NOW).module == "ping"
-    assert reason_for(admission, raw) == "replayed"
+    admit(admission, raw)
+    assert reason_for(admission, raw, offset=1) == "replayed"
+
+
+def test_a_replay_with_the_id_written_otherwise_is_a_replay(admission: Admission, signer: Any) -> None:
+    raw = signer()
+    admit(admission, raw)
+    body = json.loads(raw)
+    for spelling in (
+        uuid.UUID(body["command_id"]).hex,
+        body["command_id"].upper(),
+        f"{{{body['command_id']}}}",
+    ):
+        assert reason_for(admission, json.dumps(body | {"command_id": spelling}).encode(), 1) == "replayed"
+
+
+def test_a_rejected_command_is_not_remembered_as_admitted(admission: Admission, signer: Any) -> None:
+    forbidden = signer(idc=["gz"])
+    assert reason_for(admission, forbidden) == "unknown_idc"
+    assert admission.admitted.get(parse_command(forbidden)) is None
 
 
 def test_unsigned_and_forged(admission: Admission, signer: Any) -> None:
@@ -91,8 +118,31 @@ def test_malformed_input_becomes_a_result_with_the_id_when_it_has_one(admission:
         json.dumps({"command_id": str(uuid.UUID(int=5))}).encode(),
     ):
         with pytest.raises(CommandRejected) as error:
-            admission.admit(raw, NOW)
-        result = rejected_result(raw, error.value)
+            admit(admission, raw)
+        result = rejected_result(raw, error.value, None)
         assert (result.status, result.reason) == ("rejected", "malformed")
         uuid.UUID(result.command_id)
     assert result.command_id == str(uuid.UUID(int=5))
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"junk": "x" * 1_200_000}, "too_large"),
+        ({"args": {"deep": json.loads("[" * 200 + "]" * 200)}}, "malformed"),
+        ({"args": "[" * 30_000 + "]" * 30_000}, "malformed"),
+    ],
+    ids=["1.2 MB", "200 deep", "30,000 deep"],
+)
+def test_oversized_or_deeply_nested_commands_are_rejected_with_their_id(
+    admission: Admission, signer: Any, extra: dict[str, Any], reason: str
+) -> None:
+    body = json.loads(signer())
+    raw = json.dumps(body | extra).encode()
+    if isinstance(extra.get("args"), str):  # nesting written out, beyond what json.dumps would nest
+        raw = raw.replace(json.dumps(extra["args"]).encode(), extra["args"].encode())
+    with pytest.raises(CommandRejected) as error:
+        admit(admission, raw)
+    result = rejected_result(raw, error.value, None)
+    assert (result.reason, result.command_id, result.operator) == (reason, body["command_id"], "demo")
+    assert len(result.model_dump_json()) < 2_000  # nothing of the junk is carried on

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from masters.keys import generate_key, load_private_key, load_registry, sign, verify
 from masters.protocol import Command, CommandRejected
+from tests.masters.conftest import OTHER_OPERATOR, TAMPERINGS
 
 NOW = datetime.datetime(2026, 11, 24, 8, 0, tzinfo=datetime.UTC)
 
@@ -32,8 +33,8 @@ def command(**changes: object) -> Command:
 @pytest.fixture
 def keys(tmp_path: Path) -> tuple[Path, Path]:
     keys_dir, registry = tmp_path / "keys", tmp_path / "operators.json"
-    generate_key(keys_dir, registry, "alice")
-    generate_key(keys_dir, registry, "mallory")
+    for operator in ("alice", "mallory", OTHER_OPERATOR):
+        generate_key(keys_dir, registry, operator)
     return keys_dir, registry
 
 
@@ -69,6 +70,16 @@ def test_tampered_or_unsigned_commands_are_rejected(
     with pytest.raises(CommandRejected) as error:
         verify(tamper(signed), load_registry(registry))  # type: ignore[operator]
     assert error.value.reason == reason
+
+
+@pytest.mark.parametrize("field", sorted(TAMPERINGS))
+def test_a_change_to_any_signed_field_voids_the_signature(keys: tuple[Path, Path], field: str) -> None:
+    keys_dir, registry = keys
+    signed = sign(command(), load_private_key(keys_dir, "alice"))
+    tampered = Command.model_validate(signed.model_dump() | {field: TAMPERINGS[field]})
+    with pytest.raises(CommandRejected) as error:
+        verify(tampered, load_registry(registry))
+    assert error.value.reason == "bad_signature"
 
 
 def test_keygen_refuses_to_overwrite_unless_rotating(keys: tuple[Path, Path]) -> None:

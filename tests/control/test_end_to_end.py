@@ -6,121 +6,27 @@ The tests of this module share one stack and run in file order: the failover tes
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime
 import json
-import re
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 import clickhouse
-from control.client import OpsClient, new_command, publish
 from control.results import CommandResult
-from masters.keys import generate_key, load_private_key, sign
-from masters.protocol import Command
-from omstream.embedded import (
-    control_plane,
-    service_env,
-    service_process,
-    stop_process,
-    tansu_broker,
-    topic_partitions,
-    wait_until_processed,
-)
-from omstream.services import ops_topics
-from omstream.settings import Settings
-from stream.kafka import ensure_topics
-
-POLICY = """
-roles:
-  admin: {modules: ["*"], idcs: ["*"], targets: ["*"]}
-  web_pinger: {modules: [ping], idcs: [bj], targets: ["web*"]}
-operators:
-  demo: [admin]
-  limited: [web_pinger]
-"""
-
+from omstream.embedded import service_env, stop_process, wait_until_processed
+from tests.control.conftest import ControlStack, by_stage, control_stack, master_executions
 
 PING_BOTH_IDCS = "ops run --operator demo --idc bj,sh --target * --module ping --wait --json"
 
 
-@dataclass
-class ControlStack:
-    settings: Settings
-    bootstrap: str
-    processes: dict[str, subprocess.Popen[bytes]]
-
-    def run(
-        self, payloads: list[bytes], expected: dict[str, int], timeout: float = 30
-    ) -> list[CommandResult]:
-        """Publish raw commands; collect results until each command id has its expected count."""
-
-        async def follow() -> list[CommandResult]:
-            results: list[CommandResult] = []
-            async with OpsClient(self.bootstrap, ops_topics(self.settings)) as follower:
-                await publish(self.bootstrap, self.settings.ops_commands_topic, payloads)
-                async with asyncio.timeout(timeout):
-                    async for result in follower.results():
-                        if result.command_id in expected:
-                            results.append(result)
-                        counts = {cid: sum(r.command_id == cid for r in results) for cid in expected}
-                        if counts == expected:
-                            return results
-            return results
-
-        return asyncio.run(follow())
-
-    def command(self, operator: str = "demo", **fields: object) -> Command:
-        base = new_command(self.settings.keys_dir, operator, ["bj", "sh"], "*", "ping", {})
-        return sign(base.model_copy(update=fields), load_private_key(self.settings.keys_dir, operator))
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlStack]:
-    state = tmp_path_factory.mktemp("control")
-    policy = state / "policy.yaml"
-    policy.write_text(POLICY)
-    settings = Settings(
-        state_dir=state / "state", kafka_bootstrap="", clickhouse_dsn="", policy_file=policy, ops_timeout_s=8
-    )
-    generate_key(settings.keys_dir, settings.operators_file, "limited")
-    with contextlib.ExitStack() as exits:
-        bootstrap = exits.enter_context(tansu_broker(settings.state_dir))
-        asyncio.run(ensure_topics(bootstrap, topic_partitions(settings)))
-        sink = exits.enter_context(service_process(settings, bootstrap, "sink", "sink"))
-        plane = exits.enter_context(control_plane(settings, bootstrap))
-        names = ["bj-1", "bj-2", "sh-1", "sh-2", "control"]
-        yield ControlStack(settings, bootstrap, {"sink": sink, **dict(zip(names, plane, strict=True))})
-
-
-def master_executions(settings: Settings) -> float:
-    """Operations the masters ran, from their Prometheus endpoints (ports from their logs)."""
-    total = 0.0
-    for name in ("bj-1", "bj-2", "sh-1", "sh-2"):
-        log = (settings.state_dir / f"{name}.log").read_text()
-        port = re.search(r"metrics on :(\d+)", log)
-        if port is None:  # a stopped master ran nothing more
-            continue
-        try:
-            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/metrics", timeout=2).read()
-        except OSError:
-            continue
-        for line in metrics.decode().splitlines():
-            if line.startswith("omstream_master_executions_total{"):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def by_stage(results: list[CommandResult]) -> tuple[list[CommandResult], dict[str, CommandResult]]:
-    received = [r for r in results if r.stage == "received"]
-    return received, {r.idc: r for r in results if r.stage == "result"}
+    with control_stack(tmp_path_factory.mktemp("control"), ops_timeout_s=8) as running:
+        yield running
 
 
 def test_a_signed_ping_from_the_cli_returns_success_from_both_idcs(stack: ControlStack) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from control.policy import DEFAULT_POLICY, load_policy
+from control.policy import DEFAULT_POLICY, contains, load_policy
 from masters.protocol import Command, CommandRejected
 
 POLICY = """
@@ -41,8 +41,8 @@ def policy_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_the_shipped_policy_loads() -> None:
-    assert "demo" in load_policy(DEFAULT_POLICY).operators
+def test_the_shipped_policy_loads_and_grants_no_one_anything() -> None:
+    assert load_policy(DEFAULT_POLICY).operators == {}
 
 
 @pytest.mark.parametrize(
@@ -97,3 +97,65 @@ def test_invalid_policies_fail_at_load_with_one_clear_line(tmp_path: Path, text:
     with pytest.raises(ValueError, match=message) as error:
         load_policy(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "target"),
+    [
+        ("*", "*"),
+        ("*", "G@role:web"),
+        ("web*", "web1"),
+        ("web*", "web*"),
+        ("web*", "web-1*"),
+        ("web*", "web-??"),
+        ("web*", "web[0-9]"),
+        ("web-??", "web-01"),  # a literal host is inside whatever pattern matches it
+        ("[!v]*", "web1"),
+        ("web1", "web1"),
+        ("G@role:web", "G@role:web"),
+    ],
+)
+def test_a_pattern_contains_a_target_when_every_host_it_can_match_is_inside(
+    pattern: str, target: str
+) -> None:
+    assert contains(pattern, target)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "target"),
+    [
+        ("web-??", "web-**"),  # issue row 6: web-** matches web-abc, which web-?? does not
+        ("[!v]*", "*"),  # issue row 6: * matches vault1
+        ("web-??", "web-?"),
+        ("web*", "*"),
+        ("web*", "we*"),
+        ("web*", "[w]eb1"),
+        ("web*", "G@role:web"),
+        ("web1", "web1*"),
+        ("web1", "web?"),
+        ("web*x", "web*x"),  # not a prefix pattern: containment of globs is not shown
+        ("G@role:web", "web1"),
+        ("G@role:web", "G@role:*"),
+        ("db*", "web1"),
+    ],
+)
+def test_a_pattern_does_not_contain_a_target_it_cannot_be_shown_to_contain(pattern: str, target: str) -> None:
+    assert not contains(pattern, target)
+
+
+def test_globs_a_role_cannot_contain_are_forbidden_targets(tmp_path: Path) -> None:
+    """Issue row 6: patterns were compared as strings, so `web-**` passed a role of `web-??`."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "roles:\n"
+        "  pairs: {modules: [ping], idcs: [bj], targets: ['web-??']}\n"
+        "  not_vault: {modules: [ping], idcs: [bj], targets: ['[!v]*']}\n"
+        "operators: {carol: [pairs], dave: [not_vault]}\n"
+    )
+    policy = load_policy(path)
+    for operator, target in (("carol", "web-**"), ("dave", "*"), ("carol", ["web-01", "web-*"])):
+        with pytest.raises(CommandRejected) as error:
+            policy.check(command(operator, "ping", ["bj"], target))
+        assert error.value.reason == "forbidden_target"
+    policy.check(command("carol", "ping", ["bj"], ["web-01", "web-02"]))
+    policy.check(command("dave", "ping", ["bj"], "web1"))

@@ -15,9 +15,11 @@ import click
 import pytest
 import yaml
 
+from control.pki import Pki, ensure_pki, write_identities
 from omstream.cli import main
-from omstream.embedded import topic_partitions
+from omstream.embedded import bootstrap_embedded, bootstrap_pki, topic_partitions
 from omstream.settings import Settings
+from stream.kafka import BrokerAccess
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "omstream:latest"
@@ -37,11 +39,17 @@ def run_compose(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60, check=False)
 
 
-def filled_env_file(folder: Path) -> Path:
-    """.env.example with every required (empty) value filled in, as an operator would."""
+REQUIRED = [
+    line[:-1] for line in (ROOT / ".env.example").read_text().splitlines() if re.fullmatch(r"[A-Z_]+=", line)
+]
+
+
+def filled_env_file(folder: Path, unset: str = "") -> Path:
+    """.env.example with every required (empty) value filled in, as an operator would, but `unset`."""
     lines = []
     for line in (ROOT / ".env.example").read_text().splitlines():
-        lines.append(f"{line}not-a-real-secret" if re.fullmatch(r"[A-Z_]+=", line) else line)
+        required = re.fullmatch(r"[A-Z_]+=", line) and line != f"{unset}="
+        lines.append(f"{line}not-a-real-secret" if required else line)
     path = folder / ".env"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -74,12 +82,15 @@ def test_the_compose_file_is_valid_for_a_real_compose_implementation(tmp_path: P
     assert checked.stderr == ""
 
 
-def test_secrets_have_no_defaults_so_an_unset_password_stops_compose(tmp_path: Path) -> None:
-    unset = tmp_path / "unset.env"
-    unset.write_text((ROOT / ".env.example").read_text())  # as shipped: passwords empty
-    checked = run_compose(unset, "config", "--quiet")
+@pytest.mark.parametrize("secret", REQUIRED)
+def test_secrets_have_no_defaults_so_an_unset_password_stops_compose(tmp_path: Path, secret: str) -> None:
+    checked = run_compose(filled_env_file(tmp_path, unset=secret), "config", "--quiet")
     assert checked.returncode != 0
-    assert "CLICKHOUSE_PASSWORD" in checked.stderr
+    assert f"required variable {secret} is missing a value" in checked.stderr
+
+
+def test_the_shipped_env_file_sets_no_secret() -> None:
+    assert {"CLICKHOUSE_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "KAFKA_CONTROL_PASSWORD"} <= set(REQUIRED)
 
 
 def test_the_stack_has_every_part(stack: dict[str, Any]) -> None:
@@ -146,7 +157,7 @@ def test_topic_init_creates_the_projects_topics_with_the_workers_partition_count
     stack: dict[str, Any],
 ) -> None:
     init = services(stack)["topic-init"]
-    created = dict(spec.split(":") for spec in init["environment"]["TOPICS"].split())
+    created = dict(spec.split(":")[:2] for spec in init["environment"]["TOPICS"].split())
     for name, service in omstream_services(stack).items():
         assert service["environment"]["OMSTREAM_EVENTS_PARTITIONS"] == created["events"], name
     partitions = int(created["events"])
@@ -181,16 +192,144 @@ def test_bind_mounted_files_exist_in_the_repository(stack: dict[str, Any]) -> No
                 assert Path(volume["source"]).exists(), f"{name}: {volume['source']}"
 
 
-def test_the_control_plane_shares_the_bootstrapped_state_read_only(stack: dict[str, Any]) -> None:
-    everything = services(stack)
-    state = "/var/lib/omstream"
-    written = mounts(everything["pki-bootstrap"])[state]
-    assert not written.get("read_only")
-    masters = {name for names in IDCS.values() for name in names}
-    for name in {"control"} | masters:
-        volume = mounts(everything[name])[state]
-        assert volume["source"] == written["source"] and volume["read_only"], name
-        assert everything[name]["environment"]["OMSTREAM_STATE_DIR"] == state
+IDENTITY_DIR = "/etc/omstream/identity"
+MASTERS = {name for names in IDCS.values() for name in names}
+
+
+def volume_mounts(stack: dict[str, Any], volume: str) -> dict[str, dict[str, Any]]:
+    """service -> its mount of the named volume `volume`."""
+    return {
+        name: mount
+        for name, service in services(stack).items()
+        for mount in service.get("volumes", [])
+        if mount["type"] == "volume" and mount["source"] == volume
+    }
+
+
+def test_only_the_bootstrap_job_holds_the_ca_and_each_service_mounts_only_its_own_identity(
+    stack: dict[str, Any],
+) -> None:
+    """Issue 13, row 8: the CA key, the control key and every operator's key were on every service."""
+    assert set(volume_mounts(stack, "pki-authority")) == {"pki-bootstrap"}
+    identities = volume_mounts(stack, "identities")
+    assert not identities.pop("pki-bootstrap").get("read_only")
+    assert set(identities) == {"control", "sink"} | MASTERS
+    for name, mount in identities.items():
+        assert mount["read_only"] and mount["volume"]["subpath"] == name and mount["target"] == IDENTITY_DIR
+        assert services(stack)[name]["environment"]["OMSTREAM_IDENTITY_DIR"] == IDENTITY_DIR
+    bootstrap = services(stack)["pki-bootstrap"]
+    assert bootstrap["command"] == ["ops", "bootstrap", "--identities", "/var/lib/omstream-identities"]
+    assert mounts(bootstrap)["/var/lib/omstream-identities"]["source"] == "identities"
+
+
+def test_each_identity_holds_only_what_its_service_uses(tmp_path: Path) -> None:
+    pki = Pki(tmp_path / "authority" / "pki")
+    ensure_pki(pki, sorted(MASTERS))
+    out = tmp_path / "identities"
+    write_identities(pki, tmp_path / "authority" / "operators.json", sorted(MASTERS), out)
+    held = {
+        service.name: sorted(str(path.relative_to(service)) for path in service.rglob("*") if path.is_file())
+        for service in out.iterdir()
+    }
+    control = ["operators.json", "pki/ca.pem", "pki/control-results.key", "pki/control-results.pub"]
+    assert held.pop("control") == [*control, "pki/control.key", "pki/control.pem"]
+    assert held.pop("sink") == ["pki/control-results.pub"]
+    for name in MASTERS:
+        assert held.pop(name) == ["operators.json", "pki/ca.pem", f"pki/{name}.key", f"pki/{name}.pem"]
+    assert held == {}
+    keys = [path for path in out.rglob("*.key")]
+    assert keys and all(path.stat().st_mode & 0o777 == 0o600 for path in keys)
+
+
+def test_the_demo_operator_exists_only_in_embedded_mode(stack: dict[str, Any], tmp_path: Path) -> None:
+    production = Settings(state_dir=tmp_path / "production", masters={"bj": ["master-bj-1:18861"]})
+    bootstrap_pki(production)  # what `ops bootstrap` (pki-bootstrap) does
+    assert not production.keys_dir.exists() and not production.operators_file.exists()
+    embedded = Settings(state_dir=tmp_path / "embedded")
+    assert "operator key demo" in bootstrap_embedded(embedded)
+    assert "demo" not in json.dumps(stack)
+
+
+def kafka_users(stack: dict[str, Any]) -> set[str]:
+    return set(services(stack)["topic-init"]["environment"]["USERS"].split())
+
+
+def acls(stack: dict[str, Any]) -> set[tuple[str, str, str, str]]:
+    """(user, operation, topic|group, name) allowed by topic-init."""
+    specs = services(stack)["topic-init"]["environment"]["ACLS"].split()
+    found = set()
+    for spec in specs:
+        user, operation, kind, name = spec.split(":")
+        found.add((user, operation, kind, name))
+    return found
+
+
+def allowed(stack: dict[str, Any], operation: str, kind: str, name: str) -> set[str]:
+    return {user for user, op, k, n in acls(stack) if (op, k, n) == (operation, kind, name)}
+
+
+def test_kafka_authenticates_every_client_and_only_operators_and_control_write_the_ops_topics(
+    stack: dict[str, Any],
+) -> None:
+    """Issue 13, row 8: Kafka was plaintext without authentication, anyone could write the ops topics."""
+    kafka = services(stack)["kafka"]["environment"]
+    protocols = dict(pair.split(":") for pair in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    for listener in kafka["KAFKA_LISTENERS"].split(","):
+        name, _, address = listener.partition("://")
+        assert protocols[name].startswith("SASL_") or address.startswith("127.0.0.1:"), listener
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert services(stack)["topic-init"]["network_mode"] == "service:kafka"  # the loopback listener
+
+    assert allowed(stack, "Write", "topic", "ops.commands") == {"operator"}
+    assert allowed(stack, "Write", "topic", "ops.results") == {"control"}
+    assert allowed(stack, "Write", "topic", "ops.admitted") == allowed(stack, "Read", "topic", "ops.admitted")
+    assert allowed(stack, "Read", "topic", "ops.admitted") == {"control"}
+    assert {user for user, *_ in acls(stack)} == kafka_users(stack)
+    defaults = Settings()
+    groups = {
+        "worker": defaults.consumer_group,
+        "sink": defaults.sink_group,
+        "control": defaults.control_group,
+    }
+    for user, group in groups.items():
+        assert allowed(stack, "Read", "group", group) == {user}
+
+
+def test_each_service_connects_as_its_own_kafka_user_and_gets_only_the_credentials_it_uses(
+    stack: dict[str, Any],
+) -> None:
+    init = services(stack)["topic-init"]["environment"]
+    for name, service in omstream_services(stack).items():
+        environment = service["environment"]
+        user = "worker" if name == "worker" else name
+        if name in {"sink", "worker", "control"}:
+            access = BrokerAccess.parse(environment["KAFKA_BOOTSTRAP"])
+            assert (access.protocol, access.username, access.hosts) == ("SASL_PLAINTEXT", user, "kafka:9092")
+            assert access.password == init[f"KAFKA_{user.upper()}_PASSWORD"]
+        else:
+            assert "KAFKA_BOOTSTRAP" not in environment, name
+        assert ("CLICKHOUSE_DSN" in environment) == (name in {"sink", "migrate"}), name
+
+
+def test_salt_masters_accept_no_minion_key_by_themselves(stack: dict[str, Any]) -> None:
+    for idc in IDCS:
+        assert salt_config(services(stack)[f"salt-{idc}"])["auto_accept"] is False
+
+
+def test_metrics_and_masters_listen_on_the_services_own_network(stack: dict[str, Any]) -> None:
+    """Issue 13, row 10: metrics were served on all interfaces (a master's include its IDC network)."""
+    for name, service in omstream_services(stack).items():
+        if name in ONE_SHOTS:
+            continue
+        networks = service.get("networks", {"default": None})
+        host = service["environment"]["OMSTREAM_METRICS_HOST"]
+        if set(networks) == {"default"}:
+            assert host == "0.0.0.0", name
+            continue
+        aliases = {network: (settings or {}).get("aliases", []) for network, settings in networks.items()}
+        assert [network for network, names in aliases.items() if host in names] == ["default"], name
+        assert service["environment"]["OMSTREAM_MASTER_HOST"] == host
 
 
 def test_masters_are_named_for_their_certificates_and_listed_for_the_control_service(

@@ -150,20 +150,21 @@ def _load_realtime(chdb: Client) -> None:
 
 
 def _load_ops_audit(chdb: Client) -> None:
-    issued = datetime.now(UTC) - timedelta(hours=1)
+    stored = datetime.now(UTC) - timedelta(hours=1)
     command = uuid.uuid4()
     base = {"command_id": command, "operator": "alice", "module": "ping", "target": "web*", "args": "{}",
-            "output": "{}", "duration_ms": 12.0, "issued_at": issued, "recorded_at": issued}  # fmt: skip
+            "output": "{}", "duration_ms": 12.0, "truncated": False, "source": "ops.commands/0/1",
+            "issued_at": stored, "stored_at": stored}  # fmt: skip
     rows = [
-        {**base, "stage": "received", "idc": "", "minion": "", "master": "", "status": "accepted",
-         "reason": ""},
-        {**base, "stage": "result", "idc": "bj", "minion": "web1", "master": "bj-1", "status": "succeeded",
-         "reason": ""},
-        {**base, "stage": "result", "idc": "sh", "minion": "web2", "master": "sh-1", "status": "timeout",
-         "reason": "no answer in 30 s"},
+        {**base, "record_id": "a", "stage": "received", "idc": "", "minion": "", "master": "",
+         "status": "accepted", "reason": ""},
+        {**base, "record_id": "b", "stage": "result", "idc": "bj", "minion": "web1", "master": "bj-1",
+         "status": "succeeded", "reason": ""},
+        {**base, "record_id": "c", "stage": "result", "idc": "sh", "minion": "", "master": "",
+         "status": "unknown", "reason": "no_reply"},
     ]  # fmt: skip
     names = list(rows[0])
-    chdb.insert("ops_audit", [[row[name] for name in names] for row in rows], column_names=names)
+    chdb.insert("ops_audit_log", [[row[name] for name in names] for row in rows], column_names=names)
 
 
 def _variable_bindings(

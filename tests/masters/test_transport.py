@@ -1,11 +1,15 @@
-"""The master transport: rpyc over mutual TLS, one exposed call, idempotent by command_id."""
+"""The master transport: rpyc over mutual TLS with the control service's identity only, one exposed
+call, a command verified by the master itself, and run at most once per command_id."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 import ssl
 import threading
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,28 +19,38 @@ import rpyc
 from rpyc.core.stream import SocketStream
 
 from control.dispatch import MasterAddress, MasterUnavailable, connect
-from control.pki import CONTROL_CLIENT, Pki
+from control.pki import CONTROL_CLIENT, Pki, issue
 from masters.executors import CallerExecutor
 from masters.modules import SaltCall
-from masters.protocol import RPYC_CONFIG, MasterReply, MinionReturn, Target
+from masters.protocol import RPYC_CONFIG, Command, MasterReply, MasterRequest, MinionReturn, Target
 from masters.tls import client_context
-from tests.masters.conftest import MINION_ID, ServeMaster, control_client, tmp_pki
+from tests.masters.conftest import (
+    MINION_ID,
+    TAMPERINGS,
+    ServeMaster,
+    call,
+    command,
+    control_client,
+    request,
+    signed,
+    tmp_pki,
+)
 
 REFUSED = (ssl.SSLError, EOFError, ConnectionError, OSError)
 
 
-def request(module: str = "ping", command_id: str = "c-1", **fields: Any) -> str:
-    return json.dumps(
-        {"command_id": command_id, "idc": "bj", "module": module, "target": "*", "args": {}} | fields
-    )
+def reply_to(pki: Pki, address: MasterAddress, request_json: str) -> MasterReply:
+    client = control_client(pki, address)
+    try:
+        return MasterReply.model_validate_json(call(client, request_json))
+    finally:
+        client.close()
 
 
 def test_a_ping_over_mutual_tls(pki: Pki, caller: CallerExecutor, serve_master: ServeMaster) -> None:
-    client = control_client(pki, serve_master(caller))
-    reply = MasterReply.model_validate_json(client.call(request()))
+    reply = reply_to(pki, serve_master(caller), request())
     assert (reply.status, reply.master) == ("succeeded", "bj-1")
     assert reply.minions == {MINION_ID: MinionReturn(ok=True, output=True)}
-    client.close()
 
 
 def test_a_client_without_a_certificate_is_refused(
@@ -59,6 +73,34 @@ def test_a_certificate_from_another_ca_is_refused(
         connect(address, stranger, 2, 5).root.execute(request())
 
 
+def test_a_client_certificate_of_our_ca_that_is_not_the_control_service_runs_nothing(
+    pki: Pki, caller: CallerExecutor, serve_master: ServeMaster
+) -> None:
+    """Issue row 1: any certificate the CA ever signed used to be enough to run `ping`."""
+    issue(pki, "mallory", server=False)
+    address = serve_master(caller)
+    with pytest.raises(REFUSED):
+        connect(address, client_context(pki.files("mallory")), 2, 5).root.execute(request())
+
+
+def test_a_server_certificate_used_as_a_client_certificate_is_refused(
+    pki: Pki, caller: CallerExecutor, serve_master: ServeMaster
+) -> None:
+    address = serve_master(caller)
+    with pytest.raises(REFUSED):
+        connect(address, client_context(pki.files("bj-2")), 2, 5).root.execute(request())
+
+
+def test_tls_below_1_2_is_refused(pki: Pki, caller: CallerExecutor, serve_master: ServeMaster) -> None:
+    address = serve_master(caller)
+    old = client_context(pki.files(CONTROL_CLIENT))
+    old.minimum_version = ssl.TLSVersion.TLSv1
+    old.maximum_version = ssl.TLSVersion.TLSv1_1
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")  # what an old client would offer
+    with pytest.raises(REFUSED):
+        connect(address, old, 2, 5).root.execute(request())
+
+
 def test_plaintext_rpyc_is_refused(caller: CallerExecutor, serve_master: ServeMaster) -> None:
     address = serve_master(caller)
     sock = socket.create_connection((address.host, address.port), timeout=5)
@@ -74,7 +116,7 @@ def test_the_client_verifies_the_master_name(
     with pytest.raises(ssl.SSLCertVerificationError, match="match"):
         connect(impostor_expected, client_context(pki.files(CONTROL_CLIENT)), 2, 5)
     with pytest.raises(MasterUnavailable):
-        control_client(pki, impostor_expected).call(request())
+        call(control_client(pki, impostor_expected), request())
 
 
 def test_nothing_but_the_one_call_is_reachable(
@@ -90,11 +132,14 @@ def test_nothing_but_the_one_call_is_reachable(
         lambda: root.__dict__,
         lambda: root._conn,
         lambda: root.exposed_execute.__self__._master,
+        # public names that are not exposed: reachable only if public attributes were allowed
+        lambda: root.on_connect,
+        lambda: root.on_disconnect,
     ):
         with pytest.raises(AttributeError):
             reach()
     live_object = connection.root  # a netref instead of a JSON string is refused without calling it
-    assert "JSON string" in MasterReply.model_validate_json(root.execute(live_object)).reason
+    assert "JSON string" in MasterReply.model_validate_json(root.execute(live_object)).detail
     connection.close()
 
 
@@ -104,10 +149,12 @@ class CountingExecutor:
     def __init__(self, inner: CallerExecutor) -> None:
         self.inner, self.runs, self._lock = inner, 0, threading.Lock()
 
-    def run(self, call: SaltCall, target: Target, timeout: float) -> dict[str, MinionReturn]:
+    def run(
+        self, call: SaltCall, target: Target, timeout: float, not_after: datetime.datetime
+    ) -> dict[str, MinionReturn]:
         with self._lock:
             self.runs += 1
-        return self.inner.run(call, target, timeout)
+        return self.inner.run(call, target, timeout, not_after)
 
 
 def test_a_retried_dispatch_does_not_run_twice(
@@ -116,29 +163,130 @@ def test_a_retried_dispatch_does_not_run_twice(
     executor = CountingExecutor(caller)
     address = serve_master(executor)
     first, second = control_client(pki, address), control_client(pki, address)
-    duplicate = request("cmd_allowlisted", "c-dup", args={"name": "hostname"})
+    duplicate = request("cmd_allowlisted", args={"name": "hostname"})
     with ThreadPoolExecutor(4) as pool:
-        replies = list(pool.map(lambda c: c.call(duplicate), [first, second, first, second]))
+        replies = list(pool.map(lambda c: call(c, duplicate), [first, second, first, second]))
     assert executor.runs == 1 and len(set(replies)) == 1
     assert MasterReply.model_validate_json(replies[0]).status == "succeeded"
-    first.call(request("ping", "c-other"))
+    call(first, request("ping"))
     assert executor.runs == 2
+
+
+def test_a_restarted_master_does_not_run_a_command_again(
+    pki: Pki, tmp_path: Path, caller: CallerExecutor, serve_master: ServeMaster
+) -> None:
+    executor = CountingExecutor(caller)
+    memory = tmp_path / "bj-1" / "executed.log"
+    once = request("cmd_allowlisted", args={"name": "hostname"})
+    assert reply_to(pki, serve_master(executor, memory=memory), once).status == "succeeded"
+    serve_master.stop("bj-1")
+    again = reply_to(pki, serve_master(executor, memory=memory), once)  # a new process, the same disk
+    assert (again.status, again.reason) == ("refused", "already_run")
+    assert "ran it before (outcome: succeeded)" in again.detail and executor.runs == 1
+
+
+@pytest.mark.parametrize("field", sorted(TAMPERINGS))
+def test_a_stolen_control_identity_cannot_run_a_tampered_command(
+    pki: Pki, caller: CallerExecutor, serve_master: ServeMaster, field: str
+) -> None:
+    """The control service's certificate alone runs nothing: each signed field is checked again."""
+    executor = CountingExecutor(caller)
+    tampered = signed(command()).model_copy(update={field: TAMPERINGS[field]})
+    reply = reply_to(pki, serve_master(executor), MasterRequest(command=tampered).model_dump_json())
+    assert (reply.status, reply.reason) == ("refused", "bad_signature")
+    assert executor.runs == 0
+
+
+def test_every_signed_field_is_tampered_with() -> None:
+    assert set(TAMPERINGS) == set(Command.model_fields) - {"signature"}
+
+
+def now_plus(seconds: float) -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
 
 
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ("{", "malformed request"),
-        (request(idc="sh"), "wrong idc"),
-        (request("reboot"), "unknown module"),
-        (request("cmd_allowlisted", args={"name": "rm"}), "not on this IDC's allow-list"),
-        (request("state_apply", args={"state": "top"}), "not on this IDC's allow-list"),
-        (request("service", args={"name": "a;b"}), "bad args for service"),
-        (request(target="no-such-host-*"), "no minion matched"),
+        ("{", "malformed"),
+        ('{"command": {"command_id": "x"}}', "malformed"),
+        ("[" * 100_000 + "]" * 100_000, "too_large"),
+        ("[" * 30_000 + "]" * 30_000, "malformed"),
+        (MasterRequest(command=command()).model_dump_json(), "unsigned"),
+        (request(operator="nobody"), "unknown_operator"),
+        (request(issued_at=now_plus(-600), expires_at=now_plus(-1)), "expired"),
+        (request(issued_at=now_plus(-60), expires_at=now_plus(2 * 3600)), "lifetime_too_long"),
+        (request(idc=["sh"]), "wrong_idc"),
+        (request("reboot"), "unknown_module"),
+        (request("cmd_allowlisted", args={"name": "rm"}), "not_allowed"),
+        (request("state_apply", args={"state": "top"}), "not_allowed"),
+        (request("service", args={"name": "a;b"}), "bad_args"),
     ],
+    ids=lambda value: value if isinstance(value, str) and len(value) < 30 else None,
 )
-def test_a_master_checks_again_what_it_is_asked(
+def test_a_master_refuses_what_it_may_not_run(
     pki: Pki, caller: CallerExecutor, serve_master: ServeMaster, body: str, reason: str
 ) -> None:
-    reply = MasterReply.model_validate_json(control_client(pki, serve_master(caller)).call(body))
-    assert reply.status == "failed" and reason in reply.reason
+    executor = CountingExecutor(caller)
+    reply = reply_to(pki, serve_master(executor), body)
+    assert (reply.status, reply.reason) == ("refused", reason), reply.detail
+    assert executor.runs == 0
+
+
+def test_a_target_no_minion_matches_fails(
+    pki: Pki, caller: CallerExecutor, serve_master: ServeMaster
+) -> None:
+    reply = reply_to(pki, serve_master(caller), request(target="no-such-host-*"))
+    assert (reply.status, reply.detail) == ("failed", "no minion matched the target")
+
+
+def test_unauthenticated_connections_cannot_pile_up_threads(
+    pki: Pki, caller: CallerExecutor, serve_master: ServeMaster
+) -> None:
+    address = serve_master(caller, max_handshakes=4)
+    threads = threading.active_count()
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(50):  # connect, never say a word
+            idle.append(socket.create_connection((address.host, address.port), timeout=5))
+        time.sleep(0.5)  # the server accepts them
+        assert threading.active_count() - threads <= 4
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 30  # the handshakes waiting on those sockets end as they close
+    while True:
+        try:
+            assert reply_to(pki, address, request()).status == "succeeded"
+            return
+        except MasterUnavailable:
+            if time.monotonic() > deadline:
+                raise
+
+
+def test_a_request_names_a_command_by_its_uuid_whatever_its_spelling(
+    pki: Pki, caller: CallerExecutor, serve_master: ServeMaster
+) -> None:
+    executor = CountingExecutor(caller)
+    address = serve_master(executor)
+    first = signed(command(command_id=uuid.uuid4()))
+    assert reply_to(pki, address, MasterRequest(command=first).model_dump_json()).status == "succeeded"
+    body: dict[str, Any] = MasterRequest(command=first).model_dump(mode="json")
+    body["command"]["command_id"] = first.command_id.hex.upper()  # the same id, written otherwise
+    assert reply_to(pki, address, json.dumps(body)).status == "succeeded"  # the first run's reply
+    assert executor.runs == 1
+
+
+class BrokenExecutor:
+    """Salt's client failing as a whole (its salt-master gone, say)."""
+
+    def run(
+        self, call: SaltCall, target: Target, timeout: float, not_after: datetime.datetime
+    ) -> dict[str, MinionReturn]:
+        raise RuntimeError("the salt-master is gone")
+
+
+def test_a_salt_failure_is_a_failed_result_not_a_broken_call(pki: Pki, serve_master: ServeMaster) -> None:
+    reply = reply_to(pki, serve_master(BrokenExecutor()), request())
+    assert (reply.status, reply.reason) == ("failed", "salt_error")
+    assert "the salt-master is gone" in reply.detail

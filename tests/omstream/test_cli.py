@@ -54,6 +54,7 @@ def test_help_everywhere(tmp_path: Path) -> None:
         ["master"],
         ["ops"],
         ["ops", "keygen"],
+        ["ops", "register"],
         ["ops", "bootstrap"],
         ["ops", "run"],
         ["ops", "history"],
@@ -174,3 +175,24 @@ def test_up_serves_other_commands_and_stops_everything_it_started_on_ctrl_c(tmp_
     for service in status["services"].values():
         with pytest.raises(ProcessLookupError):
             os.kill(service["pid"], 0)
+
+
+def test_an_operator_key_is_made_on_the_operator_s_machine_and_only_its_public_half_registered(
+    tmp_path: Path,
+) -> None:
+    laptop, authority, identities = tmp_path / "laptop", tmp_path / "authority", tmp_path / "identities"
+    made = omstream("ops", "keygen", "--operator", "alice", state=laptop)
+    public = made.stdout.split("public key ")[1].split()[0]
+    registered = omstream("ops", "register", "--operator", "alice", "--public-key", public, state=authority)
+    assert registered.returncode == 0, registered.stderr
+    masters = '{"bj": ["master-bj-1:18861"]}'
+    bootstrap = omstream(
+        "ops", "bootstrap", "--identities", str(identities), state=authority, OMSTREAM_MASTERS=masters
+    )
+    assert bootstrap.returncode == 0, bootstrap.stderr
+    for service in ("control", "master-bj-1"):
+        assert list(json.loads((identities / service / "operators.json").read_text())["operators"]) == [
+            "alice"
+        ]
+    assert not (authority / "keys").exists()  # no private key on the authority, no demo operator
+    assert not list(identities.rglob("ca.key"))

@@ -1,6 +1,12 @@
+import asyncio
+from pathlib import Path
+
+import faust
+import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from stream.kafka import Partitioner
+from stream.app import FaustConfig, create_app
+from stream.kafka import BrokerAccess, GroupTimings, Partitioner, kafka_options, redacted
 
 
 def test_users_go_where_kafka_s_default_partitioner_puts_their_key() -> None:
@@ -17,3 +23,48 @@ def test_a_message_is_checked_against_its_partition_whatever_the_memo_holds() ->
     assert partitioner.all_to(users_of_2, 2)
     assert partitioner.all_to([], 2)
     assert not partitioner.all_to([*users_of_2, next(u for u in range(400) if partitioner(u) != 2)], 2)
+
+
+def test_a_plain_bootstrap_address_connects_without_authentication() -> None:
+    assert kafka_options("127.0.0.1:9092,127.0.0.1:9093") == {
+        "bootstrap_servers": "127.0.0.1:9092,127.0.0.1:9093"
+    }
+
+
+def test_a_bootstrap_address_may_carry_the_service_s_own_kafka_user() -> None:
+    access = BrokerAccess.parse("sasl_plaintext://control:p%40ss%3Aword@kafka:9092,kafka-2:9092")
+    assert access == BrokerAccess("kafka:9092,kafka-2:9092", "SASL_PLAINTEXT", "control", "p@ss:word")
+    options = access.options()
+    assert (options["security_protocol"], options["sasl_mechanism"]) == ("SASL_PLAINTEXT", "SCRAM-SHA-512")
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("control", "p@ss:word")
+    assert options["ssl_context"] is None
+    assert BrokerAccess.parse("sasl_ssl://sink:x@kafka:9093").options()["ssl_context"] is not None
+    assert redacted("sasl_plaintext://control:secret@kafka:9092") == "sasl_plaintext://control:***@kafka:9092"
+    assert redacted("kafka:9092") == "kafka:9092"
+
+
+def test_a_faust_app_authenticates_as_the_address_says(tmp_path: Path) -> None:
+    config = FaustConfig(
+        "t", "sasl_plaintext://worker:secret@kafka:9092", tmp_path, GroupTimings(2.0), "WARNING"
+    )
+
+    async def credentials_of_an_app() -> object:  # a Faust app is made in an event loop
+        return create_app(config).conf.broker_credentials
+
+    credentials = asyncio.run(credentials_of_an_app())
+    assert isinstance(credentials, faust.SASLCredentials)
+    assert (credentials.username, credentials.password, credentials.mechanism.value) == (
+        "worker",
+        "secret",
+        "SCRAM-SHA-512",
+    )
+
+
+@pytest.mark.parametrize(
+    "bootstrap",
+    ["sasl_plaintext://kafka:9092", "ssl://user:secret@kafka:9092", "sasl_ssl://:secret@kafka:9092"],
+)
+def test_a_bad_bootstrap_address_is_one_clear_error_without_its_password(bootstrap: str) -> None:
+    with pytest.raises(ValueError, match="bad Kafka bootstrap") as error:
+        BrokerAccess.parse(bootstrap)
+    assert "secret" not in str(error.value)
