@@ -176,6 +176,13 @@ class BulkConsumer(FaustConsumer):
             self._next_first.pop(tp, None)
 
 
+def bulk_buffer(fetches_per_take: int) -> int:
+    """How many bulks may wait for an agent: the next take's, no more. Faust's buffer counts messages,
+    and a bulk can hold a fetch's thousands: a buffer sized for messages would let a consumer read
+    ahead of its agent without bound, and hold it all in memory."""
+    return 2 * fetches_per_take
+
+
 def deliver_in_bulk(app: faust.App, topics: Iterable[str]) -> None:
     """Make `app` read `topics` one fetch of a partition at a time (before the app starts)."""
     consumer = type("BulkConsumer", (BulkConsumer,), {"bulk_topics": frozenset(topics)})

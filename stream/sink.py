@@ -20,7 +20,7 @@ from faust.types import EventT
 
 from stream import metrics
 from stream.app import FaustConfig, Takes, create_app, raw_topic
-from stream.bulk import Bulk, deliver_in_bulk
+from stream.bulk import Bulk, bulk_buffer, deliver_in_bulk
 from stream.events import AcceptRange, DeadLetter, EventFields, decode_fields, decode_singles, valid_events
 from stream.processed import Stage, encode_processed
 from stream.results import decode_results
@@ -139,7 +139,8 @@ def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
 
         return store
 
-    app.agent(raw_topic(app, topics.events), name="store_events")(store_events)
+    events = raw_topic(app, topics.events, buffered=bulk_buffer(takes.fetches))
+    app.agent(events, name="store_events")(store_events)
     app.agent(raw_topic(app, topics.dead_letters), name="store_dead_letters")(store_dead_letters)
     app.agent(raw_topic(app, topics.windows), name="store_windows")(store_windows)
     for feed in config.feeds:

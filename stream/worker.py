@@ -25,7 +25,7 @@ from faust.types import TP, EventT, Message
 
 from stream import metrics
 from stream.app import FaustConfig, Takes, create_app, raw_topic
-from stream.bulk import Bulk, deliver_in_bulk
+from stream.bulk import Bulk, bulk_buffer, deliver_in_bulk
 from stream.checkpoints import encode_checkpoint, latest_checkpoints
 from stream.events import (
     BEHAVIOR_CODE,
@@ -364,10 +364,8 @@ def build_worker_app(config: WorkerConfig) -> faust.App:
     deliver_in_bulk(app, [config.topics.events])
     names = config.topics
     topics = WorkerTopics(
-        *(
-            raw_topic(app, name)
-            for name in (names.events, names.dead_letters, names.windows, names.checkpoints)
-        )
+        raw_topic(app, names.events, buffered=bulk_buffer(config.takes.fetches)),
+        *(raw_topic(app, name) for name in (names.dead_letters, names.windows, names.checkpoints)),
     )
     worker = WindowWorker(config, topics)
 
