@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import re
+import shlex
 import subprocess
 import sys
 import urllib.request
@@ -48,6 +49,7 @@ operators:
   dave: [not_vault]
 """
 MASTERS = ("bj-1", "bj-2", "sh-1", "sh-2")
+PING_BOTH_IDCS = shlex.split("ops run --operator demo --idc bj,sh --target * --module ping --wait --json")
 
 
 @dataclass
@@ -113,19 +115,23 @@ class ControlStack:
             masters.setdefault(name.split("-")[0], []).append(f"{name}@127.0.0.1:{ports[-1]}")
         return self.settings.model_copy(update={"masters": masters})
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`omstream ARGS` as an operator on this stack runs it."""
+        return subprocess.run(
+            [sys.executable, "-m", "omstream", *args],
+            env=service_env(self.settings, self.bootstrap),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
     def history(self) -> list[dict[str, Any]]:
         """`omstream ops history --json` once the sink has stored every result: the sink is stopped
         (chDB is open in one process at a time) and started again afterwards."""
         sink = self.processes["sink"]
         wait_until_processed(self.settings, self.bootstrap, {}, timeout=60, alive=[sink])
         stop_process(sink)
-        done = subprocess.run(
-            [sys.executable, "-m", "omstream", "ops", "history", "--json", "--limit", "100000"],
-            env=service_env(self.settings, self.bootstrap),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = self.cli("ops", "history", "--json", "--limit", "100000")
         self.processes["sink"] = self.exits.enter_context(
             service_process(self.settings, self.bootstrap, "sink", "sink")
         )

@@ -12,8 +12,6 @@ import base64
 import json
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -34,12 +32,18 @@ from control.results import CommandResult
 from control.signing import SIGNATURE_HEADER, Purpose, signed_headers
 from masters.protocol import MasterReply, MasterRequest
 from masters.tls import client_context
-from omstream.embedded import service_env, stop_process
+from omstream.embedded import stop_process
 from omstream.services import control_public_key, ops_topics
-from tests.control.conftest import MASTERS, ControlStack, by_stage, control_stack, master_executions
+from tests.control.conftest import (
+    MASTERS,
+    PING_BOTH_IDCS,
+    ControlStack,
+    by_stage,
+    control_stack,
+    master_executions,
+)
 
 REFUSED = (OSError, EOFError)
-PING_BOTH_IDCS = "ops run --operator demo --idc bj,sh --target * --module ping --wait --json"
 BIG_GRAIN = "x" * 600_000
 SLOW_SECONDS = 6  # the `slow` command; the control service waits OPS_TIMEOUT_S for a result set
 OPS_TIMEOUT_S = 3
@@ -178,13 +182,7 @@ def test_row5_garbage_on_the_ops_topics_stops_no_consumer(stack: ControlStack) -
     sprayer = threading.Thread(target=spray)
     sprayer.start()
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "omstream", *PING_BOTH_IDCS.split()],
-            env=service_env(stack.settings, stack.bootstrap),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = stack.cli(*PING_BOTH_IDCS)
     finally:
         spraying.set()
         sprayer.join()

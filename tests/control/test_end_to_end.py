@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -17,10 +15,8 @@ import pytest
 
 import clickhouse
 from control.results import CommandResult
-from omstream.embedded import service_env, stop_process, wait_until_processed
-from tests.control.conftest import ControlStack, by_stage, control_stack, master_executions
-
-PING_BOTH_IDCS = "ops run --operator demo --idc bj,sh --target * --module ping --wait --json"
+from omstream.embedded import stop_process, wait_until_processed
+from tests.control.conftest import PING_BOTH_IDCS, ControlStack, by_stage, control_stack, master_executions
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +26,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlStack]:
 
 
 def test_a_signed_ping_from_the_cli_returns_success_from_both_idcs(stack: ControlStack) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "omstream", *PING_BOTH_IDCS.split()],
-        env=service_env(stack.settings, stack.bootstrap),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = stack.cli(*PING_BOTH_IDCS)
     assert done.returncode == 0, done.stderr
     received, per_idc = by_stage(
         [CommandResult.model_validate_json(line) for line in done.stdout.splitlines()]
@@ -130,12 +120,6 @@ def test_the_audit_table_holds_commands_and_their_results(stack: ControlStack) -
     assert mine[("result", "sh")]["master"] in ("sh-1", "sh-2")
     reasons = {row["reason"] for row in rows if row["status"] == "rejected"}
     assert {"unsigned", "bad_signature", "expired", "replayed", "forbidden_module", "malformed"} <= reasons
-    history = subprocess.run(
-        [sys.executable, "-m", "omstream", "ops", "history", "--json"],
-        env=service_env(stack.settings, stack.bootstrap),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    history = stack.cli("ops", "history", "--json")
     assert history.returncode == 0, history.stderr
     assert any(row["command_id"] == str(ping.command_id) for row in json.loads(history.stdout))
