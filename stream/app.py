@@ -10,7 +10,10 @@ import faust
 from faust.tables import TableManager
 from mode import CrashingSupervisor
 
+from stream._heap import fix_mmap_threshold, return_free_memory
 from stream.kafka import SASL_MECHANISM, BrokerAccess, GroupTimings
+
+_RETURN_MEMORY_SECONDS = 2.0  # how often freed heap memory goes back to the system (see stream._heap)
 
 
 @dataclass(frozen=True)
@@ -105,5 +108,7 @@ def raw_topic(app: faust.App, name: str, buffered: int | None = None) -> faust.T
 def run_faust(app: faust.App, log_level: str) -> None:
     """Run a Faust app (worker or sink) until SIGTERM/SIGINT; Faust handles both and stops cleanly."""
     _tune_garbage_collection()
+    fix_mmap_threshold()
+    app.timer(_RETURN_MEMORY_SECONDS, name="return_free_memory")(return_free_memory)
     worker = faust.Worker(app, loglevel=log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
