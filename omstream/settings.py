@@ -80,7 +80,9 @@ class Settings(BaseSettings):
     )
     grace_seconds: int = Field(default=600, ge=0, description="allowed lateness of the real-time windows")
     funnel_conversion_seconds: int = Field(default=86_400, gt=0, description="pv -> buy conversion window")
-    window_flush_seconds: float = Field(default=2.0, gt=0, description="how often open windows are written")
+    window_flush_seconds: float = Field(
+        default=2.0, gt=0, description="how often open windows are written (longer when that is costly)"
+    )
     log_level: str = "WARNING"
     metrics_port: int = Field(
         default=0, ge=0, description="Prometheus /metrics port of a service; 0 = any free port"

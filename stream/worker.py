@@ -49,6 +49,17 @@ from stream.windows import Batch, Bucketer, Checkpoint, PartitionWindows, Window
 _USER, _ITEM, _CATEGORY, _BEHAVIOR, _TS = (
     attrgetter(name) for name in ("user_id", "item_id", "category_id", "behavior", "ts")
 )
+FULL_FLUSH_SHARE = 0.1  # at most this share of a worker's time goes to rewriting open windows
+
+
+def full_flush_interval(flush_seconds: float, last_cost: float) -> float:
+    """How often every open window is written (closed ones are written at every take).
+
+    A full flush recomputes every open window, a day's funnel over all of the day's events so far:
+    far behind the stream (a backlog at a data set's scale) that costs seconds, so the interval
+    stretches to keep full flushes to FULL_FLUSH_SHARE of the worker's time.
+    """
+    return max(flush_seconds, last_cost / FULL_FLUSH_SHARE)
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,7 @@ class WindowWorker:
         self.last_message: dict[int, tuple[float, int]] = {}
         self.held: dict[int, deque[EventT]] = defaultdict(deque)
         self.last_flush = 0.0
+        self.last_flush_cost = 0.0  # seconds the last full flush took to compute its rows
         self.sent_positions: dict[int, int] = {}
         self.sent_checkpoints: dict[int, Checkpoint] = {}
         self._lock = asyncio.Lock()  # a take and the flush timer never interleave
@@ -200,8 +212,7 @@ class WindowWorker:
             # a take that reached the end of its partitions has caught up with the topic: write every
             # open window now, not up to a flush interval later (what a live dashboard, or a replay,
             # waits for)
-            due = time.monotonic() - self.last_flush >= self.config.flush_seconds
-            await self._write_windows(everything=due or caught_up)
+            await self._write_windows(everything=self._flush_due() or caught_up)
             metrics.EVENTS_IN.inc(sum(len(into.events) for into in inputs.values()))
 
     async def flush(self) -> None:
@@ -209,8 +220,12 @@ class WindowWorker:
         changed is written (so an idle stream is written out, and its windows close, too)."""
         async with self._lock:
             followed = self._follow_clock(time.monotonic())
-            if followed or time.monotonic() - self.last_flush >= self.config.flush_seconds:
+            if followed or self._flush_due():
                 await self._write_windows(everything=True)
+
+    def _flush_due(self) -> bool:
+        interval = full_flush_interval(self.config.flush_seconds, self.last_flush_cost)
+        return time.monotonic() - self.last_flush >= interval
 
     def _follow_clock(self, now: float) -> bool:
         """Partitions that received nothing for the grace: their watermark advances with the clock,
@@ -307,12 +322,15 @@ class WindowWorker:
 
     async def _write_windows(self, everything: bool) -> None:
         windows, funnels, checkpoints = [], [], []
+        started = time.perf_counter()
         for partition, state in self.windows.items():
             rows, funnel_rows = state.collect(everything)
             windows += rows
             funnels += funnel_rows
             checkpoints.append(state.checkpoint())
             self._observe(partition, state)
+        if everything:
+            self.last_flush_cost = time.perf_counter() - started
         # only a full flush writes every open window, so only it may claim the offsets are stored
         positions = {p: state.last_offset for p, state in self.windows.items()} if everything else {}
         if windows or funnels or (everything and positions != self.sent_positions):
