@@ -361,6 +361,8 @@ def test_every_panel_query_runs_over_http_against_omstream_up_while_events_strea
             http = _endpoint_client(state)
             minutes = "SELECT count() FROM realtime_windows WHERE kind = 'minute'"
             until(lambda: http.command(minutes), 60, "no real-time rows")
+            audited = "SELECT count() FROM ops_audit_log WHERE idc != ''"  # the ping's result, stored
+            until(lambda: http.command(audited), 60, "no audit rows")
             for path in DASHBOARDS:
                 board = _load(path)
                 now = datetime.now(UTC)
