@@ -206,8 +206,14 @@ def _encode_here(source: str, partitions: str, start: str, end: str, time_ordere
         f"match(line, '^[0-9]{{1,18}},[0-9]{{1,18}},[0-9]{{1,18}},({behaviors}),[0-9]{{1,10}}$') "
         f"AND ts >= {int(start)} AND ts < {int(end)} AS valid, toUInt64OrZero(f[1]) AS user_id "
         f"FROM file('{_quoted(source)}', 'LineAsString', 'line String')) "
-        + ("ORDER BY ts " if time_ordered == "1" else "")
-        + "SETTINGS output_format_json_quote_64bit_integers = 0, "
+        + (
+            "ORDER BY ts SETTINGS "
+            if time_ordered == "1"
+            # in the file's own order: parallel reading interleaves the file's blocks, so a file
+            # already in time order would reach the windows out of order (events counted late)
+            else "SETTINGS max_threads = 1, input_format_parallel_parsing = 0, "
+        )
+        + "output_format_json_quote_64bit_integers = 0, "
         # Spill to disk instead of holding the whole file in memory (both settings are needed).
         "max_bytes_before_external_sort = 100000000, max_bytes_ratio_before_external_sort = 0, "
         "storage_file_read_method = 'pread'"

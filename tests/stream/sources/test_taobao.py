@@ -109,3 +109,17 @@ def test_lines_chdb_encodes_are_the_events_parse_line_reads(tmp_path: Path) -> N
         len(fast) > 0.9 * len(lines)
         and Event(user_id=7, item_id=8, category_id=9, behavior="pv", ts=1511600000) in fast
     )
+
+
+def test_a_file_is_encoded_in_its_own_order(tmp_path: Path) -> None:
+    # 1M events, ~33 MB: chDB reads a file this large in parallel blocks, which it interleaved
+    # (about one read in two), so a time-ordered replay reached the windows out of order
+    raw, ordered = tmp_path / "raw.csv", tmp_path / "ordered.csv"
+    generate_csv(raw, events=1_000_000, seed=1)
+    sort_by_time(raw, ordered)
+    expected = [line.rsplit(b",", 1)[1] for line in ordered.read_bytes().splitlines()]
+    for _ in range(4):
+        encoded = [
+            line.split(b"\t", 2)[1] for chunk in encoded_lines(ordered, WINDOW, 4, False) for line in chunk
+        ]
+        assert encoded == expected
