@@ -36,6 +36,11 @@ TAOBAO_DAYS = 9
 TAOBAO_END = TAOBAO_START + TAOBAO_DAYS * 86_400  # 2017-12-04 00:00 Asia/Shanghai, exclusive
 
 _FIELD_COUNT = 5
+# Spill to disk instead of holding the whole file in memory (both sort settings are needed).
+_SORT_ON_DISK = (
+    "max_bytes_before_external_sort = 100000000, max_bytes_ratio_before_external_sort = 0, "
+    "storage_file_read_method = 'pread'"
+)
 _ENCODED_CHUNK = 1 << 20  # bytes of encoded lines read from the child at a time
 _PROGRESS_EVERY = 20_000  # lines between progress callbacks: cheap, yet smooth for a progress bar
 # A day belongs to a file's window when it has at least this share of the busiest day's events: the
@@ -94,10 +99,7 @@ def sort_by_time(source: Path, target: Path) -> None:
     Unparseable lines sort first and are kept verbatim, so the reader still rejects them with a reason.
     chDB runs in a child process: a process can hold only one chDB path, and ours may hold the sink's.
     """
-    code = "import sys; from stream.sources.taobao import _sort_here; _sort_here(sys.argv[1], sys.argv[2])"
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(source), str(target)], capture_output=True, text=True
-    )
+    done = subprocess.run(_in_child("_sort_here", str(source), str(target)), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"sorting {source} failed: {done.stderr.strip().splitlines()[-1:]}")
 
@@ -106,8 +108,7 @@ def file_window(path: Path, timezone: str) -> FixedRange:
     """The whole days (in `timezone`) a file's events are on: the run of days around its busiest one
     that each have at least 1 % of that day's events. Read by chDB in a child process (see `sort_by_time`).
     """
-    code = "import sys; from stream.sources.taobao import _days_here; _days_here(sys.argv[1], sys.argv[2])"
-    done = subprocess.run([sys.executable, "-c", code, str(path), timezone], capture_output=True, text=True)
+    done = subprocess.run(_in_child("_days_here", str(path), timezone), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"reading the times of {path} failed: {done.stderr.strip().splitlines()[-1:]}")
     days = {date.fromisoformat(day): count for day, count in json.loads(done.stdout)}
@@ -132,6 +133,12 @@ def _busy_days(days: dict[date, int]) -> tuple[date, date]:
     return first, last
 
 
+def _in_child(function: str, *arguments: str) -> list[str]:
+    """The command that runs `function` of this module with `arguments` in a child Python."""
+    code = f"import sys; from stream.sources.taobao import {function}; {function}(*sys.argv[1:])"
+    return [sys.executable, "-c", code, *arguments]
+
+
 def _days_here(source: str, timezone: str) -> None:
     import chdb
 
@@ -152,10 +159,7 @@ def _sort_here(source: str, target: str) -> None:
     chdb.query(
         f"SELECT line FROM file('{_quoted(source)}', 'LineAsString', 'line String') "
         "ORDER BY toInt64OrZero(splitByChar(',', line)[5]) "
-        f"INTO OUTFILE '{_quoted(target)}' FORMAT LineAsString "
-        # Spill to disk instead of holding the whole file in memory (both settings are needed).
-        "SETTINGS max_bytes_before_external_sort = 100000000, max_bytes_ratio_before_external_sort = 0, "
-        "storage_file_read_method = 'pread'"
+        f"INTO OUTFILE '{_quoted(target)}' FORMAT LineAsString SETTINGS {_SORT_ON_DISK}"
     )
 
 
@@ -171,9 +175,8 @@ def encoded_lines(
     passing through Python's parsing."""
     start, end = accept_range.bounds()
     arguments = [str(path), str(partitions), str(start), str(end), "1" if time_ordered else "0"]
-    code = "import sys; from stream.sources.taobao import _encode_here; _encode_here(*sys.argv[1:])"
     with subprocess.Popen(
-        [sys.executable, "-c", code, *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        _in_child("_encode_here", *arguments), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     ) as child:
         assert child.stdout is not None and child.stderr is not None
         rest = b""
@@ -213,10 +216,7 @@ def _encode_here(source: str, partitions: str, start: str, end: str, time_ordere
             # already in time order would reach the windows out of order (events counted late)
             else "SETTINGS max_threads = 1, input_format_parallel_parsing = 0, "
         )
-        + "output_format_json_quote_64bit_integers = 0, "
-        # Spill to disk instead of holding the whole file in memory (both settings are needed).
-        "max_bytes_before_external_sort = 100000000, max_bytes_ratio_before_external_sort = 0, "
-        "storage_file_read_method = 'pread'"
+        + f"output_format_json_quote_64bit_integers = 0, {_SORT_ON_DISK}"
     )
     out = sys.stdout.buffer
     for chunk in chdb.connect(":memory:").send_query(query, "TSVRaw"):
