@@ -71,6 +71,7 @@ def sink_config(settings: Settings, bootstrap: str) -> SinkConfig:
     return SinkConfig(
         faust=faust_config(settings, settings.sink_group, bootstrap),
         topics=topics(settings),
+        partitions=settings.events_partitions,
         accept_range=settings.accept_range,
         takes=takes(settings),
         feeds=(audit_feed,),

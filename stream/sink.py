@@ -22,6 +22,7 @@ from stream import metrics
 from stream.app import FaustConfig, Takes, create_app, raw_topic
 from stream.bulk import Bulk, bulk_buffer, deliver_in_bulk
 from stream.events import AcceptRange, DeadLetter, EventFields, decode_fields, decode_singles, valid_events
+from stream.kafka import Partitioner
 from stream.processed import Stage, encode_processed
 from stream.results import decode_results
 from stream.sinks.clickhouse import (
@@ -52,6 +53,7 @@ class TableFeed:
 class SinkConfig:
     faust: FaustConfig
     topics: Topics
+    partitions: int  # of the events topic: an event counts as stored on its user's partition
     accept_range: AcceptRange  # accepted event times
     takes: Takes
     feeds: tuple[TableFeed, ...] = ()
@@ -77,6 +79,17 @@ def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
     app = create_app(config.faust)
     deliver_in_bulk(app, [config.topics.events])
     writer = ClickHouseWriter(client)
+    partitioner = Partitioner(config.partitions)
+
+    def on_partition(events: Sequence[EventFields], partition: int) -> int:
+        """How many of `events` are on their user's partition. A misrouted event is stored where it
+        was found and again where the worker re-routes it; the table keeps one row, and the stored
+        events metric counts it once, at its re-routed copy."""
+        user_ids = [event.user_id for event in events]
+        if partitioner.all_to(user_ids, partition):
+            return len(user_ids)
+        return sum(partitioner(user_id) == partition for user_id in user_ids)
+
     topics = config.topics
     processed = raw_topic(app, topics.processed)
     takes = config.takes
@@ -91,23 +104,27 @@ def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
             valid: list[bytes] = []
             decoded: list[EventFields] = []
             repaired: list[EventFields] = []
+            stored = 0
             for event in batch:
-                bulk = cast(Bulk, event.value)
+                bulk, partition = cast(Bulk, event.value), event.message.partition
                 singles = decode_singles(bulk.values, config.accept_range)
                 if singles is not None:
-                    valid += bulk.values
+                    valid += cast(list[bytes], bulk.values)
                     decoded += singles
+                    stored += on_partition(singles, partition)
                     continue
                 for value in bulk.values:
                     fields = decode_fields(value, config.accept_range)
-                    if fields is not None:
+                    if fields is not None and value is not None:
                         valid.append(value)
                         decoded += fields
                     else:  # some events are bad: the model path keeps the good ones
-                        repaired += valid_events(value, config.accept_range)
+                        fields = list(valid_events(value, config.accept_range))
+                        repaired += fields
+                    stored += on_partition(fields, partition)
             await writer.run(insert_event_messages, valid, decoded)
             await writer.run(insert_events, repaired)
-            metrics.EVENTS_STORED.inc(len(decoded) + len(repaired))
+            metrics.EVENTS_STORED.inc(stored)
             await published(Stage.RAW, topics.events, last_offsets(batch))
 
     async def store_dead_letters(stream: faust.StreamT[bytes]) -> None:
