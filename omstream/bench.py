@@ -41,8 +41,8 @@ from omstream.settings import Settings
 from stream.emitter import EmitReport
 from stream.events import BEHAVIORS, EVENT_COLUMNS, FixedRange
 from stream.metrics import EVENTS_IN_TOTAL, EVENTS_STORED_TOTAL
-from stream.sinks.clickhouse import RAW_EVENTS
 from stream.processed import ProcessedWatcher
+from stream.sinks.clickhouse import RAW_EVENTS
 from stream.sources.generator import generate_chunks, generate_csv
 from stream.sources.taobao import TAOBAO_END, TAOBAO_START, sort_by_time
 
