@@ -4,62 +4,15 @@ around it are delivered, and the position moves past it."""
 
 from __future__ import annotations
 
-import struct
-
 import aiokafka.codec
 import aiokafka.consumer.fetcher as fetcher
 import pytest
-from aiokafka.record._crc32c import crc as crc32c
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition
 from prometheus_client import REGISTRY
 
 import stream.kafka  # noqa: F401  # installs the fetch layer, as in every service
 from stream._fetch import UndecodableBatch
-
-GZIP, LZ4 = 1, 3
-_ATTRIBUTES, _CRC = 21, 17  # where a v2 batch's attributes and CRC are
-
-
-def record_batch(values: list[bytes], base: int, codec: int = 0) -> bytearray:
-    builder = DefaultRecordBatchBuilder(
-        magic=2,
-        compression_type=codec,
-        is_transactional=False,
-        producer_id=-1,
-        producer_epoch=-1,
-        base_sequence=-1,
-        batch_size=1 << 20,
-    )
-    for delta, value in enumerate(values):
-        builder.append(delta, timestamp=1_000, key=None, value=value, headers=[])
-    data = bytearray(builder.build())
-    data[0:8] = struct.pack(">q", base)
-    return data
-
-
-def with_crc(data: bytearray) -> bytes:
-    """The batch with its CRC recomputed: what a producer with a bug of its own would send."""
-    data[_CRC : _CRC + 4] = struct.pack(">I", crc32c(bytes(data[_ATTRIBUTES:])))
-    return bytes(data)
-
-
-def unknown_codec(values: list[bytes], base: int) -> bytes:
-    data = record_batch(values, base)
-    data[_ATTRIBUTES + 1] = (data[_ATTRIBUTES + 1] & ~7) | 5  # codec 5 does not exist
-    return with_crc(data)
-
-
-def corrupt_gzip(values: list[bytes], base: int) -> bytes:
-    data = record_batch(values, base, codec=GZIP)
-    data[-5] ^= 0xFF  # inside the compressed records
-    return with_crc(data)
-
-
-def bad_crc(values: list[bytes], base: int) -> bytes:
-    data = record_batch(values, base)
-    data[-1] ^= 1
-    return bytes(data)
+from tests.record_batches import GZIP, LZ4, SNAPPY, ZSTD, bad_crc, corrupt_gzip, record_batch, unknown_codec
 
 
 def read(data: bytes, fetch_offset: int = 0) -> tuple[list[tuple[int, bytes]], int]:
@@ -121,6 +74,6 @@ def test_a_codec_whose_library_is_missing_is_an_undecodable_batch(monkeypatch: p
 def test_every_kafka_codec_is_installed() -> None:
     """The project's dependencies bring aiokafka's codec libraries (snappy, lz4, zstd; gzip is Python's)."""
     assert aiokafka.codec.has_snappy() and aiokafka.codec.has_lz4() and aiokafka.codec.has_zstd()
-    for codec in (GZIP, 2, LZ4, 4):
+    for codec in (GZIP, SNAPPY, LZ4, ZSTD):
         records, _ = read(bytes(record_batch([b"v1", b"v2"], 0, codec=codec)))
         assert records == [(0, b"v1"), (1, b"v2")], codec
