@@ -44,16 +44,15 @@ class Events:
         events = []
         for _ in range(count):
             n = next(self._numbers)
-            event = {
-                "user_id": user if user is not None else 1 + n % 37,
-                "item_id": 1_000 + n,
-                "category_id": 1 + n % 5,
-                "behavior": ("pv", "pv", "cart", "fav", "buy")[n % 5],
-                "ts": START + n % 300,
-            }
-            self.rows.add(
-                (event["user_id"], event["item_id"], event["category_id"], event["behavior"], event["ts"])
+            row: Row = (
+                user if user is not None else 1 + n % 37,
+                1_000 + n,
+                1 + n % 5,
+                ("pv", "pv", "cart", "fav", "buy")[n % 5],
+                START + n % 300,
             )
+            self.rows.add(row)
+            event = dict(zip(("user_id", "item_id", "category_id", "behavior", "ts"), row, strict=True))
             events.append(event)
         return events
 
