@@ -34,16 +34,20 @@ Id = Annotated[int, Field(ge=0, lt=2**63)]
 class Event(BaseModel):
     """One user-behaviour event; `ts` is event time in Unix seconds."""
 
-    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore", title="OMStream user-behaviour event")
 
-    user_id: Id
-    item_id: Id
-    category_id: Id
-    behavior: Behavior
-    ts: int
-    channel: str = ""
-    device_id: str = ""
-    event_id: str = ""
+    user_id: Id = Field(description="the user; also the message key, as decimal text")
+    item_id: Id = Field(description="the item (product)")
+    category_id: Id = Field(description="the item's category")
+    behavior: Behavior = Field(
+        description="pv = item page view (click), fav = favourite, cart = add to cart, buy = purchase"
+    )
+    ts: int = Field(
+        description="event time in integer Unix SECONDS (not milliseconds), within the accepted range"
+    )
+    channel: str = Field("", description="optional: where the event came from (app, web, ...)")
+    device_id: str = Field("", description="optional")
+    event_id: str = Field("", description="optional: the emitter's id of the event")
 
     @property
     def key(self) -> bytes:
