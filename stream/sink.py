@@ -21,7 +21,17 @@ from faust.types import EventT
 from stream import metrics
 from stream.app import FaustConfig, Takes, create_app, raw_topic
 from stream.bulk import Bulk, bulk_buffer, deliver_in_bulk
-from stream.events import AcceptRange, DeadLetter, EventFields, decode_fields, decode_singles, valid_events
+from stream.events import (
+    AcceptRange,
+    DeadLetter,
+    EventFields,
+    Rejected,
+    RejectReason,
+    decode_fields,
+    decode_singles,
+    unreadable,
+    valid_events,
+)
 from stream.kafka import Partitioner
 from stream.processed import Stage, encode_processed
 from stream.results import decode_results
@@ -137,8 +147,20 @@ def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
             await published(Stage.DEAD_LETTERS, topics.dead_letters, last_offsets(batch))
 
     async def store_windows(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take(takes.messages, within=takes.seconds):
-            decoded = [decode_results(value) for value in batch]
+        async for batch in stream.take_events(takes.messages, within=takes.seconds):  # type: ignore[attr-defined]
+            decoded, letters = [], []
+            for event in batch:
+                try:
+                    decoded.append(decode_results(event.value))
+                except (ValueError, KeyError, TypeError, AttributeError) as error:  # not a worker's record
+                    letter = unreadable(event.value) or Rejected(
+                        RejectReason.MALFORMED,
+                        f"not window results: {error!r}",
+                        bytes(event.value).decode(errors="replace"),
+                    )
+                    letters.append(DeadLetter.of(letter, "sink", _position(topics.windows, event)))
+                    metrics.DEAD_LETTERS.labels(letter.reason.value).inc()
+            await writer.run(insert_dead_letters, letters)
             windows = [row for result in decoded for row in result.windows]
             funnels = [row for result in decoded for row in result.funnels]
             await writer.run(insert_window_rows, windows, funnels)

@@ -4,6 +4,9 @@ around it are delivered, and the position moves past it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import aiokafka.codec
 import aiokafka.consumer.fetcher as fetcher
 import pytest
@@ -77,3 +80,15 @@ def test_every_kafka_codec_is_installed() -> None:
     for codec in (GZIP, SNAPPY, LZ4, ZSTD):
         records, _ = read(bytes(record_batch([b"v1", b"v2"], 0, codec=codec)))
         assert records == [(0, b"v1"), (1, b"v2")], codec
+
+
+@pytest.mark.parametrize(
+    "module", ["stream.sink", "stream.worker", "control.service", "control.client", "omstream.cli"]
+)
+def test_every_consumer_of_the_project_reads_through_the_tolerant_fetch(module: str) -> None:
+    """Each service's or tool's module, imported alone in a fresh interpreter, installs it."""
+    check = (
+        f"import {module}, aiokafka.consumer.fetcher as fetcher; "
+        "assert fetcher.PartitionRecords.__name__ == 'TolerantPartitionRecords'"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=120)

@@ -25,9 +25,9 @@ from stream.events import MAX_MESSAGE_BYTES
 from stream.kafka import high_water_marks
 from tests.expected import behavior_totals, funnel_daily, hourly_activity
 from tests.pipeline import stored
-from tests.record_batches import bad_crc, corrupt_gzip, produce_raw
+from tests.record_batches import bad_crc, corrupt_gzip, produce_raw, record_batch
 
-pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = pytest.mark.integration
 
 START = 1_511_600_000  # in the Taobao window the settings accept; every event within the grace
 Row = tuple[int, int, int, str, int]
@@ -150,6 +150,9 @@ def test_foreign_producers_with_every_codec_and_bad_input_in_the_same_batches(
         send_with_confluent(bootstrap, topic, events)
         send_with_kafka_python(bootstrap, topic, events)
         send_undecodable(bootstrap, topic, events)
+        # and on the topic from the workers to the sink: a record of another shape, a damaged batch
+        asyncio.run(produce_raw(bootstrap, settings.windows_topic, 0, bytes(record_batch([b"garbage"]))))
+        asyncio.run(produce_raw(bootstrap, settings.windows_topic, 0, bad_crc([b"{}"])))
         marks = asyncio.run(high_water_marks(bootstrap, topic, settings.events_partitions))
         targets = {(topic, partition): mark - 1 for partition, mark in marks.items() if mark}
         wait_until_processed(settings, bootstrap, targets, 180)
@@ -169,6 +172,13 @@ def test_foreign_producers_with_every_codec_and_bad_input_in_the_same_batches(
         letters = client.query("SELECT reason, source, origin, detail FROM dead_letters FINAL").result_rows
     finally:
         client.close()
+    by_sink = [
+        (reason, origin.rsplit("/", 1)[0]) for reason, source, origin, _ in letters if source == "sink"
+    ]
+    assert sorted(by_sink) == [
+        (reason, f"{settings.windows_topic}/0") for reason in ("malformed", "undecodable_batch")
+    ]
+    letters = [letter for letter in letters if letter[1] != "sink"]
     assert Counter(reason for reason, *_ in letters) == expected_letters
     assert {source for _, source, *_ in letters} == {"stream"}
     details = {reason: [detail for r, _, _, detail in letters if r == reason] for reason in expected_letters}
@@ -180,5 +190,6 @@ def test_foreign_producers_with_every_codec_and_bad_input_in_the_same_batches(
 
     assert sink_metrics[("omstream_events_stored_total", ())] == len(events.rows)
     assert sink_metrics[("omstream_undecodable_batches_total", (("topic", topic),))] == 2
+    assert sink_metrics[("omstream_undecodable_batches_total", (("topic", settings.windows_topic),))] == 1
     for reason, count in expected_letters.items():
         assert worker_metrics[("omstream_dead_letters_total", (("reason", reason),))] == count, reason
