@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from control.client import OpsClient, new_command
-from omstream.embedded import DEMO_OPERATOR, broker, control_plane
-from omstream.progress import progress_bar
+from omstream.embedded.control_plane import DEMO_OPERATOR, control_plane
+from omstream.embedded.progress import progress_bar
+from omstream.embedded.stack import broker
 from omstream.services import control_public_key, ops_topics
 from omstream.settings import Settings
 

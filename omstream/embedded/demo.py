@@ -10,18 +10,12 @@ import clickhouse
 from control.client import new_command, run_and_wait
 from control.results import CommandResult
 from masters.protocol import Command
-from omstream.embedded import (
-    DEMO_OPERATOR,
-    broker,
-    control_plane,
-    pipeline,
-    state_path,
-    wait_until_processed,
-)
-from omstream.progress import generate_with_progress, replay_with_progress
-from omstream.report import Report, build_report
+from omstream.embedded.control_plane import DEMO_OPERATOR, control_plane
+from omstream.embedded.progress import generate_with_progress, replay_with_progress
+from omstream.embedded.stack import broker, pipeline, state_path, wait_until_processed
 from omstream.services import control_public_key, ops_topics
 from omstream.settings import Settings
+from report import Report, build_report
 from stream.emitter import EmitReport
 from stream.events import AcceptRange
 from stream.sources.taobao import file_window

@@ -21,12 +21,12 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 import clickhouse
-from omstream.bench import GENERATED_WINDOW, peak_rss_mb
-from omstream.demo import produced_targets
-from omstream.embedded import broker, pipeline, wait_until_processed
-from omstream.progress import generate_with_progress, replay_with_progress
-from omstream.report import build_report
+from omstream.bench.throughput import GENERATED_WINDOW, peak_rss_mb
+from omstream.embedded.demo import produced_targets
+from omstream.embedded.progress import generate_with_progress, replay_with_progress
+from omstream.embedded.stack import broker, pipeline, wait_until_processed
 from omstream.settings import Settings
+from report import build_report
 
 _SAMPLE_S = 5.0
 _STORE_TIMEOUT_S = 3_600.0

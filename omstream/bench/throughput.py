@@ -27,16 +27,16 @@ from clickhouse_connect.driver.client import Client
 from pydantic import SecretStr
 
 import clickhouse
-from omstream.embedded import (
+from omstream.embedded.progress import replay_with_progress
+from omstream.embedded.stack import (
     all_alive,
     broker,
     free_port,
     required_stages,
     service_process,
-    stop_process,
     worker_process,
 )
-from omstream.progress import replay_with_progress
+from omstream.embedded.supervisor import stop_process
 from omstream.settings import Settings
 from stream.emitter import EmitReport
 from stream.events import BEHAVIORS, EVENT_COLUMNS, FixedRange
@@ -360,11 +360,11 @@ async def _plain_consumer(
 def _quix_peer(
     settings: Settings, bootstrap: str, messages: int, mode: str, timeout: float = _RUN_TIMEOUT_S
 ) -> list[Sample]:
-    """Run `omstream._quix_peer` in `mode` (`loop` or `count`) over the events topic's messages."""
+    """Run `omstream.bench.quix_peer` in `mode` (`loop` or `count`) over the events topic's messages."""
     if importlib.util.find_spec("quixstreams") is None:
         raise RuntimeError("the peer of this bench is Quix Streams: pip install -e '.[bench]'")
     log_path = settings.state_dir / f"quix-{mode}.log"
-    command = [sys.executable, "-m", "omstream._quix_peer", bootstrap, settings.events_topic]
+    command = [sys.executable, "-m", "omstream.bench.quix_peer", bootstrap, settings.events_topic]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [*command, str(messages), mode, str(settings.state_dir / "quix")],
@@ -408,7 +408,7 @@ def load_generated(client: Client, events: int, seed: int) -> None:
 
 def run_report_bench(events: int, timezone: str, funnel_window_s: int) -> dict[str, Any]:
     """Generate `events` into a temporary chDB, then time `build_report` (JSON, LTV inputs included)."""
-    from omstream.report import ReportOptions, build_report
+    from report import ReportOptions, build_report
 
     options = ReportOptions(arpu=1.0, cac=50.0)
     with tempfile.TemporaryDirectory(prefix="omstream-bench-report-") as folder:
@@ -493,7 +493,7 @@ def _sink_rate_while_reading(settings: Settings, bootstrap: str, events: int, pa
 
 def _read_reports(settings: Settings, stop: threading.Event, pause: float) -> None:
     """Build the report over the sink's query endpoint, pausing `pause` s after each, until `stop`."""
-    from omstream.report import NoSchema, build_report
+    from report import NoSchema, build_report
 
     endpoint = f"127.0.0.1:{settings.query_port}"
     while not _answers(f"http://{endpoint}/ping"):  # the sink is starting

@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from omstream.embedded.supervisor import running_status
 from omstream.settings import Settings
-from omstream.supervisor import running_status
 from stream.events import AcceptRange, FixedRange
 
 _UNITS = (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1))

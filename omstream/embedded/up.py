@@ -17,21 +17,18 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from omstream.accept import describe
-from omstream.embedded import (
-    QUERY_ENDPOINT_FILE,
-    announce_broker,
-    announce_query_endpoint,
+from omstream.embedded.accept import describe
+from omstream.embedded.control_plane import control_plane_services, wait_for_masters
+from omstream.embedded.running import QUERY_ENDPOINT_FILE, announce_broker, announce_query_endpoint
+from omstream.embedded.stack import (
     broker_service,
-    control_plane_services,
     free_port,
     omstream_service,
     topic_partitions,
-    wait_for_masters,
     wait_until_accepting,
 )
+from omstream.embedded.supervisor import Supervisor, claim_state_dir
 from omstream.settings import Settings
-from omstream.supervisor import Supervisor, claim_state_dir
 from stream.kafka import ensure_topics
 from stream.sources.taobao import file_window
 
