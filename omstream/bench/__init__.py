@@ -5,3 +5,7 @@
 - `scale`: the full pipeline at the data set's scale, checked against the batch SQL;
 - `control`: the control plane's publish-to-result latency and sustained commands/s.
 """
+
+
+class BenchFailed(RuntimeError):
+    """A benchmark run that could not measure what it measures (a service failed, a stage timed out)."""

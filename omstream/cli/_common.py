@@ -5,28 +5,54 @@ from __future__ import annotations
 import functools
 import json
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 from pydantic import ValidationError
 
-import clickhouse
 from omstream.settings import Settings
-from stream.kafka import BrokerUnreachable
 
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_EXPECTED_ERRORS = (
-    BrokerUnreachable,
-    clickhouse.ClickHouseUnavailable,
-    FileNotFoundError,
-    TimeoutError,
-    RuntimeError,
-    ValueError,
+# What a user can act on, each the project's own exception: any other one is a bug and keeps its traceback.
+# Named, not imported: a command imports only what it runs (a module that was not imported raised nothing).
+EXPECTED_ERRORS = (
+    # the stream and its input
+    "stream.kafka.BrokerUnreachable",
+    "stream.kafka.BadBootstrap",
+    "stream.processed.NotStored",
+    "stream.sources.taobao.UnreadableFile",
+    # ClickHouse and the report
+    "clickhouse._client.ClickHouseUnavailable",
+    "report._build.NoSchema",
+    # the control plane and the masters
+    "control.policy.PolicyError",
+    "control.dispatch.BadMasterAddress",
+    "control.client.BadArgument",
+    "masters.keys.MissingKeyFile",
+    "masters.keys.KeyExists",
+    "masters.keys.BadKey",
+    "masters.executors.SaltNotReady",
+    # omstream's own
+    "omstream.settings.SettingsConflict",
+    "omstream.embedded.supervisor.AlreadyRunning",
+    "omstream.embedded.supervisor.ServiceFailed",
+    "omstream.embedded.supervisor.NotReady",
+    "omstream.embedded.demo.NotDelivered",
+    "omstream.embedded.accept.OutsideAcceptedRange",
+    "omstream.bench.BenchFailed",
 )
+
+
+def expected(error: Exception) -> bool:
+    """Whether `error` is one of EXPECTED_ERRORS (of the modules imported so far)."""
+    loaded = (name.rpartition(".") for name in EXPECTED_ERRORS)
+    classes = tuple(getattr(sys.modules[module], name) for module, _, name in loaded if module in sys.modules)
+    return isinstance(error, classes)
 
 
 def one_line_errors(command: F) -> F:
@@ -37,8 +63,11 @@ def one_line_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except ValidationError as error:
-            raise click.ClickException(f"invalid settings: {error.errors()[0]['msg']}") from error
-        except _EXPECTED_ERRORS as error:
+            what = "settings" if error.title == Settings.__name__ else error.title
+            raise click.ClickException(f"invalid {what}: {error.errors()[0]['msg']}") from error
+        except Exception as error:
+            if not expected(error):
+                raise
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise click.ClickException(message) from error
 

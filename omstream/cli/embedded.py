@@ -9,6 +9,7 @@ import click
 
 from omstream.cli._common import one_line_errors, pass_settings, result_line, terminate_as_interrupt
 from omstream.settings import Settings
+from stream.sources.taobao import UnreadableFile
 
 
 @click.command()
@@ -27,7 +28,7 @@ def demo(settings: Settings, events: int, data: Path | None, seed: int, as_json:
 
     terminate_as_interrupt()
     if data is not None and not data.is_file():
-        raise FileNotFoundError(f"no such file: {data}")
+        raise UnreadableFile(f"no such file: {data}")
     with claim_state_dir(settings.state_dir, "demo", lambda line: click.echo(line, err=True)):
         result = run_demo(settings, events, data, seed)
     emitted = result.emitted

@@ -13,6 +13,7 @@ import click
 
 from omstream.cli._common import one_line_errors, pass_settings
 from omstream.settings import Settings
+from stream.sources.taobao import UnreadableFile
 
 
 @click.command()
@@ -68,7 +69,7 @@ def replay(
     from stream.sources.taobao import file_window
 
     if not file.is_file():
-        raise FileNotFoundError(f"no such file: {file}")
+        raise UnreadableFile(f"no such file: {file}")
     settings = services_settings(settings)
     bootstrap = resolve_bootstrap(settings)
     window = file_window(file, settings.timezone)

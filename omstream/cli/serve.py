@@ -11,7 +11,7 @@ import click
 
 import clickhouse
 from omstream.cli._common import one_line_errors, pass_settings, serve_metrics, terminate_as_interrupt
-from omstream.settings import Settings
+from omstream.settings import Settings, SettingsConflict
 
 
 @click.command()
@@ -57,7 +57,9 @@ def _query_server(settings: Settings) -> Iterator[None]:
         yield
         return
     if settings.clickhouse_dsn:
-        raise ValueError("OMSTREAM_QUERY_PORT serves the embedded ClickHouse: leave CLICKHOUSE_DSN empty")
+        raise SettingsConflict(
+            "OMSTREAM_QUERY_PORT serves the embedded ClickHouse: leave CLICKHOUSE_DSN empty"
+        )
     password = settings.query_password.get_secret_value()
     server = clickhouse.QueryServer(settings.chdb_dir, settings.query_port, password).start()
     click.echo(f"sink: read-only ClickHouse HTTP on {server.host}:{server.port}", err=True)

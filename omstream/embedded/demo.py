@@ -24,6 +24,10 @@ _CONSUME_TIMEOUT_S = 900.0
 _OPS_TIMEOUT_S = 60.0
 
 
+class NotDelivered(RuntimeError):
+    """Kafka did not take every event of a replay."""
+
+
 @dataclass
 class DemoResult:
     emitted: EmitReport
@@ -82,7 +86,7 @@ def run_demo(settings: Settings, events: int, data: Path | None, seed: int) -> D
         # the generator's output, like the Taobao file, is sorted by user: replay it in event time
         emitted = asyncio.run(replay_with_progress(source, settings, bootstrap, time_ordered=True))
         if emitted.failed:
-            raise RuntimeError(f"{emitted.failed} events were not delivered: {emitted.errors[:3]}")
+            raise NotDelivered(f"{emitted.failed} events were not delivered: {emitted.errors[:3]}")
         ops = asyncio.run(run_commands(settings, bootstrap, demo_commands(settings)))
         targets = produced_targets(settings, emitted)
         wait_until_processed(settings, bootstrap, targets, _CONSUME_TIMEOUT_S, alive=[*services, *plane])

