@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import clickhouse
-from omstream.embedded import free_port, service_process, wait_until_processed, worker_process
+from omstream.embedded.stack import free_port, service_process, wait_until_processed, worker_process
 from omstream.settings import Settings
 from stream.events import MAX_MESSAGE_BYTES
 from stream.kafka import high_water_marks
