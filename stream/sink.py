@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, cast
 
 import faust
@@ -45,6 +46,7 @@ from stream.sinks.clickhouse import (
 from stream.topics import Topics
 
 Headers = Sequence[tuple[str, bytes]]
+_USER = attrgetter("user_id")
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class ClickHouseSink:
         """How many of `events` are on their user's partition. A misrouted event is stored where it
         was found and again where the worker re-routes it; the table keeps one row, and the stored
         events metric counts it once, at its re-routed copy."""
-        user_ids = [event.user_id for event in events]
+        user_ids = list(map(_USER, events))
         if self.partitioner.all_to(user_ids, partition):
             return len(user_ids)
         return sum(self.partitioner(user_id) == partition for user_id in user_ids)
