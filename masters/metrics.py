@@ -9,7 +9,7 @@ REFUSALS = Counter("omstream_master_refusals_total", "Commands the master did no
 CONNECTIONS = Gauge("omstream_master_connections", "Open authenticated connections")
 REFUSED = Counter(
     "omstream_master_refused_total",
-    "Connections refused before a request: TLS handshake, a peer that is not the control service, or "
-    "too many handshakes in progress",
+    "Connections refused before a request: TLS handshake, a peer that is not the control service, too "
+    "many handshakes in progress (busy), from one address (peer_busy), or opened too fast by one (rate)",
     ["why"],
 )
