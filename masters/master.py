@@ -126,10 +126,15 @@ class Master:
             metrics.EXECUTIONS.labels(command.module, "failed").inc()
             detail = f"Salt failed: {type(error).__name__}: {error}"
             return MasterReply(status="failed", reason="salt_error", detail=detail, master=self.name)
-        minions, truncated = bounded_outputs(minions)
         failed = sorted(minion for minion, ret in minions.items() if not ret.ok)
         status = "succeeded" if minions and not failed else "failed"
         detail = "no minion matched the target" if not minions else _failed_minions(failed, len(minions))
+        kept, truncated, omitted = bounded_outputs(minions)
+        if omitted:
+            detail = f"{detail}; " if detail else ""
+            detail += (
+                f"{len(minions)} minions answered, {omitted} of their returns left out to fit the result"
+            )
         self._memory.finish(command_id, status)
         metrics.EXECUTIONS.labels(command.module, status).inc()
         return MasterReply(
@@ -137,9 +142,10 @@ class Master:
             reason="" if status == "succeeded" else "failed",
             detail=detail,
             master=self.name,
-            minions=minions,
+            minions=kept,
             duration_ms=(time.perf_counter() - started) * 1000,
             truncated=truncated,
+            omitted=omitted,
         )
 
     def _remember_reply(self, command_id: str, reply: str) -> None:

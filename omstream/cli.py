@@ -292,7 +292,7 @@ def ops_run(
         settings.keys_dir, operator, idcs.split(","), parse_target(target), module, parse_args(args)
     )
     if not wait:
-        asyncio.run(publish(bootstrap, topics.commands, [command.model_dump_json().encode()]))
+        asyncio.run(publish(bootstrap, topics.commands, [command]))
         click.echo(f"published {command.command_id}")
         return
 
