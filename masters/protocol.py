@@ -202,7 +202,7 @@ def _plain(value: Any, depth: int) -> tuple[Any, bool]:
     """`value` as JSON data (other types as their text), with containers nested deeper than
     MAX_OUTPUT_DEPTH replaced by a marker; and whether any was."""
     containers = (dict, list, tuple, set, frozenset)
-    if isinstance(value, containers) and depth >= MAX_OUTPUT_DEPTH:
+    if isinstance(value, containers) and depth >= MAX_OUTPUT_DEPTH and not _is_depth_marker(value):
         return {"truncated": True, "nested_deeper_than": MAX_OUTPUT_DEPTH, "head": _head(value)}, True
     if isinstance(value, dict):
         items = [(str(key), _plain(item, depth + 1)) for key, item in value.items()]
@@ -213,6 +213,16 @@ def _plain(value: Any, depth: int) -> tuple[Any, bool]:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value, False
     return str(value), False
+
+
+def _is_depth_marker(value: Any) -> bool:
+    """A marker `_plain` made (bounding a result again keeps it): flat, so within any depth."""
+    return (
+        isinstance(value, dict)
+        and set(value) == {"truncated", "nested_deeper_than", "head"}
+        and value["nested_deeper_than"] == MAX_OUTPUT_DEPTH
+        and isinstance(value["head"], str)
+    )
 
 
 class _Text(str):
