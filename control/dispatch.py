@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import select
 import socket
 import ssl
 import threading
@@ -103,13 +102,18 @@ def connect(address: MasterAddress, context: ssl.SSLContext, timeout: float, cal
 
 
 def _idle_and_open(connection: Any) -> bool:
-    """An idle connection has nothing to read: if it has, the master closed it (or broke the protocol)."""
+    """Whether a pooled connection can take a call. The master may have sent messages after its last
+    reply (rpyc's own, e.g. releasing a reference): they are served here, so they are not mistaken
+    for a closed connection, which made every call open a new one. A connection the master closed,
+    or that breaks the protocol, is closed."""
     if connection.closed:
         return False
-    readable, _, _ = select.select([connection.fileno()], [], [], 0)
-    if readable:
+    try:
+        connection.poll_all(0)
+    except Exception:  # anything the master sent that rpyc refuses: this connection is done
         connection.close()
-    return not readable
+        return False
+    return not connection.closed
 
 
 class MasterClient:

@@ -53,6 +53,7 @@ class MasterService(rpyc.Service):
         self._master = master
 
     def on_connect(self, conn: Any) -> None:
+        metrics.AUTHENTICATED.inc()
         metrics.CONNECTIONS.inc()
 
     def on_disconnect(self, conn: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import rpyc
+from prometheus_client import REGISTRY
 from rpyc.core.stream import SocketStream
 
 from control.dispatch import MasterAddress, MasterUnavailable, connect
@@ -51,6 +52,21 @@ def test_a_ping_over_mutual_tls(pki: Pki, caller: CallerExecutor, serve_master: 
     reply = reply_to(pki, serve_master(caller), request())
     assert (reply.status, reply.master) == ("succeeded", "bj-1")
     assert reply.minions == {MINION_ID: MinionReturn(ok=True, output=True)}
+
+
+def test_the_control_service_reuses_its_connection_to_a_master(
+    pki: Pki, caller: CallerExecutor, serve_master: ServeMaster
+) -> None:
+    """Every call opened a new TLS connection: rpyc's own messages after a reply made an idle
+    connection look closed (issue 21, throughput)."""
+    client = control_client(pki, serve_master(caller))
+    before = REGISTRY.get_sample_value("omstream_master_authenticated_total") or 0.0
+    try:
+        for _ in range(10):
+            assert MasterReply.model_validate_json(call(client, request())).status == "succeeded"
+    finally:
+        client.close()
+    assert (REGISTRY.get_sample_value("omstream_master_authenticated_total") or 0.0) - before == 1
 
 
 def test_a_client_without_a_certificate_is_refused(
