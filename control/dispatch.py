@@ -32,6 +32,7 @@ from masters.protocol import RPYC_CONFIG, MasterReply
 from masters.tls import no_delay
 
 _DOWN_FOR_S = 5.0
+_MAX_PENDING = 100  # messages an idle connection may hold
 
 
 class MasterUnavailable(ConnectionError):
@@ -109,11 +110,13 @@ def _idle_and_open(connection: Any) -> bool:
     if connection.closed:
         return False
     try:
-        connection.poll_all(0)
-    except Exception:  # anything the master sent that rpyc refuses: this connection is done
-        connection.close()
-        return False
-    return not connection.closed
+        for _ in range(_MAX_PENDING):  # each poll serves one message; EOF raises (and closes)
+            if not connection.poll(0):
+                return not connection.closed
+    except Exception:  # the master closed it, or sent what rpyc refuses: this connection is done
+        pass
+    connection.close()  # or it kept sending: not idle
+    return False
 
 
 class MasterClient:
