@@ -119,6 +119,15 @@ def _idle_and_open(connection: Any) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class _Link:
+    """A connection to a master with its remote `execute`, looked up once: each lookup of a remote
+    attribute is a round trip of its own, which would double every call's."""
+
+    connection: Any
+    execute: Any
+
+
 class MasterClient:
     def __init__(
         self, address: MasterAddress, context: ssl.SSLContext, connect_timeout: float, call_timeout: float
@@ -127,7 +136,7 @@ class MasterClient:
         self._context = context
         self._connect_timeout = connect_timeout
         self._call_timeout = call_timeout
-        self._idle: list[Any] = []
+        self._idle: list[_Link] = []
         self._lock = threading.Lock()
         self._down_until = 0.0
 
@@ -138,40 +147,46 @@ class MasterClient:
     def call(self, request_json: str, attempt: Attempt) -> str:
         """The master's reply; raises MasterUnavailable when the request was not sent (the master is
         not reachable, or `attempt` was abandoned), ReplyLost when it was and no reply came."""
-        connection = self._checkout()
+        link = self._checkout()
         if not attempt.send():
-            self._check_in(connection)
+            self._check_in(link)
             raise MasterUnavailable(f"{self.address.name}: abandoned before sending")
         started = time.perf_counter()
         try:
-            reply = str(connection.root.execute(request_json))
+            reply = str(link.execute(request_json))
         except (EOFError, OSError, GenericException) as error:  # a reply timeout is an OSError too
-            connection.close()
+            link.connection.close()
             self._mark_down()
             raise ReplyLost(f"{self.address.name}: no reply after the request was sent: {error}") from error
         metrics.RPC_SECONDS.labels(self.address.name).observe(time.perf_counter() - started)
-        self._check_in(connection)
+        self._check_in(link)
         return reply
 
-    def _check_in(self, connection: Any) -> None:
+    def _check_in(self, link: _Link) -> None:
         with self._lock:
-            self._idle.append(connection)
+            self._idle.append(link)
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
+        for link in idle:
+            link.connection.close()
 
-    def _checkout(self) -> Any:
+    def _checkout(self) -> _Link:
         with self._lock:
             while self._idle:
-                connection = self._idle.pop()
-                if _idle_and_open(connection):
-                    return connection
+                link = self._idle.pop()
+                if _idle_and_open(link.connection):
+                    return link
         try:
-            return connect(self.address, self._context, self._connect_timeout, self._call_timeout)
+            connection = connect(self.address, self._context, self._connect_timeout, self._call_timeout)
         except (OSError, EOFError) as error:  # ssl.SSLError is an OSError
+            self._mark_down()
+            raise MasterUnavailable(f"{self.address.name}: {error}") from error
+        try:
+            return _Link(connection, connection.root.execute)
+        except (OSError, EOFError, GenericException) as error:  # nothing was sent but the lookup
+            connection.close()
             self._mark_down()
             raise MasterUnavailable(f"{self.address.name}: {error}") from error
 

@@ -298,12 +298,16 @@ class ControlService:
 
     async def _dispatch(self, command: Command, entry: Admitted) -> None:
         """Record the admission for every replica, then publish it (so whoever sees it accepted can
-        count on every replica knowing it), then run the command in each IDC."""
+        count on every replica knowing it), then run the command in each IDC. The acceptance is queued
+        before any result (one partition keeps their order); its acknowledgement is not waited for
+        before dispatching, which saves a broker round trip per command."""
         await self._admitted.write(entry)
         source = self._source(entry.partition, entry.offset)
-        await self._publish(CommandResult.about(command, stage="received", status="accepted", source=source))
+        accepted = CommandResult.about(command, stage="received", status="accepted", source=source)
+        delivery = await self._send(accepted)
         request = MasterRequest(command=command).model_dump_json()
         await asyncio.gather(*(self._run_in(command, entry, idc, request) for idc in command.idc))
+        await delivery
 
     def _source(self, partition: int, offset: int) -> str:
         """Where a command was read: each record it gets is its own, even for the same command."""
@@ -375,8 +379,12 @@ class ControlService:
         )
 
     async def _publish(self, result: CommandResult) -> None:
+        await (await self._send(result))
+
+    async def _send(self, result: CommandResult) -> asyncio.Future[Any]:
+        """Queue a signed result on the results topic; the future is its acknowledgement."""
         value = result.model_dump_json().encode()
-        await self._producer.send_and_wait(
+        return await self._producer.send(
             self._config.results_topic,
             key=result.command_id.encode(),
             value=value,
