@@ -115,6 +115,7 @@ class OpsClient:
         self._results = TopicPartition(topics.results, 0)
         self._consumer = AIOKafkaConsumer(**kafka_options(bootstrap), fetch_max_wait_ms=20)
         self.skipped = 0  # records of the results topic that are no signed result
+        self.published: dict[str, Command] = {}  # each command published, by its record (`source`)
 
     async def __aenter__(self) -> OpsClient:
         await self._producer.start()
@@ -139,6 +140,7 @@ class OpsClient:
         for command, delivery in zip(commands, sent, strict=True):
             metadata = await delivery
             published[f"{topic}/{metadata.partition}/{metadata.offset}"] = command
+        self.published |= published
         return published
 
     async def run(
@@ -186,11 +188,12 @@ async def run_and_wait(
     commands: Sequence[Command],
     timeout: float,
     control_key: Ed25519PublicKey | None = None,
-) -> AsyncIterator[CommandResult]:
-    """Publish `commands` and yield their results as they arrive, until each is complete or time is up."""
+) -> AsyncIterator[tuple[Command, CommandResult]]:
+    """Publish `commands` and yield each result with the command it is about (known by the record
+    published, even when the result cannot name it), until each is complete or time is up."""
     async with OpsClient(bootstrap, topics, control_key) as client:
         async for result in client.run(commands, timeout):
-            yield result
+            yield client.published[result.source], result
 
 
 def history(client: Client, limit: int) -> list[dict[str, Any]]:

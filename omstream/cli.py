@@ -298,7 +298,9 @@ def ops_run(
 
     async def follow() -> bool:
         ok = True
-        async for result in run_and_wait(bootstrap, topics, [command], timeout, control_public_key(settings)):
+        async for _, result in run_and_wait(
+            bootstrap, topics, [command], timeout, control_public_key(settings)
+        ):
             ok &= result.status in ("accepted", "succeeded")
             click.echo(result.model_dump_json() if as_json else _result_line(result))
         return ok
