@@ -25,7 +25,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from control.client import OpsClient
 from control.results import NIL_ID, CommandResult
 from control.signing import SIGNATURE_HEADER
-from omstream.embedded import service_process, stop_process
+from omstream.embedded.stack import service_process
+from omstream.embedded.supervisor import stop_process
 from omstream.services import control_public_key, ops_topics
 from stream.kafka import TOPIC_CONFIGS
 from tests.control.conftest import MASTERS, PING_BOTH_IDCS, ControlStack, by_stage, control_stack
