@@ -33,6 +33,8 @@ from tests.control.conftest import MASTERS, PING_BOTH_IDCS, ControlStack, by_sta
 from tests.control.test_attacks import encoded, group_members, master_address, wait_for
 from tests.masters.test_outputs import depth_of
 
+pytestmark = pytest.mark.integration  # every test here starts a broker
+
 DEPTHS = (250, 400)  # Salt's grains loader reads no deeper
 
 
