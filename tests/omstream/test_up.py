@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from omstream import supervisor
+from omstream.embedded import reader_dsn
+from omstream.settings import Settings
 from omstream.supervisor import (
     AlreadyRunning,
     Service,
@@ -24,6 +26,7 @@ from omstream.supervisor import (
     start_time,
 )
 from stream.events import RecentRange
+from stream.kafka import Partitioner
 from stream.sources.generator import generate_csv
 from stream.sources.taobao import TAOBAO_END, TAOBAO_START, sort_by_time
 from tests.expected import (
@@ -32,8 +35,10 @@ from tests.expected import (
     daily_activity,
     distinct_valid_rows,
     hourly_activity,
+    partition_windows,
 )
-from tests.up import omstream, omstream_up, services, until
+from tests.pipeline import differences, stored_windows
+from tests.up import environment, omstream, omstream_up, services, until
 
 TIMEZONE = "Asia/Shanghai"
 LIVE = RecentRange(back=7 * 86_400, ahead=300)  # the settings' default range
@@ -122,6 +127,38 @@ def test_up_restarts_a_killed_worker_answers_reports_while_running_and_dies_with
         assert stored(report(state)) == expected
     notes = (tmp_path / "up-2.log").read_text()
     assert f"the previous omstream up here (pid {up.pid}) ended without stopping its services" in notes
+
+
+@pytest.mark.integration
+def test_up_restarts_a_worker_killed_in_a_paced_live_stream_and_every_window_stays_exact(
+    tmp_path: Path,
+) -> None:
+    """Events stamped now, paced as a live stream the worker keeps up with; the worker is killed twice
+    mid-stream and `up` restarts it on its own. Every window row (minute, hour, day, hour and day
+    funnels, final flag included) then equals the plain-Python computation, read over the running
+    sink's query endpoint."""
+    state = tmp_path / "state"
+    data = recent_events(tmp_path, events=8_000)
+    rows = distinct_valid_rows(data, LIVE)
+    want = partition_windows(rows, Partitioner(4), TIMEZONE, grace=600)
+    with omstream_up(state, tmp_path / "up.log"):
+        command = [sys.executable, "-m", "omstream", "replay", str(data), "--rate", "1000"]
+        with subprocess.Popen(command, env=environment(state), stdout=subprocess.DEVNULL) as paced:
+            for _ in range(2):
+                time.sleep(3)
+                doomed = services(state)["worker"]["pid"]
+                os.kill(doomed, signal.SIGKILL)
+                restarted = lambda doomed=doomed: services(state)["worker"]["pid"] != doomed  # noqa: E731
+                until(restarted, 30, "the worker was not restarted")
+            assert paced.wait(120) == 0
+        dsn = reader_dsn(Settings(state_dir=state, kafka_bootstrap="", clickhouse_dsn=""))
+
+        def mismatches() -> list[Any]:
+            got_windows, got_funnels, totals = stored_windows(dsn)
+            wrong = differences(got_windows, want[0]) + differences(got_funnels, want[1])
+            return wrong + ([("totals", totals)] if totals != behavior_totals(rows) else [])
+
+        until(lambda: not mismatches(), 120, "the windows did not match the input")
 
 
 @pytest.mark.integration
