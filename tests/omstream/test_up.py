@@ -109,9 +109,7 @@ def test_up_restarts_a_killed_worker_answers_reports_while_running_and_dies_with
 
     with omstream_up(state, tmp_path / "up-1.log") as up:
         replay(state, first)
-        doomed = services(state)["worker"]["pid"]
-        os.kill(doomed, signal.SIGKILL)
-        until(lambda: services(state)["worker"]["pid"] != doomed, 30, "the worker was not restarted")
+        kill_worker(state)
         replay(state, second)
         until(lambda: stored(report(state)) == expected, 120, "the running stack did not report the input")
         children = services(state)
@@ -129,14 +127,21 @@ def test_up_restarts_a_killed_worker_answers_reports_while_running_and_dies_with
     assert f"the previous omstream up here (pid {up.pid}) ended without stopping its services" in notes
 
 
+def kill_worker(state: Path) -> None:
+    """SIGKILL the worker of the `omstream up` on `state`, and wait until `up` has started another."""
+    doomed = services(state)["worker"]["pid"]
+    os.kill(doomed, signal.SIGKILL)
+    until(lambda: services(state)["worker"]["pid"] != doomed, 30, "the worker was not restarted")
+
+
 @pytest.mark.integration
 def test_up_restarts_a_worker_killed_in_a_paced_live_stream_and_every_window_stays_exact(
     tmp_path: Path,
 ) -> None:
     """Events stamped now, paced as a live stream the worker keeps up with; the worker is killed twice
     mid-stream and `up` restarts it on its own. Every window row (minute, hour, day, hour and day
-    funnels, final flag included) then equals the plain-Python computation, read over the running
-    sink's query endpoint."""
+    funnels, final flag included: the events span 4 minutes, so none is final yet) then equals the
+    plain-Python computation, read over the running sink's query endpoint."""
     state = tmp_path / "state"
     data = recent_events(tmp_path, events=8_000)
     rows = distinct_valid_rows(data, LIVE)
@@ -146,10 +151,7 @@ def test_up_restarts_a_worker_killed_in_a_paced_live_stream_and_every_window_sta
         with subprocess.Popen(command, env=environment(state), stdout=subprocess.DEVNULL) as paced:
             for _ in range(2):
                 time.sleep(3)
-                doomed = services(state)["worker"]["pid"]
-                os.kill(doomed, signal.SIGKILL)
-                restarted = lambda doomed=doomed: services(state)["worker"]["pid"] != doomed  # noqa: E731
-                until(restarted, 30, "the worker was not restarted")
+                kill_worker(state)
             assert paced.wait(120) == 0
         dsn = reader_dsn(Settings(state_dir=state, kafka_bootstrap="", clickhouse_dsn=""))
 
