@@ -33,11 +33,12 @@ from typing import Literal
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from omstream.demo import produced_targets
-from omstream.embedded import service_process, tansu_broker, topic_partitions, wait_until_processed
+from omstream.embedded.demo import produced_targets
+from omstream.embedded.stack import service_process, topic_partitions, wait_until_processed
 from omstream.settings import Settings
 from stream.kafka import Partitioner, ensure_topics
 from stream.replay import Pacer
+from tests.conftest import broker_for_test
 from tests.expected import (
     TAOBAO_WINDOW,
     behavior_totals,
@@ -295,7 +296,7 @@ def live_settings(settings: Settings, takes: str) -> Settings:
 def test_every_window_is_exact_after_kills_in_a_live_stream(
     takes: str, seed: int, ordered_file: Path, live: Settings
 ) -> None:
-    with tansu_broker(live.state_dir) as bootstrap:  # bare: the services make their topics
+    with broker_for_test(live.state_dir) as bootstrap:  # bare: the services make their topics
         run_live(seed, ordered_file, live_settings(live, takes), bootstrap)
 
 
@@ -313,7 +314,7 @@ def test_soak_random_kills(ordered_file: Path, settings: Settings, tmp_path: Pat
     kills = 0
     for seed in range(100, 100 + SOAK_SEEDS):
         fresh = settings.model_copy(update={"state_dir": tmp_path / f"seed-{seed}"})
-        with tansu_broker(fresh.state_dir) as bootstrap:
+        with broker_for_test(fresh.state_dir) as bootstrap:
             asyncio.run(ensure_topics(bootstrap, topic_partitions(fresh)))
             kills += run_with_faults(seed, ordered_file, fresh, bootstrap)
         print(f"seed {seed}: exact ({kills} kills so far)", flush=True)
@@ -328,7 +329,7 @@ def test_soak_kills_in_a_live_stream(ordered_file: Path, live: Settings, tmp_pat
     for seed in range(SOAK_FIRST_SEED, SOAK_FIRST_SEED + SOAK_SEEDS):
         takes = ("default", "small")[seed % 2]
         fresh = live_settings(live, takes).model_copy(update={"state_dir": tmp_path / f"seed-{seed}"})
-        with tansu_broker(fresh.state_dir) as bootstrap:
+        with broker_for_test(fresh.state_dir) as bootstrap:
             kills += run_live(seed, ordered_file, fresh, bootstrap)
         plan = Plan.live(seed, fresh, duration=30_000 / LIVE_RATE)
         print(f"seed {seed}, {takes} takes: exact; {plan}; {kills} kills so far", flush=True)

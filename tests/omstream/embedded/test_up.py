@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 
-from omstream import supervisor
-from omstream.embedded import reader_dsn
-from omstream.settings import Settings
-from omstream.supervisor import (
+from omstream.embedded import supervisor
+from omstream.embedded.running import reader_dsn
+from omstream.embedded.supervisor import (
     AlreadyRunning,
     Service,
     ServiceFailed,
@@ -25,6 +24,7 @@ from omstream.supervisor import (
     claim_state_dir,
     start_time,
 )
+from omstream.settings import Settings
 from stream.events import RecentRange
 from stream.kafka import Partitioner
 from stream.sources.generator import generate_csv
@@ -204,7 +204,7 @@ def test_a_second_run_on_a_state_dir_is_refused_naming_the_first(tmp_path: Path)
 HOLD_STATE_DIR = """
 import sys, time
 from pathlib import Path
-from omstream.supervisor import claim_state_dir
+from omstream.embedded.supervisor import claim_state_dir
 with claim_state_dir(Path(sys.argv[1]), "up", print):
     print("holding", flush=True)
     time.sleep(60)
