@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 import clickhouse
 from omstream.embedded.progress import replay_with_progress
-from omstream.embedded.stack import all_alive
+from omstream.embedded.supervisor import all_alive
 from omstream.settings import Settings
 from report import Report, build_report
 from stream.emitter import EmitReport

@@ -31,6 +31,7 @@ def ops_keygen(settings: Settings, operator: str, rotate: bool) -> None:
     path = generate_key(settings.keys_dir, settings.operators_file, operator, replace=rotate)
     public = public_key_text(load_private_key(settings.keys_dir, operator).public_key())
     click.echo(f"private key {path}; public key {public} registered in {settings.operators_file}")
+    _reload_running_up(settings)
 
 
 @ops.command("register")
@@ -44,6 +45,31 @@ def ops_register(settings: Settings, operator: str, public_key: str) -> None:
 
     register(settings.operators_file, operator, parse_public_key(public_key))
     click.echo(f"registered {operator} in {settings.operators_file}")
+    _reload_running_up(settings)
+
+
+@ops.command("grant")
+@click.option("--operator", required=True, help="operator name (as registered)")
+@click.option("--role", "roles", required=True, multiple=True, help="a role of the policy (repeatable)")
+@one_line_errors
+@pass_settings
+def ops_grant(settings: Settings, operator: str, roles: tuple[str, ...]) -> None:
+    """Give an operator roles in the RBAC policy file (OMSTREAM_POLICY_FILE, else the embedded stack's)."""
+    from control.policy import grant
+
+    policy = settings.policy_file or settings.state_dir / "policy.yaml"
+    held = grant(policy, operator, roles)
+    click.echo(f"{operator} holds {', '.join(held)} in {policy}")
+    _reload_running_up(settings)
+
+
+def _reload_running_up(settings: Settings) -> None:
+    """The control plane reads operators and the policy at start: a running `omstream up` restarts it."""
+    from omstream.embedded.running import reload_up
+
+    pid = reload_up(settings.state_dir)
+    if pid is not None:
+        click.echo(f"the omstream up running here (pid {pid}) restarted its control plane to read it")
 
 
 @ops.command("bootstrap")
