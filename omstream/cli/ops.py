@@ -6,11 +6,12 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 import clickhouse
-from omstream.cli._common import one_line_errors, pass_settings, result_line
+from omstream.cli._common import one_line_errors, outcome, pass_settings, plural, result_line
 from omstream.settings import Settings
 
 
@@ -95,7 +96,7 @@ def ops_bootstrap(settings: Settings, identities: Path | None) -> None:
 
 
 @ops.command("run")
-@click.option("--operator", required=True)
+@click.option("--operator", required=True, help="who signs (their key in <state>/keys)")
 @click.option("--idc", "idcs", required=True, help="IDC or comma-separated IDCs")
 @click.option("--target", required=True, help="host glob, comma-separated hosts, or G@grain:value")
 @click.option("--module", required=True, help="operation module, e.g. ping, disk_usage, service")
@@ -143,8 +144,8 @@ def ops_run(
 
 
 @ops.command("history")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="records to show")
+@click.option("--json", "as_json", is_flag=True, help="print the records as one JSON array")
 @one_line_errors
 @pass_settings
 def ops_history(settings: Settings, limit: int, as_json: bool) -> None:
@@ -154,21 +155,24 @@ def ops_history(settings: Settings, limit: int, as_json: bool) -> None:
 
     client = clickhouse.connect(reader_dsn(settings))
     try:
-        rows = history(client, limit)
+        rows = history(client, limit, settings.timezone)
     finally:
         client.close()
     if as_json:
         click.echo(json.dumps(rows, default=str))
         return
+    if not rows:
+        click.echo("no commands yet")
+        return
+    click.echo(f"time ({settings.timezone}), command, operator, module, where: outcome")
     for row in rows:
-        where = "FORGED record" if row["stage"] == "forgery" else row["idc"] or "control"
-        reason = f" ({row['reason']}: {row['detail']})" if row["reason"] else ""
-        click.echo(
-            f"{row['time']} {row['command_id']} {row['operator'] or '-'} {row['module'] or '-'} "
-            f"{where}: {row['status']}{reason}"
-            + (
-                f" [{row['minions']} minions via {row['master']}, {row['duration_ms']} ms]"
-                if row["minions"]
-                else ""
-            )
-        )
+        click.echo(_history_line(row))
+
+
+def _history_line(row: dict[str, Any]) -> str:
+    where = "FORGED record" if row["stage"] == "forgery" else row["idc"] or "control"
+    line = f"{row['time']} {row['command_id']} {row['operator'] or '-'} {row['module'] or '-'} {where}: "
+    line += outcome(row["status"], row["reason"], row["detail"])
+    if row["minions"]:
+        line += f" [{plural(row['minions'], 'minion')} via {row['master']}, {row['duration_ms']} ms]"
+    return line

@@ -32,7 +32,7 @@ from omstream.embedded.stack import (
 from omstream.embedded.supervisor import NotReady, Supervisor, claim_state_dir
 from omstream.settings import Settings
 from stream.kafka import ensure_topics
-from stream.sources.taobao import UnreadableFile, file_window
+from stream.sources.taobao import file_window
 
 _ENDPOINT_TIMEOUT_S = 60.0
 
@@ -119,6 +119,4 @@ def _describe_accept(settings: Settings) -> str:
 
 def window_of(path: Path, settings: Settings) -> Settings:
     """The settings, accepting the window of a historical file (for `omstream up --window-of`)."""
-    if not path.is_file():
-        raise UnreadableFile(f"no such file: {path}")
     return settings.with_window(file_window(path, settings.timezone))
