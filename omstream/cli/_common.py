@@ -29,6 +29,7 @@ EXPECTED_ERRORS = (
     # ClickHouse and the report
     "clickhouse._client.ClickHouseUnavailable",
     "report._build.NoSchema",
+    "report._build.BadRange",
     # the control plane and the masters
     "control.policy.PolicyError",
     "control.dispatch.BadMasterAddress",
