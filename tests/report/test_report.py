@@ -282,7 +282,10 @@ def test_a_range_against_the_data_is_said_and_old_data_is_not_mixed_with_live(tm
         clickhouse.migrate(client)
         load_generated(client, 2_000, SEED)  # 2017-11-25 to 2017-12-03, as `demo` leaves it
         now = int(time.time())
-        live = [Event(user_id=1, item_id=2, category_id=3, behavior="pv", ts=ts) for ts in (now - DAY, now)]
+        live = [
+            Event(user_id=user, item_id=2, category_id=3, behavior="pv", ts=ts)
+            for user, ts in ((1, now - DAY), (1, now), (2, now - DAY))
+        ]
         insert_events(client, live)  # then `up` with live traffic
         insert_dead_letters(client, [DeadLetter("dlq/0/1", "malformed", "replay", "not JSON", "x")])
 
@@ -296,6 +299,8 @@ def test_a_range_against_the_data_is_said_and_old_data_is_not_mixed_with_live(tm
         assert mixed.complete_to == today - timedelta(days=1)  # today is not over: no anomaly on it
         assert all(date.fromisoformat(row["date"]) < today for row in mixed.anomalies)
         assert [row["rejected"] for row in mixed.dead_letters] == [1]
+        # yesterday's cohort on today, which is not over, is not observable yet: not 50 %
+        assert [(row["users"], row["d1"]) for row in mixed.retention] == [(2, None)]
         text = render_text(mixed)
         assert f"Events before {mixed.range.from_} (from 2017-11-25) are left out" in text
         assert f"{today} is not over yet" in text and "received any day" in text
