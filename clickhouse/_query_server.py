@@ -260,6 +260,9 @@ def _checked(connection: Any, sql: str, parameters: dict[str, str]) -> tuple[str
 def _read_ast(kind: str, lines: list[str]) -> str | None:
     """Walks EXPLAIN AST's indented lines: refuses INTO OUTFILE and unsafe functions, finds FORMAT."""
     named_format = None
+    # the statement's identifier children: SHOW CREATE and EXISTS name their table first, then the FORMAT
+    table_first = kind.startswith(("Exists", "ShowCreate"))
+    identifiers = 0
     ancestors: list[tuple[int, str]] = []  # (indent, node kind)
     for line in lines:
         indent = len(line) - len(line.lstrip(" "))
@@ -269,8 +272,10 @@ def _read_ast(kind: str, lines: list[str]) -> str | None:
         parent = ancestors[-1][1] if ancestors else ""
         if indent == 1 and node.startswith("Literal"):  # a statement's literal child: INTO OUTFILE 'path'
             raise _refused("INTO OUTFILE")
-        if indent == 1 and node.startswith("Identifier ") and not kind.startswith(("Exists", "ShowCreate")):
-            named_format = node.split()[1]  # a statement's identifier child: FORMAT name
+        if indent == 1 and node.startswith("Identifier "):
+            identifiers += 1
+            if identifiers > int(table_first):
+                named_format = node.split()[1]  # FORMAT name
         if node.startswith("Function "):
             function = node.split()[1]
             if parent == "TableExpression" and function.lower() not in _TABLE_FUNCTIONS:

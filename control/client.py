@@ -196,8 +196,12 @@ async def run_and_wait(
             yield client.published[result.source], result
 
 
-def history(client: Client, limit: int) -> list[dict[str, Any]]:
-    return query_rows(client, "ops_history", limit=limit)
+def history(client: Client, limit: int, timezone: str) -> list[dict[str, Any]]:
+    """The latest `limit` records of the audit table, newest first, their times in `timezone`; none
+    before the sink first stored anything."""
+    if not client.command("EXISTS TABLE ops_audit_log"):
+        return []
+    return query_rows(client, "ops_history", limit=limit, tz=timezone)
 
 
 class BadArgument(ValueError):

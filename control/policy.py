@@ -10,7 +10,9 @@ Anything else, a glob target against a pattern such as `web-??` or `[!v]*`, is `
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -115,3 +117,19 @@ def load_policy(path: Path) -> Policy:
         raise PolicyError(f"policy {path}: not YAML: {str(error).splitlines()[0]}") from error
     except ValidationError as error:
         raise PolicyError(f"policy {path}: {first_error(error)}") from error
+
+
+def grant(path: Path, operator: str, roles: Sequence[str]) -> list[str]:
+    """Give `operator` `roles` of the policy file at `path`, which is rewritten (its opening comment kept);
+    returns the operator's roles."""
+    policy = load_policy(path)
+    unknown = [role for role in roles if role not in policy.roles]
+    if unknown:
+        raise PolicyError(f"policy {path} has no role {unknown[0]!r}; its roles: {', '.join(policy.roles)}")
+    held = policy.operators.setdefault(operator, [])
+    held += [role for role in roles if role not in held]
+    lines = path.read_text().splitlines(keepends=True)
+    opening = "".join(itertools.takewhile(lambda line: line.startswith("#"), lines))
+    body = yaml.safe_dump(policy.model_dump(), sort_keys=False, default_flow_style=None)
+    path.write_text(opening + body)
+    return held

@@ -176,4 +176,5 @@ def _already_run(known: Executed) -> str:
 
 
 def _failed_minions(failed: list[str], total: int) -> str:
-    return f"{len(failed)} of {total} minions failed: {', '.join(failed[:5])}" if failed else ""
+    minions = "minion" if total == 1 else "minions"
+    return f"{len(failed)} of {total} {minions} failed: {', '.join(failed[:5])}" if failed else ""

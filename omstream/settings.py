@@ -21,7 +21,7 @@ DAY_SECONDS = 86_400
 
 
 class SettingsConflict(ValueError):
-    """Settings that each parse but do not go together (or miss what a command needs)."""
+    """Settings that each parse but do not go together, miss what a command needs, or name a port in use."""
 
 
 class Settings(BaseSettings):
@@ -140,6 +140,13 @@ class Settings(BaseSettings):
         "empty = the state directory",
     )
 
+    broker_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="the embedded broker's port on 127.0.0.1 (`omstream up`/`demo`), so producers are "
+        "configured once; empty = a free port each run",
+    )
     query_port: int | None = Field(
         default=None,
         ge=0,

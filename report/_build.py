@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from clickhouse_connect.driver.client import Client
@@ -30,6 +31,7 @@ NO_DATA = (
     "or `omstream up` and `omstream replay FILE`)"
 )
 _EPOCH = date(1970, 1, 1)  # ClickHouse's first Date
+RUN_GAP_DAYS = 7  # this many days without events end a run of data: the default range is the latest run
 
 Row = dict[str, Any]  # a query's row, keyed by the SQL's own column names (the SQL defines them once)
 
@@ -38,10 +40,17 @@ class NoSchema(RuntimeError):
     """ClickHouse has none of OMStream's tables: nothing was ever loaded there."""
 
 
+class BadRange(ValueError):
+    """Days asked for that end before they start (a missing end being the data's)."""
+
+
 @dataclass(frozen=True)
 class DateRange:
     from_: date  # `from` in JSON (a Python keyword)
     to: date
+
+
+_EVERY_DAY = DateRange(_EPOCH, date(2105, 12, 31))  # every day of ClickHouse's DateTime
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,8 @@ class Report:
 
     timezone: str
     range: DateRange | None  # None: no events and no days asked for
+    data_range: DateRange | None  # the first and last day with events (None: none)
+    complete_to: date | None  # the range's last day that is over (today's is not): anomalies stop there
     daily: list[Row]
     hourly: list[Row]
     behavior_totals: dict[str, int]
@@ -187,6 +198,7 @@ class Report:
     rfm: Rfm
     ltv: Ltv
     dead_letters: list[Row]
+    dead_letters_received: DateRange | None  # the days the dead letters shown arrived on (None: any day)
     realtime: Realtime
 
     def as_json(self) -> dict[str, Any]:
@@ -223,7 +235,7 @@ class _Catalogue:
     span: dict[str, Any]  # the queries' tz, from and to
 
     def rows(self, name: str, **parameters: Any) -> list[Row]:
-        return query_rows(self.client, name, **self.span, **parameters)
+        return query_rows(self.client, name, **{**self.span, **parameters})
 
     def row(self, name: str, **parameters: Any) -> Row:
         """The one row of an aggregate over the whole range."""
@@ -238,10 +250,14 @@ def build_report(
     if not client.command("EXISTS TABLE events_raw"):  # the schema people query (migration 0006)
         raise NoSchema(NO_DATA)
     options = options or ReportOptions()
-    span = _date_range(client, timezone, options)
+    with_events = [date.fromisoformat(row["day"]) for row in query_rows(client, "data_days", tz=timezone)]
+    span = _date_range(with_events, options)
     # Without events every range is empty, and the queries still give each section its empty form.
     days = span or DateRange(_EPOCH, _EPOCH)
     catalogue = _Catalogue(client, {"tz": timezone, "from": days.from_, "to": days.to})
+    complete_to = min(days.to, datetime.now(ZoneInfo(timezone)).date() - timedelta(days=1))
+    asked = options.date_from is not None or options.date_to is not None
+    received = DateRange(days.from_, days.to) if asked else None
     funnel = catalogue.row("funnel_counts")
     categories = _rankings(catalogue, options)
     items = _items(catalogue, options, categories.sales)
@@ -249,11 +265,13 @@ def build_report(
     return Report(
         timezone=timezone,
         range=span,
+        data_range=DateRange(with_events[0], with_events[-1]) if with_events else None,
+        complete_to=complete_to if span else None,
         daily=catalogue.rows("daily_activity"),
         hourly=catalogue.rows("hourly_activity"),
         behavior_totals={behavior: funnel[behavior] for behavior in BEHAVIORS},
         behavior_daily=catalogue.rows("behavior_daily"),
-        anomalies=_anomalies(catalogue.rows("pv_anomalies", k=ANOMALY_MADS)),
+        anomalies=_anomalies(catalogue.rows("pv_anomalies", k=ANOMALY_MADS, to=complete_to)),
         purchase_frequency=_purchase_frequency(catalogue),
         fav_to_buy=_conversion_by_level(funnel, categories.sales, items, "fav_to_buy"),
         cart_to_buy=_conversion_by_level(funnel, categories.sales, items, "cart_to_buy"),
@@ -270,21 +288,45 @@ def build_report(
         paths=_paths(catalogue.rows("session_paths", gap=SESSION_GAP_S), options.top),
         rfm=_rfm(catalogue, options),
         ltv=ltv(curve, options.arpu, options.cac),
-        dead_letters=query_rows(client, "dead_letters_by_reason"),
+        dead_letters=catalogue.rows("dead_letters_by_reason", **_days(received or _EVERY_DAY)),
+        dead_letters_received=received,
         realtime=_realtime(client, timezone),
     )
 
 
-def _date_range(client: Client, timezone: str, options: ReportOptions) -> DateRange | None:
-    """The days asked for, else the first / last day with events; None when neither gives both ends."""
-    span = query_rows(client, "data_span", tz=timezone)[0]
-    first = options.date_from or _day(span["first_day"])
-    last = options.date_to or _day(span["last_day"])
-    return DateRange(first, last) if first and last else None
+def _date_range(with_events: list[date], options: ReportOptions) -> DateRange | None:
+    """The days asked for; an end not asked for is the data's: the last day with events, and the first
+    day of the latest run of days with events up to the last day (runs are split by RUN_GAP_DAYS without
+    events). None without events and days asked for; BadRange when the range would end before it starts."""
+    first, last = options.date_from, options.date_to
+    if last is None:
+        last = with_events[-1] if with_events else None
+        if first is not None and last is not None and first > last:
+            raise BadRange(f"--from {first} is after the last day with events, {last}")
+    if first is None and last is not None:
+        before = [day for day in with_events if day <= last]
+        if with_events and not before:
+            raise BadRange(f"--to {last} is before the first day with events, {with_events[0]}")
+        first = _latest_run_start(before) if before else None
+    if first is None or last is None:
+        return None
+    if first > last:
+        raise BadRange(f"--from {first} is after --to {last}")
+    return DateRange(first, last)
 
 
-def _day(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text else None
+def _latest_run_start(days: list[date]) -> date:
+    """The first day of the latest run of `days` (sorted) without a gap of RUN_GAP_DAYS or more."""
+    start = days[-1]
+    for earlier in reversed(days[:-1]):
+        if (start - earlier).days > RUN_GAP_DAYS:
+            break
+        start = earlier
+    return start
+
+
+def _days(days: DateRange) -> dict[str, date]:
+    return {"from": days.from_, "to": days.to}
 
 
 @dataclass(frozen=True)

@@ -5,35 +5,40 @@ from __future__ import annotations
 import io
 from collections import Counter
 from collections.abc import Callable
+from datetime import date
 from itertools import pairwise
 
 from matplotlib.axes import Axes
+from matplotlib.dates import AutoDateLocator, DateFormatter, date2num
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
 from report._build import PATH_SEPARATOR, PathSequence, Report
 from report._sankey import Flow, draw_sankey
 from stream.events import BEHAVIORS
 
-_SIZE = (9.0, 4.2)
-_DPI = 100
+_SIZE = (13.0, 4.4)  # inches: as wide as a laptop's page at _DPI
+_DPI = 110
 _PV, _UV, _ACCENT = "#4C72B0", "#DD8452", "#C44E52"
 _END = "end"  # where a session's path stops
 _BEHAVIOR_COLORS = {"pv": _PV, "fav": "#55A868", "cart": _UV, "buy": _ACCENT, _END: "#AAAAAA"}
 
 
 def _daily(report: Report, axes: Axes) -> None:
-    days = [row["date"][5:] for row in report.daily]
-    flagged = {row["date"][5:] for row in report.anomalies}
-    colors = [_ACCENT if day in flagged else _PV for day in days]
-    axes.bar(days, [row["pv"] for row in report.daily], color=colors, label="PV (red: anomaly)")
+    # real dates on the axis: a day without events is a gap, and the year is shown
+    days = date2num([date.fromisoformat(row["date"]) for row in report.daily])
+    flagged = {row["date"] for row in report.anomalies}
+    colors = [_ACCENT if row["date"] in flagged else _PV for row in report.daily]
+    axes.bar(days, [row["pv"] for row in report.daily], color=colors, width=0.8, label="PV (red: anomaly)")
     axes.set_ylabel("PV")
     twin = axes.twinx()
     twin.plot(days, [row["uv"] for row in report.daily], color=_UV, marker="o", label="UV")
     twin.set_ylabel("UV")
     twin.set_ylim(bottom=0)
-    axes.set_title(f"Daily PV and UV ({report.timezone})")
-    axes.legend(loc="lower left")
-    twin.legend(loc="lower right")
+    axes.xaxis.set_major_locator(AutoDateLocator(minticks=3, maxticks=12))
+    axes.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))
+    axes.set_title(f"Daily PV and UV ({report.timezone})", loc="left")
+    _legend_above(axes, twin)
 
 
 def _hourly(report: Report, axes: Axes) -> None:
@@ -45,9 +50,17 @@ def _hourly(report: Report, axes: Axes) -> None:
     twin = axes.twinx()
     twin.plot(hours, [row["pay_rate"] for row in report.hourly], color=_ACCENT, marker=".", label="pay rate")
     twin.set_ylabel("pay rate (buyers / active users)")
-    axes.set_title("Activity and pay rate by hour of day")
-    axes.legend(loc="upper left")
-    twin.legend(loc="upper center")
+    twin.yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes.set_title(f"Activity and pay rate by hour of day ({report.timezone})", loc="left")
+    _legend_above(axes, twin)
+
+
+def _legend_above(*axes: Axes) -> None:
+    """One legend for a chart's axes, above the plot: never on top of its bars."""
+    handles = [handle for each in axes for handle in each.get_legend_handles_labels()[0]]
+    axes[0].legend(
+        handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=len(handles), frameon=False
+    )
 
 
 def _funnel(report: Report, axes: Axes) -> None:

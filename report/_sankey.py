@@ -14,6 +14,7 @@ from matplotlib.path import Path
 NODE_WIDTH = 0.02  # of the axes' width
 _GAP = 0.04  # between the nodes of a column, of the axes' height
 _LABEL_GAP = 0.006
+_END_LABEL_ROOM = 0.08  # of the axes' width, right of the last column
 _BAND_CODES = [Path.MOVETO, *[Path.CURVE4] * 3, Path.LINETO, *[Path.CURVE4] * 3, Path.CLOSEPOLY]
 
 Node = tuple[int, str]  # (column, name)
@@ -45,11 +46,9 @@ def draw_sankey(
     of its target."""
     values = _node_values(flows)
     layout = _layout(values, order)
-    last = len(layout.x) - 1
     for (column, name), value in values.items():
         height = value * layout.scale
-        label = f"{name} {value:,}"
-        _node(axes, layout.x[column], layout.tops[column, name], height, colors[name], label, column == last)
+        _node(axes, layout.x[column], layout.tops[column, name], height, colors[name], f"{name} {value:,}")
     _bands(axes, flows, order, colors, layout)
     for column, label in enumerate(column_labels):
         axes.text(layout.x[column] + NODE_WIDTH / 2, -0.03, label, ha="center", va="top", fontsize=8)
@@ -83,15 +82,14 @@ def _layout(values: dict[Node, int], order: Sequence[str]) -> _Layout:
         for name in names:
             tops[column, name] = top
             top -= values[column, name] * scale + _GAP
-    x = [column / (len(columns) - 1) * (1 - NODE_WIDTH) for column in range(len(columns))]
+    # the last column's labels go right of its nodes, in the room left for them
+    x = [column / (len(columns) - 1) * (1 - NODE_WIDTH - _END_LABEL_ROOM) for column in range(len(columns))]
     return _Layout(x, tops, scale)
 
 
-def _node(axes: Axes, x: float, top: float, height: float, color: str, label: str, last: bool) -> None:
+def _node(axes: Axes, x: float, top: float, height: float, color: str, label: str) -> None:
     axes.add_patch(Rectangle((x, top - height), NODE_WIDTH, height, facecolor=color, edgecolor="none"))
-    # the last column's labels go left of their nodes: there is no room right of them
-    where, align = (x - _LABEL_GAP, "right") if last else (x + NODE_WIDTH + _LABEL_GAP, "left")
-    axes.text(where, top - height / 2, label, ha=align, va="center", fontsize=8)
+    axes.text(x + NODE_WIDTH + _LABEL_GAP, top - height / 2, label, ha="left", va="center", fontsize=8)
 
 
 def _bands(

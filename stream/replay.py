@@ -12,7 +12,7 @@ from pathlib import Path
 
 from stream.emitter import EmitReport, Emitter
 from stream.events import Event, FixedRange, Rejected, encode_events
-from stream.sources.taobao import encoded_lines, parse_line, read_csv, sort_by_time
+from stream.sources.taobao import encoded_lines, file_header, parse_line, read_csv, sort_by_time
 
 _PACE_EVERY = 1_000  # events between pacing checks: sleeping per event would cap the rate itself
 
@@ -75,7 +75,7 @@ async def replay_file(
     it, and re-stamped to the present as they are sent."""
     if live is None:
         lines = encoded_lines(path, emitter.accept_range, emitter.partitions, time_ordered)
-        return await replay_encoded(lines, emitter, pacer or Pacer(), on_progress)
+        return await replay_encoded(lines, emitter, pacer or Pacer(), on_progress, file_header(path))
     if not time_ordered:
         return await replay(read_csv(path, live, on_progress), emitter, pacer, live=True)
     with tempfile.TemporaryDirectory(prefix="omstream-replay-") as folder:
@@ -89,10 +89,11 @@ async def replay_encoded(
     emitter: Emitter,
     pacer: Pacer,
     on_progress: Callable[[int], None] | None = None,
+    header: str | None = None,
 ) -> EmitReport:
     """Send the lines `encoded_lines` gives: events chDB encoded go out as they are, batched per
     partition in their order; every other line is judged by `parse_line`, and a valid event among them
-    joins its partition's batch in its place."""
+    joins its partition's batch in its place. The file's `header` row, if any, is skipped once."""
     batches: dict[int, list[bytes]] = defaultdict(list)
     read = 0
     for lines in chunks:
@@ -102,6 +103,9 @@ async def replay_encoded(
                 tag, ts, size, payload = line.split(b"\t", 3)
                 read += int(size) + 1
                 if tag == b"-1":
+                    if header is not None and payload.rstrip(b"\r") == header.encode():
+                        header = None
+                        continue
                     judged = await _judged(payload, emitter)
                     if judged is None:
                         continue

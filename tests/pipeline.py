@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 import clickhouse
 from omstream.embedded.progress import replay_with_progress
-from omstream.embedded.stack import all_alive
+from omstream.embedded.supervisor import all_alive
 from omstream.settings import Settings
 from report import Report, build_report
 from stream.emitter import EmitReport
@@ -118,7 +118,7 @@ def stored_windows(
             "SELECT kind, toUnixTimestamp(window_start), partition, pv_users, cart_users, buy_users, final "
             "FROM realtime_funnel_rows"
         ).result_rows
-        totals = client.query("SELECT behavior, count() FROM distinct_events GROUP BY behavior").result_rows
+        totals = client.query("SELECT behavior, count() FROM events GROUP BY behavior").result_rows
     finally:
         client.close()
     return (

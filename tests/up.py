@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Any
 
 
-def environment(state: Path) -> dict[str, str]:
-    return {**os.environ, "OMSTREAM_STATE_DIR": str(state), "KAFKA_BOOTSTRAP": "", "CLICKHOUSE_DSN": ""}
+def environment(state: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OMSTREAM_STATE_DIR": str(state),
+        "KAFKA_BOOTSTRAP": "",
+        "CLICKHOUSE_DSN": "",
+        **extra,
+    }
 
 
 def omstream(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -25,12 +31,12 @@ def omstream(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextlib.contextmanager
-def omstream_up(state: Path, log: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
+def omstream_up(state: Path, log: Path, *options: str, **env: str) -> Iterator[subprocess.Popen[str]]:
     """`omstream up` until its banner; stopped (by its PID) after the block if still running."""
     command = [sys.executable, "-m", "omstream", "up", *options]
     with log.open("w") as errors:
         up = subprocess.Popen(
-            command, env=environment(state), stdout=subprocess.PIPE, stderr=errors, text=True
+            command, env=environment(state, **env), stdout=subprocess.PIPE, stderr=errors, text=True
         )
     try:
         banner = up.stdout.readline() if up.stdout else ""

@@ -1,9 +1,9 @@
 -- Cohort retention: a user's cohort is their first active day (in {tz}) within the range; dN = share of
 -- the cohort active (any event) on cohort day + N, for N = 1..8. NULL when cohort day + N is after the
--- last day of the range that has data (not observable yet).
+-- last day of the range that has data, or is today (not over: not observable yet).
 WITH
     (
-        SELECT toDate(max(ts), {tz:String}) FROM events
+        SELECT least(toDate(max(ts), {tz:String}), toDate(now(), {tz:String}) - 1) FROM events
         WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
     ) AS last_day,
     arrayMap(n -> if(cohort + n <= last_day, retained[n] / users, NULL), range(1, 9)) AS rates

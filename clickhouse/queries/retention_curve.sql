@@ -1,9 +1,9 @@
 -- Day-N retention over all cohorts of the range (cohort = first active day in {tz}), N = 1..{days}:
 -- rate = users active on their cohort day + N / users whose cohort day + N is observable (<= the last day
--- of the range with data). Days with no observable cohort are left out.
+-- of the range with data, and over: before today). Days with no observable cohort are left out.
 WITH
     (
-        SELECT toDate(max(ts), {tz:String}) FROM events
+        SELECT least(toDate(max(ts), {tz:String}), toDate(now(), {tz:String}) - 1) FROM events
         WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
     ) AS last_day
 SELECT

@@ -120,8 +120,8 @@ def _broker_pid(settings: Settings) -> int:
 
 def _windows_against_batch(client: Client, timezone: str) -> list[dict[str, Any]]:
     """Every real-time window of each kind against the batch computation over the raw events."""
-    span = clickhouse.query_rows(client, "data_span", tz=timezone)[0]
-    days = {"tz": timezone, "from": span["first_day"], "to": span["last_day"]}
+    with_events = [row["day"] for row in clickhouse.query_rows(client, "data_days", tz=timezone)]
+    days = {"tz": timezone, "from": with_events[0], "to": with_events[-1]}
     mismatches: list[dict[str, Any]] = []
     for kind in _KINDS:
         stream = clickhouse.query_rows(client, "realtime_series", kind=kind, **days)

@@ -30,14 +30,13 @@ import clickhouse
 from omstream.bench import BenchFailed
 from omstream.embedded.progress import replay_with_progress
 from omstream.embedded.stack import (
-    all_alive,
     broker,
     free_port,
     required_stages,
     service_process,
     worker_process,
 )
-from omstream.embedded.supervisor import stop_process
+from omstream.embedded.supervisor import all_alive, stop_process
 from omstream.settings import Settings
 from stream.emitter import EmitReport
 from stream.events import BEHAVIORS, EVENT_COLUMNS, FixedRange

@@ -29,6 +29,7 @@ EXPECTED_ERRORS = (
     # ClickHouse and the report
     "clickhouse._client.ClickHouseUnavailable",
     "report._build.NoSchema",
+    "report._build.BadRange",
     # the control plane and the masters
     "control.policy.PolicyError",
     "control.dispatch.BadMasterAddress",
@@ -101,11 +102,22 @@ def terminate_as_interrupt() -> None:
 def result_line(result: Any) -> str:
     """One control-plane result (`CommandResult`) as `ops run` and `demo` print it."""
     where = f"{result.idc} via {result.master or '-'}" if result.stage == "result" else "control"
-    line = f"{result.command_id} {result.module or '?'} {where}: {result.status}"
-    line += f" ({result.reason}: {result.detail})" if result.reason else ""
+    line = f"{result.command_id} {result.module or '?'} {where}: "
+    line += outcome(result.status, result.reason, result.detail)
     for minion, ret in sorted(result.minions.items()):
         line += f"\n  {minion}: {'ok' if ret.ok else 'FAILED'} {json.dumps(ret.output, default=str)[:120]}"
     return line
+
+
+def outcome(status: str, reason: str, detail: str) -> str:
+    """`failed (salt_error: …)`; a reason that only repeats the status is said once: `failed: …`."""
+    if not reason:
+        return status
+    return f"{status}: {detail}" if reason == status else f"{status} ({reason}: {detail})"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def serve_metrics(service: str, settings: Settings) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from omstream.cli._common import one_line_errors, pass_settings, terminate_as_interrupt
+from omstream.cli._common import F, one_line_errors, pass_settings, terminate_as_interrupt
 from omstream.settings import Settings
 
 
@@ -16,13 +17,19 @@ def bench() -> None:
     """Benchmarks (performance targets live here, not in tests)."""
 
 
+def _events(default: int) -> Callable[[F], F]:
+    return click.option(
+        "--events", "-n", default=default, show_default=True, type=click.IntRange(min=1), help="events to use"
+    )
+
+
 def _print_figures(result: dict[str, Any], as_json: bool) -> None:
     click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
 
 
 @bench.command("ingest")
-@click.option("--events", "-n", default=1_000_000, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@_events(1_000_000)
+@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
 @one_line_errors
 @pass_settings
 def bench_ingest(settings: Settings, events: int, as_json: bool) -> None:
@@ -34,8 +41,8 @@ def bench_ingest(settings: Settings, events: int, as_json: bool) -> None:
 
 
 @bench.command("stream")
-@click.option("--events", "-n", default=1_000_000, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True)
+@_events(1_000_000)
+@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
 @one_line_errors
 @pass_settings
 def bench_stream(settings: Settings, events: int, as_json: bool) -> None:
@@ -48,8 +55,8 @@ def bench_stream(settings: Settings, events: int, as_json: bool) -> None:
 
 
 @bench.command("queries")
-@click.option("--events", "-n", default=2_000_000, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True)
+@_events(2_000_000)
+@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
 @one_line_errors
 @pass_settings
 def bench_queries(settings: Settings, events: int, as_json: bool) -> None:
@@ -62,8 +69,8 @@ def bench_queries(settings: Settings, events: int, as_json: bool) -> None:
 
 
 @bench.command("scale")
-@click.option("--events", "-n", default=100_000_000, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True)
+@_events(100_000_000)
+@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
 @one_line_errors
 @pass_settings
 def bench_scale(settings: Settings, events: int, as_json: bool) -> None:
@@ -76,8 +83,8 @@ def bench_scale(settings: Settings, events: int, as_json: bool) -> None:
 
 
 @bench.command("report")
-@click.option("--events", "-n", default=10_000_000, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True)
+@_events(10_000_000)
+@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
 @one_line_errors
 @pass_settings
 def bench_report(settings: Settings, events: int, as_json: bool) -> None:
@@ -89,9 +96,13 @@ def bench_report(settings: Settings, events: int, as_json: bool) -> None:
 
 
 @bench.command("control")
-@click.option("--sequential", default=200, show_default=True, type=click.IntRange(min=2))
-@click.option("--burst", default=2000, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--sequential", default=200, show_default=True, type=click.IntRange(min=2), help="pings one at a time"
+)
+@click.option(
+    "--burst", default=2000, show_default=True, type=click.IntRange(min=1), help="commands sent at once"
+)
+@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
 @one_line_errors
 def bench_control(sequential: int, burst: int, as_json: bool) -> None:
     """Control plane: publish-to-result latency of pings to both IDCs, and sustained commands/s."""

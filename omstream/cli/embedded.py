@@ -9,13 +9,13 @@ import click
 
 from omstream.cli._common import one_line_errors, pass_settings, result_line, terminate_as_interrupt
 from omstream.settings import Settings
-from stream.sources.taobao import UnreadableFile
+from stream.sources.taobao import readable_file
 
 
 @click.command()
 @click.option("--events", "-n", default=200_000, show_default=True, help="events to generate")
 @click.option("--data", type=click.Path(path_type=Path), help="replay this Taobao CSV instead of generating")
-@click.option("--seed", default=7, show_default=True)
+@click.option("--seed", default=7, show_default=True, help="the generator's seed")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @one_line_errors
 @pass_settings
@@ -26,9 +26,9 @@ def demo(settings: Settings, events: int, data: Path | None, seed: int, as_json:
     from omstream.embedded.supervisor import claim_state_dir
     from report import render_text
 
+    if data is not None:
+        readable_file(data)
     terminate_as_interrupt()
-    if data is not None and not data.is_file():
-        raise UnreadableFile(f"no such file: {data}")
     with claim_state_dir(settings.state_dir, "demo", lambda line: click.echo(line, err=True)):
         result = run_demo(settings, events, data, seed)
     emitted = result.emitted
@@ -61,7 +61,7 @@ def up(settings: Settings, window_file: Path | None) -> None:
     worker and control plane, restarting any service that exits."""
     from omstream.embedded.up import run_up, window_of
 
-    terminate_as_interrupt()
     if window_file is not None:
         settings = window_of(window_file, settings)
+    terminate_as_interrupt()
     run_up(settings, lambda line: click.echo(line, err=not line.startswith("omstream up:")))

@@ -6,11 +6,12 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 import clickhouse
-from omstream.cli._common import one_line_errors, pass_settings, result_line
+from omstream.cli._common import one_line_errors, outcome, pass_settings, plural, result_line
 from omstream.settings import Settings
 
 
@@ -31,6 +32,7 @@ def ops_keygen(settings: Settings, operator: str, rotate: bool) -> None:
     path = generate_key(settings.keys_dir, settings.operators_file, operator, replace=rotate)
     public = public_key_text(load_private_key(settings.keys_dir, operator).public_key())
     click.echo(f"private key {path}; public key {public} registered in {settings.operators_file}")
+    _reload_running_up(settings)
 
 
 @ops.command("register")
@@ -44,6 +46,31 @@ def ops_register(settings: Settings, operator: str, public_key: str) -> None:
 
     register(settings.operators_file, operator, parse_public_key(public_key))
     click.echo(f"registered {operator} in {settings.operators_file}")
+    _reload_running_up(settings)
+
+
+@ops.command("grant")
+@click.option("--operator", required=True, help="operator name (as registered)")
+@click.option("--role", "roles", required=True, multiple=True, help="a role of the policy (repeatable)")
+@one_line_errors
+@pass_settings
+def ops_grant(settings: Settings, operator: str, roles: tuple[str, ...]) -> None:
+    """Give an operator roles in the RBAC policy file (OMSTREAM_POLICY_FILE, else the embedded stack's)."""
+    from control.policy import grant
+
+    policy = settings.policy_file or settings.state_dir / "policy.yaml"
+    held = grant(policy, operator, roles)
+    click.echo(f"{operator} holds {', '.join(held)} in {policy}")
+    _reload_running_up(settings)
+
+
+def _reload_running_up(settings: Settings) -> None:
+    """The control plane reads operators and the policy at start: a running `omstream up` restarts it."""
+    from omstream.embedded.running import reload_up
+
+    pid = reload_up(settings.state_dir)
+    if pid is not None:
+        click.echo(f"the omstream up running here (pid {pid}) restarted its control plane to read it")
 
 
 @ops.command("bootstrap")
@@ -69,7 +96,7 @@ def ops_bootstrap(settings: Settings, identities: Path | None) -> None:
 
 
 @ops.command("run")
-@click.option("--operator", required=True)
+@click.option("--operator", required=True, help="who signs (their key in <state>/keys)")
 @click.option("--idc", "idcs", required=True, help="IDC or comma-separated IDCs")
 @click.option("--target", required=True, help="host glob, comma-separated hosts, or G@grain:value")
 @click.option("--module", required=True, help="operation module, e.g. ping, disk_usage, service")
@@ -118,8 +145,8 @@ def ops_run(
 
 
 @ops.command("history")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="records to show")
+@click.option("--json", "as_json", is_flag=True, help="print the records as one JSON array")
 @one_line_errors
 @pass_settings
 def ops_history(settings: Settings, limit: int, as_json: bool) -> None:
@@ -129,21 +156,24 @@ def ops_history(settings: Settings, limit: int, as_json: bool) -> None:
 
     client = clickhouse.connect(reader_dsn(settings))
     try:
-        rows = history(client, limit)
+        rows = history(client, limit, settings.timezone)
     finally:
         client.close()
     if as_json:
         click.echo(json.dumps(rows, default=str))
         return
+    if not rows:
+        click.echo("no commands yet")
+        return
+    click.echo(f"time ({settings.timezone}), command, operator, module, where: outcome")
     for row in rows:
-        where = "FORGED record" if row["stage"] == "forgery" else row["idc"] or "control"
-        reason = f" ({row['reason']}: {row['detail']})" if row["reason"] else ""
-        click.echo(
-            f"{row['time']} {row['command_id']} {row['operator'] or '-'} {row['module'] or '-'} "
-            f"{where}: {row['status']}{reason}"
-            + (
-                f" [{row['minions']} minions via {row['master']}, {row['duration_ms']} ms]"
-                if row["minions"]
-                else ""
-            )
-        )
+        click.echo(_history_line(row))
+
+
+def _history_line(row: dict[str, Any]) -> str:
+    where = "FORGED record" if row["stage"] == "forgery" else row["idc"] or "control"
+    line = f"{row['time']} {row['command_id']} {row['operator'] or '-'} {row['module'] or '-'} {where}: "
+    line += outcome(row["status"], row["reason"], row["detail"])
+    if row["minions"]:
+        line += f" [{plural(row['minions'], 'minion')} via {row['master']}, {row['duration_ms']} ms]"
+    return line

@@ -13,12 +13,11 @@ import click
 
 from omstream.cli._common import one_line_errors, pass_settings
 from omstream.settings import Settings
-from stream.sources.taobao import UnreadableFile
 
 
 @click.command()
 @click.option("--events", "-n", required=True, type=click.IntRange(min=1), help="clean events to write")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="the same seed writes the same file")
 @click.option(
     "--out", "-o", required=True, type=click.Path(path_type=Path), help="CSV file (.gz to compress)"
 )
@@ -27,7 +26,12 @@ from stream.sources.taobao import UnreadableFile
 def generate(events: int, seed: int, out: Path, dirty: bool) -> None:
     """Write a deterministic Taobao-shaped UserBehavior CSV."""
     from omstream.embedded.progress import generate_with_progress
+    from stream.sources.generator import MAX_EVENTS
 
+    if events > MAX_EVENTS:
+        raise click.ClickException(f"--events is at most {MAX_EVENTS:,}")
+    if out.is_dir():
+        raise click.ClickException(f"{out} is a directory: name the file to write, e.g. {out / 'events.csv'}")
     started = time.monotonic()
     generate_with_progress(out, events, seed, dirty)
     click.echo(f"wrote {events:,} events to {out} in {time.monotonic() - started:.1f} s")
@@ -44,7 +48,7 @@ def generate(events: int, seed: int, out: Path, dirty: bool) -> None:
     is_flag=True,
     help="re-stamp each event to the time it is sent, at the file's pace (x --speedup)",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @one_line_errors
 @pass_settings
 def replay(
@@ -66,18 +70,20 @@ def replay(
     from omstream.embedded.progress import replay_with_progress
     from omstream.embedded.running import resolve_bootstrap
     from stream.replay import Pacer
-    from stream.sources.taobao import file_window
+    from stream.sources.taobao import file_times, readable_file
 
-    if not file.is_file():
-        raise UnreadableFile(f"no such file: {file}")
+    readable_file(file)
+    if rate is not None and speedup is not None:
+        raise click.ClickException("give either --rate or --speedup, not both")
     settings = services_settings(settings)
     bootstrap = resolve_bootstrap(settings)
-    window = file_window(file, settings.timezone)
+    times = file_times(file, settings.timezone)
+    window = times.window
     if live:
         pacer = Pacer(rate=rate, speedup=speedup or (None if rate else 1.0))
     else:
         pacer = Pacer(rate=rate, speedup=speedup)
-        note = check_fits(file, window, settings, embedded=not settings.kafka_bootstrap)
+        note = check_fits(file, times, settings, embedded=not settings.kafka_bootstrap)
         if note:
             click.echo(note, err=True)
     live_window = window if live else None

@@ -15,7 +15,12 @@ from omstream.settings import Settings
 
 @click.command()
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "html"]),
+    default="text",
+    show_default=True,
+    help="terminal tables, one JSON object, or an HTML page with charts",
 )
 @click.option("--json", "as_json", is_flag=True, help="same as --format json")
 @click.option(

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from omstream.embedded.supervisor import running_status
 from omstream.settings import Settings
 from stream.events import AcceptRange, FixedRange
+from stream.sources.taobao import FileTimes
 
 
 class OutsideAcceptedRange(ValueError):
@@ -50,16 +51,17 @@ def services_settings(settings: Settings) -> Settings:
     return Settings.model_validate({**settings.model_dump(), **status["accept"]})
 
 
-def check_fits(path: Path, window: FixedRange, settings: Settings, embedded: bool) -> str | None:
-    """A ValueError when the services accept none of the file's window; a note when only part of it."""
+def check_fits(path: Path, times: FileTimes, settings: Settings, embedded: bool) -> str | None:
+    """OutsideAcceptedRange when the services accept none of the file's events (from its first to its
+    last on the days of its window); a note when only some of them."""
     start, end = settings.accept_range.bounds()
-    zone = settings.timezone
-    if window.start < end and start < window.end:
-        if start <= window.start and window.end <= end:
+    zone, span, window = settings.timezone, times.span, times.window
+    if span.start < end and start < span.end:
+        if start <= span.start and span.end <= end:
             return None
         return (
-            f"note: the services accept {describe(settings.accept_range, zone)}, only part of {path}'s "
-            f"window ({describe(window, zone)}): its other events go to the dead letters as out_of_window"
+            f"note: the services accept {describe(settings.accept_range, zone)}, only some of {path}'s "
+            f"events ({describe(span, zone)}): the others go to the dead letters as out_of_window"
         )
     restart = (
         f"restart `omstream up --window-of {path}`"

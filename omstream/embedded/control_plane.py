@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import subprocess
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from control.dispatch import MasterAddress
 from control.pki import Pki, ensure_pki
 from masters.keys import generate_key
-from omstream.embedded.stack import free_port, omstream_service, started, state_path, wait_for_port
-from omstream.embedded.supervisor import Service
+from omstream.embedded.stack import free_port, omstream_service, started, state_path
+from omstream.embedded.supervisor import Service, wait_for_port
 from omstream.settings import Settings
 
 DEMO_OPERATOR = "demo"  # an admin on everything: embedded mode only
@@ -20,9 +20,11 @@ DEMO_OPERATOR = "demo"  # an admin on everything: embedded mode only
 EMBEDDED_MASTERS = {"bj": ["bj-1", "bj-2"], "sh": ["sh-1", "sh-2"]}
 # The embedded control service's policy (unless OMSTREAM_POLICY_FILE names another): the demo operator
 # may do anything. The packaged default policy grants no operator anything.
-DEMO_POLICY = f"""# written by `omstream up`/`demo` for the embedded stack only
+DEMO_POLICY = f"""# written by `omstream up`/`demo` on first run, for the embedded stack only; yours to edit
+# (`omstream ops grant --operator NAME --role ROLE` adds roles; a running `omstream up` then reloads it)
 roles:
   admin: {{modules: ["*"], idcs: ["*"], targets: ["*"]}}
+  observer: {{modules: [ping, grains, disk_usage, pkg_version], idcs: ["*"], targets: ["*"]}}
 operators:
   {DEMO_OPERATOR}: [admin]
 """
@@ -55,40 +57,44 @@ def bootstrap_embedded(settings: Settings) -> list[str]:
 
 @dataclass(frozen=True)
 class ControlPlane:
-    """The embedded control plane's services: masters (with the port each listens on), then control."""
+    """The embedded control plane's services: masters (each with the address it listens on), then control.
+    All of them read the operators' keys (and control the policy) at start: a reload restarts them."""
 
-    masters: list[tuple[Service, int]]
+    masters: list[Service]
     control: Service
 
 
 def control_plane_services(settings: Settings, bootstrap: str) -> ControlPlane:
     """Two masters per IDC (masterless Salt here) and the control service that knows them.
 
-    Certificates and the demo operator's key are created on first run under the state directory.
+    Certificates, the demo operator's key and the policy are created on first run under the state
+    directory; an operator's edits to that policy stay.
     """
     bootstrap_embedded(settings)
     if settings.policy_file is None:
         policy = state_path(settings, "policy.yaml")
-        policy.write_text(DEMO_POLICY)
+        if not policy.exists():
+            policy.write_text(DEMO_POLICY)
         settings = settings.model_copy(update={"policy_file": policy})
-    masters: list[tuple[Service, int]] = []
+    masters: list[Service] = []
     addresses: dict[str, list[str]] = {}
     for idc, names in EMBEDDED_MASTERS.items():
         for name in names:
             port = free_port()
             options = ("--idc", idc, "--name", name, "--port", str(port))
-            masters.append((omstream_service(settings, bootstrap, "master", name, *options), port))
+            master = omstream_service(settings, bootstrap, "master", name, *options)
+            masters.append(replace(master, reloads=True, listens=(settings.master_host, port)))
             addresses.setdefault(idc, []).append(f"{name}@{settings.master_host}:{port}")
     control_settings = settings.model_copy(update={"masters": addresses})
-    return ControlPlane(masters, omstream_service(control_settings, bootstrap, "control", "control"))
+    control = omstream_service(control_settings, bootstrap, "control", "control")
+    return ControlPlane(masters, replace(control, reloads=True))
 
 
-def wait_for_masters(
-    settings: Settings, plane: ControlPlane, processes: Sequence[subprocess.Popen[bytes]]
-) -> None:
+def wait_for_masters(plane: ControlPlane, processes: Sequence[subprocess.Popen[bytes]]) -> None:
     """Until every master listens (they start in parallel); the control service connects to them."""
-    for process, (_, port) in zip(processes, plane.masters, strict=True):
-        wait_for_port(process, settings.master_host, port)
+    for process, master in zip(processes, plane.masters, strict=True):
+        assert master.listens is not None
+        wait_for_port(process, *master.listens)
 
 
 @contextlib.contextmanager
@@ -96,7 +102,7 @@ def control_plane(settings: Settings, bootstrap: str) -> Iterator[list[subproces
     """The embedded control plane (`control_plane_services`) as child processes, for the block."""
     plane = control_plane_services(settings, bootstrap)
     with contextlib.ExitStack() as stack:
-        processes = [stack.enter_context(started(service)) for service, _ in plane.masters]
-        wait_for_masters(settings, plane, processes)
+        processes = [stack.enter_context(started(service)) for service in plane.masters]
+        wait_for_masters(plane, processes)
         processes.append(stack.enter_context(started(plane.control)))
         yield processes

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import quote
 
-from omstream.embedded.supervisor import running_status
+from omstream.embedded.supervisor import NotReady, ServiceFailed, read_status, running_status
 from omstream.settings import Settings
 from stream.kafka import BrokerUnreachable, broker_accepts, ensure_topics, require_broker
 
@@ -100,3 +102,21 @@ def reader_dsn(settings: Settings) -> str:
         return settings.resolved_clickhouse_dsn
     host = endpoint["url"].removeprefix("http://")
     return f"http://{endpoint['user']}:{quote(endpoint['password'], safe='')}@{host}/{endpoint['database']}"
+
+
+def reload_up(state_dir: Path, timeout: float = 90.0) -> int | None:
+    """Have the `omstream up` running on this state directory restart its control plane, which reads the
+    operators' keys and the policy at start; returns its PID once done (None: no `up` runs here)."""
+    status = running_status(state_dir)
+    if status is None or status.get("command") != "up":
+        return None
+    done = int(status.get("reloads", 0))
+    os.kill(status["pid"], signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while (read_status(state_dir) or {}).get("reloads", 0) <= done:
+        if running_status(state_dir) is None:
+            raise ServiceFailed(f"the omstream up (pid {status['pid']}) on {state_dir} stopped")
+        if time.monotonic() > deadline:
+            raise NotReady(f"the omstream up (pid {status['pid']}) did not restart its control plane in time")
+        time.sleep(0.2)
+    return int(status["pid"])

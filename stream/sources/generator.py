@@ -378,10 +378,10 @@ def _sink(out: Path) -> Iterator[io.BufferedIOBase]:
                     yield packed
             else:
                 yield raw
-    except BaseException:
+        partial.replace(out)
+    except BaseException:  # `out` a directory, say: nothing is left behind
         partial.unlink(missing_ok=True)
         raise
-    partial.replace(out)
 
 
 _PADDED = ((np.arange(100_000)[:, None] // 10 ** np.arange(4, -1, -1)) % 10 + ord("0")).astype(np.uint8)

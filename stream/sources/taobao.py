@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -41,6 +43,10 @@ TAOBAO_DAYS = 9
 TAOBAO_END = TAOBAO_START + TAOBAO_DAYS * 86_400  # 2017-12-04 00:00 Asia/Shanghai, exclusive
 
 _FIELD_COUNT = 5
+_COLUMNS = "user_id,item_id,category_id,behavior,timestamp"
+# A header row: five names (letters first), as the data set's documentation lists its columns.
+_HEADER = re.compile(r"\s*[A-Za-z_][\w ]*(\s*,\s*[A-Za-z_][\w ]*){4}\s*")
+_SNIFF_BYTES = 64 * 1024  # what a file's shape is judged from
 # Spill to disk instead of holding the whole file in memory (both sort settings are needed).
 _SORT_ON_DISK = (
     "max_bytes_before_external_sort = 100000000, max_bytes_ratio_before_external_sort = 0, "
@@ -85,12 +91,13 @@ def _open(path: Path) -> tuple[BinaryIO, BinaryIO]:
 def read_csv(
     path: Path, accept_range: AcceptRange, on_progress: Callable[[int], None] | None = None
 ) -> Iterator[Event | Rejected]:
-    """Stream a Taobao CSV as events and rejections; `on_progress` gets bytes of the file read so far."""
+    """Stream a Taobao CSV as events and rejections (a header row is skipped); `on_progress` gets bytes of
+    the file read so far."""
     reader, raw = _open(path)
     with raw, reader:
         for number, line in enumerate(reader, 1):
             text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-            if text:
+            if text and not (number == 1 and _HEADER.fullmatch(text)):
                 yield parse_line(text, accept_range)
             if on_progress is not None and number % _PROGRESS_EVERY == 0:
                 on_progress(raw.tell())
@@ -109,21 +116,87 @@ def sort_by_time(source: Path, target: Path) -> None:
         raise UnreadableFile(f"sorting {source} failed: {done.stderr.strip().splitlines()[-1:]}")
 
 
+@dataclass(frozen=True)
+class FileTimes:
+    """When a file's events are: `window`, the whole days (in a time zone) of its busy run of days, and
+    `span`, from its first to just after its last event on those days."""
+
+    window: FixedRange
+    span: FixedRange
+
+
 def file_window(path: Path, timezone: str) -> FixedRange:
     """The whole days (in `timezone`) a file's events are on: the run of days around its busiest one
-    that each have at least 1 % of that day's events. Read by chDB in a child process (see `sort_by_time`).
-    """
+    that each have at least 1 % of that day's events."""
+    return file_times(path, timezone).window
+
+
+def file_times(path: Path, timezone: str) -> FileTimes:
+    """The file's window (`file_window`) and the span of its events in it. Read by chDB in a child process
+    (see `sort_by_time`); a file without event times is an UnreadableFile saying what it holds instead."""
+    readable_file(path)
     done = subprocess.run(_in_child("_days_here", str(path), timezone), capture_output=True, text=True)
     if done.returncode != 0:
         raise UnreadableFile(f"reading the times of {path} failed: {done.stderr.strip().splitlines()[-1:]}")
-    days = {date.fromisoformat(day): count for day, count in json.loads(done.stdout)}
+    rows = json.loads(done.stdout)
+    days = {date.fromisoformat(day): (int(count), int(first), int(last)) for day, count, first, last in rows}
     if not days:
-        raise UnreadableFile(f"{path} has no event times")
-    first, last = _busy_days(days)
+        raise UnreadableFile(_without_times(path))
+    first, last = _busy_days({day: count for day, (count, _, _) in days.items()})
     zone = ZoneInfo(timezone)
     start = datetime.combine(first, time(), zone)
     end = datetime.combine(last + timedelta(days=1), time(), zone)
-    return FixedRange(int(start.timestamp()), int(end.timestamp()))
+    busy = [times for day, times in days.items() if first <= day <= last]
+    span = FixedRange(min(times[1] for times in busy), max(times[2] for times in busy) + 1)
+    return FileTimes(FixedRange(int(start.timestamp()), int(end.timestamp())), span)
+
+
+def readable_file(path: Path) -> Path:
+    """`path` when it is a file; an UnreadableFile saying what it is otherwise."""
+    if path.is_dir():
+        raise UnreadableFile(f"{path} is a directory, not a CSV file")
+    if not path.is_file():
+        raise UnreadableFile(f"no such file: {path}")
+    return path
+
+
+def _without_times(path: Path) -> str:
+    """Why a file has no event times, from its first lines."""
+    reader, raw = _open(path)
+    try:
+        with raw, reader:
+            head = reader.read(_SNIFF_BYTES)
+    except (OSError, EOFError) as error:  # a .gz that is not gzip
+        return f"{path} cannot be read: {error}"
+    lines = [line for line in head.split(b"\n")[: -1 if len(head) == _SNIFF_BYTES else None] if line.strip()]
+    if not lines:
+        return f"{path} is empty"
+    if b"\0" in head or _undecodable(head):
+        return f"{path} is not a text CSV file (binary content)"
+    first = lines[0].decode().rstrip("\r")
+    if "\t" in first and "," not in first:
+        return f"{path} is tab-separated: expected {_FIELD_COUNT} comma-separated fields ({_COLUMNS})"
+    counts = sorted({len(line.split(b",")) for line in lines})
+    if _FIELD_COUNT not in counts:
+        found = " or ".join(str(count) for count in counts)
+        return f"{path} has lines of {found} comma-separated fields: expected {_FIELD_COUNT} ({_COLUMNS})"
+    return f"{path} has no event times: no line's 5th field is a Unix time in seconds ({_COLUMNS})"
+
+
+def _undecodable(head: bytes) -> bool:
+    try:
+        head.decode()
+    except UnicodeDecodeError as error:
+        return error.start < len(head) - 4  # a multi-byte character cut at the end of the sample is fine
+    return False
+
+
+def file_header(path: Path) -> str | None:
+    """The file's first line when it is a header (its fields are names, not values), else None."""
+    reader, raw = _open(path)
+    with raw, reader:
+        first = reader.readline(_SNIFF_BYTES).decode("utf-8", errors="replace").rstrip("\r\n")
+    return first if _HEADER.fullmatch(first) else None
 
 
 def _busy_days(days: dict[date, int]) -> tuple[date, date]:
@@ -149,7 +222,8 @@ def _days_here(source: str, timezone: str) -> None:
 
     ts = "toInt64OrNull(splitByChar(',', line)[5])"
     result = chdb.query(
-        f"SELECT toString(toDate32(toDateTime64({ts}, 0, '{timezone}'))) AS day, count() AS events "
+        f"SELECT toString(toDate32(toDateTime64({ts}, 0, '{timezone}'))) AS day, count() AS events, "
+        f"min({ts}) AS first, max({ts}) AS last "
         f"FROM file('{_quoted(source)}', 'LineAsString', 'line String') "
         f"WHERE length(splitByChar(',', line)) = {_FIELD_COUNT} AND {ts} IS NOT NULL GROUP BY day",
         "JSONCompact",

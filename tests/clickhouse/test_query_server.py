@@ -92,6 +92,13 @@ def test_clickhouse_connect_reads_native_results_and_parameters(
         reader.query("SELECT * FROM no_such_table")
 
 
+def test_clickhouse_connect_reads_show_create_and_exists_whose_table_is_an_identifier(reader: Client) -> None:
+    # their AST's first identifier is the table, not the FORMAT the client adds
+    statement = reader.query("SHOW CREATE TABLE events").result_rows[0][0]
+    assert statement.startswith("CREATE TABLE") and "ReplacingMergeTree" in statement
+    assert reader.query("EXISTS TABLE events").result_rows == [(1,)]
+
+
 def test_a_wrong_password_is_refused(server: clickhouse.QueryServer) -> None:
     with pytest.raises(clickhouse.ClickHouseUnavailable, match="AUTHENTICATION_FAILED"):
         clickhouse.connect(f"http://{server.user}:wrong@{server.host}:{server.port}/omstream")

@@ -116,7 +116,7 @@ def test_the_audit_table_holds_commands_and_their_results(stack: ControlStack) -
     stop_process(stack.processes["sink"])
     client = clickhouse.connect(stack.settings.resolved_clickhouse_dsn)
     try:
-        rows = clickhouse.query_rows(client, "ops_history", limit=1000)
+        rows = clickhouse.query_rows(client, "ops_history", limit=1000, tz="UTC")
     finally:
         client.close()
     mine = {(row["stage"], row["idc"]): row for row in rows if row["command_id"] == str(ping.command_id)}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from control.policy import DEFAULT_POLICY, contains, load_policy
+from control.policy import DEFAULT_POLICY, PolicyError, contains, grant, load_policy
 from masters.protocol import Command, CommandRejected
 
 POLICY = """
@@ -159,3 +159,19 @@ def test_globs_a_role_cannot_contain_are_forbidden_targets(tmp_path: Path) -> No
         assert error.value.reason == "forbidden_target"
     policy.check(command("carol", "ping", ["bj"], ["web-01", "web-02"]))
     policy.check(command("dave", "ping", ["bj"], "web1"))
+
+
+def test_granting_roles_keeps_the_opening_comment_and_the_other_operators(policy_file: Path) -> None:
+    policy_file.write_text("# ours: keep this\n# and this\n" + POLICY)
+    assert grant(policy_file, "carol", ["observer"]) == ["observer"]
+    assert grant(policy_file, "alice", ["observer", "web_ops"]) == ["web_ops", "observer"]
+    policy = load_policy(policy_file)
+    assert policy.operators == {"alice": ["web_ops", "observer"], "bob": ["observer"], "carol": ["observer"]}
+    assert policy_file.read_text().startswith("# ours: keep this\n# and this\nroles:")
+    policy.check(command("carol", "ping", ["sh"], "*"))  # allowed: raises nothing
+
+
+def test_granting_a_role_the_policy_lacks_is_one_clear_error_and_changes_nothing(policy_file: Path) -> None:
+    with pytest.raises(PolicyError, match="has no role 'admin'; its roles: web_ops, observer"):
+        grant(policy_file, "carol", ["admin"])
+    assert policy_file.read_text() == POLICY

@@ -9,11 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from dataclasses import fields
-from datetime import date
+from dataclasses import fields, replace
+from datetime import date, datetime, timedelta
+from html import escape
 from itertools import pairwise
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -26,14 +29,17 @@ import clickhouse
 from omstream.bench.throughput import load_generated, run_report_bench
 from omstream.settings import Settings
 from report import Report, ReportOptions, build_report, ltv, render_text, write_html
+from report._build import BadRange, DateRange
 from report._charts import CHARTS
 from report._sankey import NODE_WIDTH
-from stream.events import BEHAVIORS
+from stream.events import BEHAVIORS, DeadLetter, Event
+from stream.sinks.clickhouse import insert_dead_letters, insert_events
 from stream.sources.generator import generate_chunks
 from tests.expected import Row, figures_of, report_figures
 
 EVENTS, SEED = 200_000, 5
 TZ = "Asia/Shanghai"
+DAY = 86_400
 
 
 def generated_rows(events: int, seed: int) -> set[Row]:
@@ -163,21 +169,45 @@ def _chromium() -> str:
     return binary
 
 
-def test_html_report_renders_its_charts_in_headless_chromium(report: Report, tmp_path: Path) -> None:
+def screenshot(page: Path, shot: Path, height: int) -> None:
+    browser = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    command = [*browser, f"--window-size=1400,{height}", "--hide-scrollbars", f"--screenshot={shot}"]
+    subprocess.run([*command, page.as_uri()], capture_output=True, timeout=60, check=True)
+
+
+def test_html_report_is_a_full_width_page_of_every_section_rendered_in_headless_chromium(
+    report: Report, tmp_path: Path
+) -> None:
     page = write_html(report, tmp_path / "html")
     assert sorted(path.stem for path in page.parent.glob("*.png")) == sorted(CHARTS)
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    browser = [_chromium(), *flags, "--enable-logging=stderr", "--v=0", "--window-size=1100,1600"]
+    browser = [_chromium(), *flags, "--enable-logging=stderr", "--v=0", "--window-size=1400,1000"]
     dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=60)
     assert f'data-charts-rendered="{len(CHARTS)}/{len(CHARTS)}"' in dom.stdout, dom.stderr[-2000:]
     assert "CONSOLE" not in dom.stderr and "Uncaught" not in dom.stderr, dom.stderr[-2000:]
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [*browser, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=60, check=True
-    )
+    # the charts fill the window's width (beside the page's margins), and nothing runs off its side
+    width = float(dom.stdout.split('data-charts-width="')[1].split('"')[0])
+    assert width >= 0.9 and 'data-page-overflows="false"' in dom.stdout
+    # every section of the text report is on the page
+    titles = [block.split("\n")[0] for block in render_text(report).split("\n\n")]
+    assert [title for title in titles if escape(title.split(" (")[0]) not in dom.stdout] == []
+    shot = tmp_path / "shot.png"  # look at it: pytest keeps tmp_path after the run
+    screenshot(page, shot, 1000)
     pixels = imread(shot)
-    assert pixels.shape[:2] == (1600, 1100)
+    assert pixels.shape[:2] == (1000, 1400)
     assert pixels[..., :3].std() > 0.05  # charts and tables drawn, not a blank page
+    screenshot(page, tmp_path / "whole.png", 7000)
+
+
+def test_the_daily_chart_spaces_days_by_date_and_shows_their_year(report: Report) -> None:
+    days = [{**report.daily[0], "date": day} for day in ("2017-12-30", "2017-12-31", "2018-01-04")]
+    axes = Figure().add_subplot()
+    CHARTS["daily"](replace(report, daily=days, anomalies=[]), axes)
+    bars = [patch.get_x() + patch.get_width() / 2 for patch in axes.patches if isinstance(patch, Rectangle)]
+    assert np.diff(bars) == pytest.approx([1, 4])  # the gap of three days without events shows
+    axes.figure.canvas.draw()
+    labels = [label.get_text() for label in axes.get_xticklabels() if label.get_text()]
+    assert labels and all(label[:4] in ("2017", "2018") for label in labels)
 
 
 def omstream_cli(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
@@ -214,6 +244,11 @@ def test_cli_report_formats_and_date_range(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "daily.png").is_file()
     text = omstream_cli("report", state=state)
     assert text.returncode == 0 and "Retention by cohort" in text.stdout
+    later = omstream_cli("report", "--from", "2030-01-01", state=state)
+    assert (later.returncode, later.stderr) == (
+        1,
+        "Error: --from 2030-01-01 is after the last day with events, 2017-12-03\n",
+    )
 
 
 def test_report_bench_times_a_tiny_run() -> None:
@@ -239,3 +274,47 @@ def test_a_range_asked_for_is_reported_even_without_data(tmp_path: Path) -> None
     days = ReportOptions(date_from=date(2017, 11, 26), date_to=date(2017, 11, 27))
     result = report_of_generated(tmp_path / "state", 0, days)
     assert result.as_json()["range"] == {"from": "2017-11-26", "to": "2017-11-27"}
+
+
+def test_a_range_against_the_data_is_said_and_old_data_is_not_mixed_with_live(tmp_path: Path) -> None:
+    client = clickhouse.connect(f"chdb://{tmp_path / 'chdb'}")
+    try:
+        clickhouse.migrate(client)
+        load_generated(client, 2_000, SEED)  # 2017-11-25 to 2017-12-03, as `demo` leaves it
+        now = int(time.time())
+        live = [
+            Event(user_id=user, item_id=2, category_id=3, behavior="pv", ts=ts)
+            for user, ts in ((1, now - DAY), (1, now), (2, now - DAY))
+        ]
+        insert_events(client, live)  # then `up` with live traffic
+        insert_dead_letters(client, [DeadLetter("dlq/0/1", "malformed", "replay", "not JSON", "x")])
+
+        def build(date_from: date | None = None, date_to: date | None = None) -> Report:
+            return build_report(client, TZ, 86_400, ReportOptions(date_from=date_from, date_to=date_to))
+
+        today = datetime.now(ZoneInfo(TZ)).date()
+        mixed = build()
+        assert mixed.range == DateRange(datetime.fromtimestamp(now - DAY, ZoneInfo(TZ)).date(), today)
+        assert mixed.data_range == DateRange(date(2017, 11, 25), today)
+        assert mixed.complete_to == today - timedelta(days=1)  # today is not over: no anomaly on it
+        assert all(date.fromisoformat(row["date"]) < today for row in mixed.anomalies)
+        assert [row["rejected"] for row in mixed.dead_letters] == [1]
+        # yesterday's cohort on today, which is not over, is not observable yet: not 50 %
+        assert [(row["users"], row["d1"]) for row in mixed.retention] == [(2, None)]
+        text = render_text(mixed)
+        assert f"Events before {mixed.range.from_} (from 2017-11-25) are left out" in text
+        assert f"{today} is not over yet" in text and "received any day" in text
+
+        old = build(date_from=date(2017, 11, 25), date_to=date(2017, 12, 3))
+        assert old.dead_letters == [] and "received 2017-11-25 to 2017-12-03" in render_text(old)
+
+        empty = render_text(build(date_from=date(2030, 1, 1), date_to=date(2030, 1, 2)))
+        assert empty.startswith(
+            f"No events from 2030-01-01 to 2030-01-02 ({TZ}): the events are from 2017-11-25"
+        )
+        with pytest.raises(BadRange, match="--from 2017-12-03 is after --to 2017-11-25"):
+            build(date_from=date(2017, 12, 3), date_to=date(2017, 11, 25))
+        with pytest.raises(BadRange, match=f"--from 2030-01-01 is after the last day with events, {today}"):
+            build(date_from=date(2030, 1, 1))
+    finally:
+        client.close()

@@ -18,6 +18,9 @@ REPORT_JSON_SHAPE = [
     "timezone: str",
     "range.from: str",
     "range.to: str",
+    "data_range.from: str",
+    "data_range.to: str",
+    "complete_to: str",
     "daily[].date: str",
     "daily[].pv: int",
     "daily[].uv: int",
@@ -173,6 +176,7 @@ REPORT_JSON_SHAPE = [
     "ltv.ltv_to_cac: float",
     "ltv.payback_days: int",
     "dead_letters: []",
+    "dead_letters_received: null",
     "realtime.hourly: []",
     "realtime.funnel_daily: []",
 ]

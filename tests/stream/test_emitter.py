@@ -1,14 +1,16 @@
 import asyncio
 from collections import Counter
+from pathlib import Path
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 from omstream.settings import Settings
-from stream.emitter import Emitter
+from stream.emitter import EmitReport, Emitter
 from stream.events import Event
 from stream.kafka import Partitioner
+from stream.replay import replay_file
 
 pytestmark = pytest.mark.integration  # every test here starts a broker
 
@@ -57,3 +59,20 @@ def test_emitter_packs_each_users_events_on_their_partition(bootstrap: str, sett
         assert sorted(letter["reason"] for letter in dead) == ["out_of_window", "unknown_behavior"]
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("time_ordered", [False, True], ids=["in file order", "time-ordered"])
+def test_a_replayed_file_s_header_row_is_skipped_not_dead_lettered(
+    bootstrap: str, settings: Settings, tmp_path: Path, time_ordered: bool
+) -> None:
+    path = tmp_path / "with-header.csv"
+    path.write_text("user_id,item_id,category_id,behavior,timestamp\n1,2,3,pv,1511544070\nnot,an,event\n")
+
+    async def scenario() -> EmitReport:
+        async with Emitter(
+            bootstrap, settings.events_topic, settings.dlq_topic, settings.accept_range
+        ) as emitter:
+            return await replay_file(path, emitter, time_ordered=time_ordered)
+
+    report = asyncio.run(scenario())
+    assert (report.sent, dict(report.rejected)) == (1, {"malformed": 1})

@@ -7,8 +7,13 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+import click
 import pytest
+from click.testing import CliRunner
 
+from omstream.cli import main
+from omstream.cli.ops import _history_line
+from omstream.settings import Settings
 from stream.sources.generator import generate_csv
 from tests.expected import (
     TAOBAO_WINDOW,
@@ -39,29 +44,25 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_help_everywhere(tmp_path: Path) -> None:
-    commands: tuple[list[str], ...] = (
-        [],
-        ["demo"],
-        ["up"],
-        ["replay"],
-        ["generate"],
-        ["report"],
-        ["worker"],
-        ["sink"],
-        ["bench", "ingest"],
-        ["control"],
-        ["master"],
-        ["ops"],
-        ["ops", "keygen"],
-        ["ops", "register"],
-        ["ops", "bootstrap"],
-        ["ops", "run"],
-        ["ops", "history"],
-    )
-    for command in commands:
-        done = omstream(*command, "--help", state=tmp_path)
-        assert done.returncode == 0 and "Usage:" in done.stdout, command
+def commands(
+    command: click.Command, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], click.Command]]:
+    """Every command and group of the command line, with the words that call it."""
+    found = [(path, command)]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            found += commands(sub, (*path, name))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("path", "command"), commands(main), ids=[" ".join(path) or "omstream" for path, _ in commands(main)]
+)
+def test_help_everywhere_says_what_each_option_is(path: tuple[str, ...], command: click.Command) -> None:
+    done = CliRunner().invoke(main, [*path, "--help"])
+    assert done.exit_code == 0 and "Usage:" in done.output, done.output
+    options = [param for param in command.params if isinstance(param, click.Option)]
+    assert [option.opts for option in options if not option.help] == []
 
 
 def test_version_is_the_installed_package_version(tmp_path: Path) -> None:
@@ -69,9 +70,65 @@ def test_version_is_the_installed_package_version(tmp_path: Path) -> None:
     assert done.returncode == 0 and done.stdout == f"omstream {version('omstream')}\n"
 
 
-def test_missing_file_is_one_clear_line(tmp_path: Path) -> None:
-    assert "no such file" in one_line_error(omstream("replay", str(tmp_path / "nope.csv"), state=tmp_path))
-    assert "no such file" in one_line_error(omstream("demo", "--data", "nope.csv", state=tmp_path))
+def cli(*args: str, state: Path) -> str:
+    """The command's output, in this process, on a state directory of its own."""
+    settings = Settings(state_dir=state, kafka_bootstrap="", clickhouse_dsn="")
+    done = CliRunner().invoke(main, list(args), obj=settings)
+    assert not isinstance(done.exception, Exception) or isinstance(done.exception, SystemExit), done.output
+    return done.output
+
+
+def test_a_missing_file_or_a_directory_is_one_clear_line_naming_it(tmp_path: Path) -> None:
+    for command in (["replay"], ["demo", "--data"], ["up", "--window-of"]):
+        missing = cli(*command, str(tmp_path / "nope.csv"), state=tmp_path)
+        assert missing == f"Error: no such file: {tmp_path / 'nope.csv'}\n", command
+        folder = cli(*command, str(tmp_path), state=tmp_path)
+        assert folder == f"Error: {tmp_path} is a directory, not a CSV file\n", command
+
+
+def test_generating_into_a_directory_is_one_clear_line_and_leaves_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    done = cli("generate", "-n", "10", "-o", str(folder), state=tmp_path / "state")
+    assert done == f"Error: {folder} is a directory: name the file to write, e.g. {folder / 'events.csv'}\n"
+    assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []
+
+
+def test_a_rate_and_a_speedup_together_are_one_clear_line(tmp_path: Path) -> None:
+    data = tmp_path / "a.csv"
+    data.write_text("1,2,3,pv,1511544070\n")
+    done = cli("replay", str(data), "--rate", "10", "--speedup", "2", state=tmp_path / "state")
+    assert done == "Error: give either --rate or --speedup, not both\n"
+
+
+def test_ops_history_before_any_command_says_so(tmp_path: Path) -> None:
+    done = omstream("ops", "history", state=tmp_path / "fresh", CLICKHOUSE_DSN="")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "no commands yet\n", "")
+    done = omstream("ops", "history", "--json", state=tmp_path / "fresh", CLICKHOUSE_DSN="")
+    assert (done.returncode, done.stdout) == (0, "[]\n")
+
+
+def test_a_history_line_says_its_outcome_once_and_counts_in_words() -> None:
+    row = {
+        "time": "2026-12-07 18:00:01",
+        "command_id": "c1",
+        "operator": "alice",
+        "module": "ping",
+        "stage": "result",
+        "idc": "bj",
+        "status": "failed",
+        "reason": "failed",
+        "detail": "1 of 1 minion failed: bj-1",
+        "minions": 1,
+        "master": "bj-1",
+        "duration_ms": 12.5,
+    }
+    assert _history_line(row) == (
+        "2026-12-07 18:00:01 c1 alice ping bj: failed: 1 of 1 minion failed: bj-1"
+        " [1 minion via bj-1, 12.5 ms]"
+    )
+    salt = _history_line(row | {"reason": "salt_error", "detail": "boom", "minions": 2})
+    assert salt.endswith("bj: failed (salt_error: boom) [2 minions via bj-1, 12.5 ms]")
 
 
 def test_unreachable_broker_is_one_clear_line(tmp_path: Path) -> None:

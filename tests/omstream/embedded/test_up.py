@@ -14,8 +14,11 @@ from typing import Any
 
 import pytest
 
+from control.policy import load_policy
 from omstream.embedded import supervisor
+from omstream.embedded.control_plane import control_plane_services
 from omstream.embedded.running import reader_dsn
+from omstream.embedded.stack import free_port
 from omstream.embedded.supervisor import (
     AlreadyRunning,
     Service,
@@ -185,6 +188,32 @@ def test_a_historical_file_is_refused_by_a_live_stack_and_taken_by_one_on_its_wi
         )
 
 
+@pytest.mark.integration
+def test_a_new_operator_keyed_and_granted_while_up_runs_runs_commands_on_a_fixed_broker_port(
+    tmp_path: Path,
+) -> None:
+    state, port = tmp_path / "state", free_port()
+    with omstream_up(state, tmp_path / "up.log", OMSTREAM_BROKER_PORT=str(port)):
+        assert json.loads((state / "broker.json").read_text())["bootstrap"] == f"127.0.0.1:{port}"
+        keyed = omstream(state, "ops", "keygen", "--operator", "alice")
+        assert keyed.returncode == 0 and "restarted its control plane" in keyed.stdout, keyed.stderr
+        granted = omstream(state, "ops", "grant", "--operator", "alice", "--role", "observer")
+        assert granted.returncode == 0, granted.stderr
+        assert "alice holds observer" in granted.stdout and "restarted its control plane" in granted.stdout
+        ping = ["--operator", "alice", "--idc", "bj,sh", "--target", "*", "--json", "--wait"]
+        done = omstream(state, "ops", "run", *ping, "--module", "ping")
+        assert done.returncode == 0, done.stdout + done.stderr
+        results = [json.loads(line) for line in done.stdout.splitlines()]
+        assert {(r["idc"], r["status"]) for r in results if r["stage"] == "result"} == {
+            ("bj", "succeeded"),
+            ("sh", "succeeded"),
+        }
+        refused = omstream(
+            state, "ops", "run", *ping, "--module", "state_apply", "--arg", "state=omstream_probe"
+        )
+        assert refused.returncode == 1 and '"forbidden_module"' in refused.stdout
+
+
 def test_a_second_run_on_a_state_dir_is_refused_naming_the_first(tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_STATE_DIR, str(tmp_path)], stdout=subprocess.PIPE, text=True
@@ -266,3 +295,54 @@ def test_a_critical_service_that_exits_stops_the_run(tmp_path: Path) -> None:
     with pytest.raises(ServiceFailed, match="broker exited with code 2"):
         run.watch()
     run.stop()
+
+
+def listening(name: str, port: int, folder: Path) -> Service:
+    """A service that logs when it starts, then listens on `port` a second later."""
+    code = (
+        "import socket, time; print('start', time.time(), flush=True); s = socket.socket(); "
+        f"s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', {port})); "
+        "time.sleep(1); s.listen(); print('listen', time.time(), flush=True); time.sleep(600)"
+    )
+    log = folder / f"{name}.log"
+    return Service(
+        name, [sys.executable, "-c", code], dict(os.environ), log, reloads=True, listens=("127.0.0.1", port)
+    )
+
+
+def logged(folder: Path, name: str, what: str) -> list[float]:
+    lines = (folder / f"{name}.log").read_text().splitlines()
+    return [float(line.split()[1]) for line in lines if line.startswith(what)]
+
+
+def test_a_reload_restarts_the_services_that_read_files_at_start_each_listening_before_the_next(
+    tmp_path: Path,
+) -> None:
+    said: list[str] = []
+    run = Supervisor(tmp_path, "up", said.append)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+    steady = run.start(Service("broker", sleeper, dict(os.environ), tmp_path / "broker.log"))
+    run.start(listening("master", free_port(), tmp_path))
+    run.start(listening("control", free_port(), tmp_path))
+    before = services(tmp_path)
+    try:
+        run.ask_reload()
+        run.watch(until=lambda: run.reloads == 1)
+        after = services(tmp_path)
+        assert after["broker"]["pid"] == steady.pid == before["broker"]["pid"]
+        assert all(after[name]["pid"] != before[name]["pid"] for name in ("master", "control"))
+        assert logged(tmp_path, "control", "start")[-1] >= logged(tmp_path, "master", "listen")[-1]
+        assert json.loads((tmp_path / "up.json").read_text())["reloads"] == 1
+        assert said == ["restarted master, control to read the operators and the policy"]
+    finally:
+        run.stop()
+
+
+def test_an_operator_s_edits_to_the_embedded_policy_stay(settings: Settings) -> None:
+    control_plane_services(settings, "127.0.0.1:1")
+    policy = settings.state_dir / "policy.yaml"
+    edited = policy.read_text().replace("demo: [admin]", "demo: [admin]\n  alice: [observer]")
+    policy.write_text(edited)
+    control_plane_services(settings, "127.0.0.1:1")
+    assert policy.read_text() == edited
+    assert load_policy(policy).operators["alice"] == ["observer"]

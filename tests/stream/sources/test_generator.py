@@ -279,3 +279,11 @@ def test_chunks_are_bounded_and_progress_is_reported(tmp_path: Path) -> None:
     assert len(progress) == len(sizes)
     assert progress == sorted(set(progress))
     assert progress[-1] == summary.rows == events
+
+
+def test_writing_over_a_directory_fails_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError):
+        generate_csv(folder, events=10)
+    assert sorted(tmp_path.iterdir()) == [folder]

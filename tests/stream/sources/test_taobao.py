@@ -1,10 +1,22 @@
 import gzip
 from pathlib import Path
 
+import pytest
+
 from stream.events import Event, FixedRange, Rejected, encode_events
 from stream.kafka import Partitioner
 from stream.sources.generator import generate_csv
-from stream.sources.taobao import encoded_lines, file_window, parse_line, read_csv, sort_by_time
+from stream.sources.taobao import (
+    UnreadableFile,
+    _without_times,
+    encoded_lines,
+    file_header,
+    file_times,
+    file_window,
+    parse_line,
+    read_csv,
+    sort_by_time,
+)
 
 WINDOW = FixedRange(1_511_539_200, 1_512_316_800)
 
@@ -123,3 +135,57 @@ def test_a_file_is_encoded_in_its_own_order(tmp_path: Path) -> None:
             line.split(b"\t", 2)[1] for chunk in encoded_lines(ordered, WINDOW, 4, False) for line in chunk
         ]
         assert encoded == expected
+
+
+COLUMNS = "user_id,item_id,category_id,behavior,timestamp"
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "is empty"),
+        (b"\n\n", "is empty"),
+        (b"\x00\x01\x02\xff\xfe binary\n" * 10, "is not a text CSV file (binary content)"),
+        (b"1\t2\t3\tpv\t1511544070\n", f"is tab-separated: expected 5 comma-separated fields ({COLUMNS})"),
+        (b"1,2,3,1511544070\n" * 3, f"has lines of 4 comma-separated fields: expected 5 ({COLUMNS})"),
+        (b"1,2,3,pv,1511544070,x\n", f"has lines of 6 comma-separated fields: expected 5 ({COLUMNS})"),
+        (
+            b"1,2,3,pv,yesterday\n",
+            f"has no event times: no line's 5th field is a Unix time in seconds ({COLUMNS})",
+        ),
+    ],
+    ids=["empty", "blank", "binary", "tabs", "4 fields", "6 fields", "no times"],
+)
+def test_a_file_without_event_times_says_what_it_holds_instead(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    assert _without_times(path) == f"{path} {says}"
+
+
+def test_reading_the_times_of_a_file_of_another_shape_is_one_error_saying_so(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("1,2,3,1511544070\n")
+    with pytest.raises(UnreadableFile, match="has lines of 4 comma-separated fields: expected 5"):
+        file_times(path, "Asia/Shanghai")
+
+
+def test_a_file_s_span_runs_from_its_first_to_just_after_its_last_event_on_its_days(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    # two events on 2017-11-25 (China time), one on 11-26, and a broken clock's row of 2014 outside them
+    rows = [1_511_600_000, 1_511_610_000, 1_511_700_000, 1_400_000_000]
+    path.write_text(COLUMNS + "\n" + "".join(f"1,2,3,pv,{ts}\n" for ts in rows))
+    times = file_times(path, "Asia/Shanghai")
+    assert times.span == FixedRange(1_511_600_000, 1_511_700_001)
+    assert times.window == FixedRange(WINDOW.start, WINDOW.start + 2 * 86_400)
+
+
+def test_a_header_row_is_a_header_and_read_as_none(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text(f"{COLUMNS}\n1,2,3,pv,1511544070\n")
+    assert file_header(path) == COLUMNS
+    assert list(read_csv(path, WINDOW)) == [parse_line("1,2,3,pv,1511544070", WINDOW)]
+    path.write_text("1,2,3,pv,1511544070\nuser_id,item_id,category_id,behavior,timestamp\n")
+    assert file_header(path) is None
+    assert [row.reason.value for row in read_csv(path, WINDOW) if isinstance(row, Rejected)] == ["invalid"]
