@@ -98,10 +98,11 @@ def broker_service(state_dir: Path, port: int) -> Service:
     return Service("broker", command, dict(os.environ), state_dir / "tansu.log", critical=True)
 
 
-def announce_broker(state_dir: Path, bootstrap: str, process: subprocess.Popen[bytes]) -> None:
-    """Tell other commands (`running_broker`) where the broker of this state directory is."""
+def announce_broker(state_dir: Path, bootstrap: str, pid: int) -> None:
+    """Tell other commands (`running_broker`) where the broker of this state directory is, for as long
+    as process `pid` lives."""
     marker = state_dir / "broker.json"
-    marker.write_text(json.dumps({"bootstrap": bootstrap, "pid": process.pid, "owner": os.getpid()}))
+    marker.write_text(json.dumps({"bootstrap": bootstrap, "pid": pid, "owner": os.getpid()}))
 
 
 @contextlib.contextmanager
@@ -113,7 +114,7 @@ def tansu_broker(state_dir: Path, startup_timeout: float = 15.0) -> Iterator[str
     bootstrap = f"127.0.0.1:{port}"
     try:
         wait_until_accepting(process, bootstrap, startup_timeout)
-        announce_broker(state_dir, bootstrap, process)
+        announce_broker(state_dir, bootstrap, process.pid)
         yield bootstrap
     finally:
         (state_dir / "broker.json").unlink(missing_ok=True)
