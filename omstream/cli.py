@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import signal
 import sys
 import time
@@ -152,6 +153,24 @@ def sink() -> None:
             run_faust(build_sink_app(sink_config(settings, bootstrap), client), settings.log_level)
     finally:
         client.close()
+
+
+@main.command()
+@one_line_errors
+def retention() -> None:
+    """Release the embedded broker's record batches that every reader is past (OMSTREAM_STORE_URL)."""
+    from omstream.embedded import resolve_bootstrap, topic_partitions
+    from omstream.retention import ObjectStore, Plan, run_retention
+
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    if not settings.store_url:
+        raise click.UsageError("retention serves the store of `omstream up`: OMSTREAM_STORE_URL is not set")
+    bootstrap = resolve_bootstrap(settings)
+    _serve_metrics(f"retention: Kafka {bootstrap}, store {settings.store_url}", settings)
+    plan = Plan.of(settings, topic_partitions(settings))
+    store = ObjectStore(settings.store_url)
+    asyncio.run(run_retention(bootstrap, store, plan, settings.broker_release_s, settings.retention_every_s))
 
 
 @contextlib.contextmanager

@@ -131,6 +131,17 @@ class Settings(BaseSettings):
         "empty = the state directory",
     )
 
+    store_url: str = Field(
+        default="",
+        description="the embedded broker S3 store, whose batches retention releases (`omstream up` sets it)",
+    )
+    broker_release_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="embedded broker: how long a record batch stays once every reader is past it",
+    )
+    retention_every_s: float = Field(default=30.0, gt=0, description="embedded broker: retention passes")
+
     query_port: int | None = Field(
         default=None,
         ge=0,

@@ -60,7 +60,7 @@ def run_up(settings: Settings, say: Callable[[str], None]) -> None:
 
 
 def _start(supervisor: Supervisor, settings: Settings, say: Callable[[str], None]) -> None:
-    _, bootstrap = start_durable_broker(supervisor, settings.state_dir)
+    store, bootstrap = start_durable_broker(supervisor, settings.state_dir)
     asyncio.run(ensure_topics(bootstrap, topic_partitions(settings)))
     # the broker is restarted on the same port when it exits: it is there while `up` runs
     announce_broker(settings.state_dir, bootstrap, os.getpid())
@@ -71,6 +71,8 @@ def _start(supervisor: Supervisor, settings: Settings, say: Callable[[str], None
         sink = settings.model_copy(update={"query_port": query[0], "query_password": SecretStr(query[1])})
     supervisor.start(omstream_service(sink, bootstrap, "sink", "sink"))
     supervisor.start(omstream_service(settings, bootstrap, "worker", "worker"))
+    retention = settings.model_copy(update={"store_url": store.endpoint})
+    supervisor.start(omstream_service(retention, bootstrap, "retention", "retention"))
     plane = control_plane_services(settings, bootstrap)
     masters = [supervisor.start(service) for service, _ in plane.masters]
     wait_for_masters(settings, plane, masters)
