@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from omstream.supervisor import start_time
-from tests.expected import behavior_totals, daily_activity, distinct_valid_rows, hourly_activity
+from tests.expected import (
+    behavior_totals,
+    daily_activity,
+    distinct_valid_rows,
+    funnel_daily,
+    hourly_activity,
+)
 from tests.omstream.test_up import LIVE, TIMEZONE, halves, recent_events, replay, report
 from tests.up import omstream_up, services, until
 
@@ -22,6 +28,7 @@ def stored(figures: dict[str, Any]) -> dict[str, Any]:
         "behavior_totals": figures["behavior_totals"],
         "daily": figures["daily"],
         "hourly": figures["realtime"]["hourly"],
+        "funnel_daily": figures["realtime"]["funnel_daily"],
     }
 
 
@@ -41,6 +48,7 @@ def test_acknowledged_events_survive_kill_9_of_up_of_the_broker_and_of_its_store
         "behavior_totals": behavior_totals(rows),
         "daily": daily_activity(rows, TIMEZONE),
         "hourly": hourly_activity(rows, TIMEZONE),
+        "funnel_daily": funnel_daily(rows, TIMEZONE),
     }
     first, second = halves(data)
 
