@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ STORE_MEMORY_LIMIT = "128MiB"
 # Tansu signs its S3 requests; the local store has no identities and so accepts any signature, which is
 # why it listens on loopback only (as does the broker).
 _S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "omstream", "AWS_SECRET_ACCESS_KEY": "omstream"}
+META_OBJECT = "clusters/tansu_cluster/meta.json"  # Tansu's cluster metadata, read by every broker start
 _SERVERS = ("master", "volume", "filer", "s3")  # and the admin server, whose ports are chosen apart
 _GRPC_OFFSET = 10_000  # SeaweedFS dials some gRPC ports at the HTTP port + 10000 whatever it was told
 
@@ -130,12 +132,20 @@ class Store:
         }
 
     def serves(self) -> bool:
-        """Whether the store answers for the bucket (it starts its S3 gateway last)."""
+        """Whether the store answers for the bucket and can read what it holds: it starts its S3 gateway
+        before its volume server has told the master which volumes it has, and reads fail till then."""
+        return all(
+            self._answers(path, readable)
+            for path, readable in (("?list-type=2&max-keys=1", (200,)), (f"/{META_OBJECT}", (200, 404)))
+        )
+
+    def _answers(self, path: str, statuses: tuple[int, ...]) -> bool:
         try:
-            url = f"{self.endpoint}/{BUCKET}?list-type=2&max-keys=1"
-            with urllib.request.urlopen(url, timeout=1) as reply:
-                return bool(reply.status == 200)
-        except (OSError, urllib.error.HTTPError):
+            with urllib.request.urlopen(f"{self.endpoint}/{BUCKET}{path}", timeout=1) as reply:
+                return bool(reply.status in statuses)
+        except urllib.error.HTTPError as error:
+            return error.code in statuses
+        except OSError:
             return False
 
     def wait_until_serving(self, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -176,3 +186,38 @@ def start_durable_broker(supervisor: Supervisor, state_dir: Path) -> tuple[Store
     bootstrap = f"127.0.0.1:{port}"
     wait_until_accepting(supervisor.start(durable_broker_service(state_dir, port, store)), bootstrap)
     return store, bootstrap
+
+
+# SeaweedFS writes into volumes it allocates whole (up to 128 MB each in `weed mini`): with less room
+# than that it may have nowhere to write, and the broker then refuses what it is sent.
+LOW_DISK_BYTES = 256 * 1024 * 1024
+
+
+@dataclass
+class DiskWatch:
+    """Says, once each time it happens, that the store's filesystem is nearly full (and when it no
+    longer is); checks every `every_s` seconds. Use as `Supervisor.watch(until=...)`: never stops it."""
+
+    store_dir: Path
+    say: Callable[[str], None]
+    every_s: float = 5.0
+    low: bool = False
+    _next: float = 0.0
+
+    def __call__(self) -> bool:
+        if time.monotonic() >= self._next:
+            self._next = time.monotonic() + self.every_s
+            self.check()
+        return False
+
+    def check(self) -> None:
+        free = shutil.disk_usage(self.store_dir).free
+        if free < LOW_DISK_BYTES and not self.low:
+            self.say(
+                f"disk nearly full: {free / 1e6:.0f} MB free for the broker's store ({self.store_dir}); "
+                "the broker refuses events it cannot store (producers get errors; nothing it acknowledged "
+                "is lost): free space, or lower OMSTREAM_BROKER_RELEASE_S"
+            )
+        elif free >= LOW_DISK_BYTES and self.low:
+            self.say(f"the broker's store has room again: {free / 1e6:.0f} MB free ({self.store_dir})")
+        self.low = free < LOW_DISK_BYTES

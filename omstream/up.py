@@ -30,7 +30,7 @@ from omstream.embedded import (
     wait_for_masters,
 )
 from omstream.settings import Settings
-from omstream.store import start_durable_broker
+from omstream.store import STORE_DIR, DiskWatch, start_durable_broker
 from omstream.supervisor import Supervisor, claim_state_dir
 from stream.kafka import ensure_topics
 from stream.sources.taobao import file_window
@@ -45,12 +45,12 @@ KEEPS = (
 
 
 def run_up(settings: Settings, say: Callable[[str], None]) -> None:
-    """Run the stack until KeyboardInterrupt (Ctrl-C, SIGTERM) or until its broker exits."""
+    """Run the stack until KeyboardInterrupt (Ctrl-C, SIGTERM), saying when its store's disk runs low."""
     with claim_state_dir(settings.state_dir, "up", say):
         supervisor = Supervisor(settings.state_dir, "up", say, details={"accept": _accept_settings(settings)})
         try:
             _start(supervisor, settings, say)
-            supervisor.watch()
+            supervisor.watch(until=DiskWatch(settings.state_dir / STORE_DIR, say))
         except KeyboardInterrupt:
             say("stopping")
         finally:
