@@ -26,7 +26,7 @@ from prometheus_client import REGISTRY
 
 import clickhouse
 import stream.metrics  # noqa: F401  (registers the services' metrics)
-from omstream.bench import load_generated
+from omstream.bench.throughput import load_generated
 from stream.events import DeadLetter
 from stream.sinks.clickhouse import insert_dead_letters, insert_window_rows
 from stream.windows import FunnelRow, WindowRow
