@@ -147,6 +147,18 @@ class Settings(BaseSettings):
         description="the embedded broker's port on 127.0.0.1 (`omstream up`/`demo`), so producers are "
         "configured once; empty = a free port each run",
     )
+
+    store_url: str = Field(
+        default="",
+        description="the embedded broker S3 store, whose batches retention releases (`omstream up` sets it)",
+    )
+    broker_release_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="embedded broker: how long a record batch stays once every reader is past it",
+    )
+    retention_every_s: float = Field(default=30.0, gt=0, description="embedded broker: retention passes")
+
     query_port: int | None = Field(
         default=None,
         ge=0,

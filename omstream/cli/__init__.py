@@ -28,6 +28,7 @@ for command in (
     serve.control,
     serve.master,
     serve.migrate,
+    serve.retention,
     bench.bench,
 ):
     main.add_command(command)

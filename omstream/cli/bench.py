@@ -82,6 +82,37 @@ def bench_scale(settings: Settings, events: int, as_json: bool) -> None:
     _print_figures(result, as_json)
 
 
+@bench.command("freshness")
+@click.option("--rates", default="2000,10000,20000", show_default=True, help="events/s, comma-separated")
+@click.option("--seconds", default=60.0, show_default=True, help="of steady load per rate")
+@click.option("--pack", default=250, show_default=True, help="events per Kafka message")
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def bench_freshness(rates: str, seconds: float, pack: int, as_json: bool) -> None:
+    """Send-to-visible times (raw table, minute window) through `omstream up`'s query endpoint."""
+    from omstream.bench.live import run_freshness_bench
+
+    terminate_as_interrupt()
+    result = run_freshness_bench([float(rate) for rate in rates.split(",")], seconds, pack)
+    _print_figures(result, as_json)
+
+
+@bench.command("soak")
+@click.option("--rate", default=20_000.0, show_default=True, help="events/s")
+@click.option("--minutes", default=20.0, show_default=True)
+@click.option("--speedup", default=1.0, show_default=True, help="event time runs this many times faster")
+@click.option("--sample", "sample_s", default=30.0, show_default=True, help="seconds between samples")
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def bench_soak(rate: float, minutes: float, speedup: float, sample_s: float, as_json: bool) -> None:
+    """`omstream up` under a steady live load: every process's RSS and the disk over time."""
+    from omstream.bench.live import run_soak_bench
+
+    terminate_as_interrupt()
+    result = run_soak_bench(rate, minutes, speedup, sample_s)
+    _print_figures(result, as_json)
+
+
 @bench.command("report")
 @_events(10_000_000)
 @click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")

@@ -115,3 +115,24 @@ def migrate(settings: Settings) -> None:
     finally:
         client.close()
     click.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@click.command()
+@one_line_errors
+@pass_settings
+def retention(settings: Settings) -> None:
+    """Release the embedded broker's record batches that every reader is past (OMSTREAM_STORE_URL)."""
+    import logging
+
+    from omstream.embedded.retention import ObjectStore, Plan, run_retention
+    from omstream.embedded.running import resolve_bootstrap
+    from omstream.embedded.stack import topic_partitions
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    if not settings.store_url:
+        raise click.UsageError("retention serves the store of `omstream up`: OMSTREAM_STORE_URL is not set")
+    bootstrap = resolve_bootstrap(settings)
+    serve_metrics(f"retention: Kafka {bootstrap}, store {settings.store_url}", settings)
+    plan = Plan.of(settings, topic_partitions(settings))
+    store = ObjectStore(settings.store_url)
+    asyncio.run(run_retention(bootstrap, store, plan, settings.broker_release_s, settings.retention_every_s))

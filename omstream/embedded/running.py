@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -29,10 +28,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def announce_broker(state_dir: Path, bootstrap: str, process: subprocess.Popen[bytes]) -> None:
-    """Tell other commands (`running_broker`) where the broker of this state directory is."""
+def announce_broker(state_dir: Path, bootstrap: str, pid: int) -> None:
+    """Tell other commands (`running_broker`) where the broker of this state directory is, for as long
+    as process `pid` lives."""
     marker = state_dir / "broker.json"
-    marker.write_text(json.dumps({"bootstrap": bootstrap, "pid": process.pid, "owner": os.getpid()}))
+    marker.write_text(json.dumps({"bootstrap": bootstrap, "pid": pid, "owner": os.getpid()}))
 
 
 def running_broker(state_dir: Path) -> str | None:

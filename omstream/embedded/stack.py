@@ -73,7 +73,7 @@ def tansu_broker(state_dir: Path, startup_timeout: float = 15.0, port: int | Non
     bootstrap = f"127.0.0.1:{port}"
     try:
         wait_until_accepting(process, bootstrap, startup_timeout)
-        announce_broker(state_dir, bootstrap, process)
+        announce_broker(state_dir, bootstrap, process.pid)
         yield bootstrap
     finally:
         (state_dir / "broker.json").unlink(missing_ok=True)

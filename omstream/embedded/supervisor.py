@@ -11,8 +11,8 @@ state directory, and restarts with backoff.
 - `reload()` (SIGHUP to `omstream up`) restarts the services that read files only at start (the control
   plane reads the operators' keys and the policy), each waiting for the one before to listen.
 - A service that exits is restarted after 1, 2, 4 ... 30 s (back to 1 s once it ran a minute), with
-  a warning when it keeps crashing. A critical service (the broker: Tansu keeps topics in memory
-  only, so a restarted one would be empty) that exits stops the run instead.
+  a warning when it keeps crashing. A critical service (one that cannot be restarted, as a broker
+  keeping topics in memory only could not) that exits stops the run instead.
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def _stop_leftovers(stale: dict[str, Any]) -> str:
     )
     return (
         f"the previous omstream {stale.get('command', 'up')} here (pid {stale['pid']}) ended without "
-        f"stopping its services; {left} (events its broker had not stored are lost)"
+        f"stopping its services; {left}"
     )
 
 

@@ -9,6 +9,7 @@ are (`<state>/broker.json`, `<state>/clickhouse.json`).
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import signal
 import time
@@ -23,12 +24,11 @@ from omstream.embedded.control_plane import control_plane_services, wait_for_mas
 from omstream.embedded.running import QUERY_ENDPOINT_FILE, announce_broker, announce_query_endpoint
 from omstream.embedded.stack import (
     broker_port,
-    broker_service,
     free_port,
     omstream_service,
     topic_partitions,
-    wait_until_accepting,
 )
+from omstream.embedded.store import STORE_DIR, DiskWatch, start_durable_broker
 from omstream.embedded.supervisor import NotReady, Supervisor, claim_state_dir
 from omstream.settings import Settings
 from stream.kafka import ensure_topics
@@ -36,22 +36,23 @@ from stream.sources.taobao import file_window
 
 _ENDPOINT_TIMEOUT_S = 60.0
 
-# What a restart of `omstream up` keeps: said at start, since the broker keeps topics in memory only.
+# What a restart of `omstream up` keeps: said at start.
 KEEPS = (
-    "ClickHouse keeps everything stored; the broker keeps its topics in memory, so events not yet "
-    "stored when `omstream up` stops are lost"
+    "the broker keeps what it acknowledged on disk (<state>/store), so a restart, even after kill -9, "
+    "stores and counts every acknowledged event"
 )
 
 
 def run_up(settings: Settings, say: Callable[[str], None]) -> None:
-    """Run the stack until KeyboardInterrupt (Ctrl-C, SIGTERM) or until its broker exits; SIGHUP restarts
-    the control plane, which reads the operators' keys and the policy at start (`running.reload_up`)."""
+    """Run the stack until KeyboardInterrupt (Ctrl-C, SIGTERM), saying when its store's disk runs low;
+    SIGHUP restarts the control plane, which reads the operators' keys and the policy at start
+    (`running.reload_up`)."""
     with claim_state_dir(settings.state_dir, "up", say):
         supervisor = Supervisor(settings.state_dir, "up", say, details={"accept": _accept_settings(settings)})
         signal.signal(signal.SIGHUP, lambda signum, frame: supervisor.ask_reload())
         try:
             _start(supervisor, settings, say)
-            supervisor.watch()
+            supervisor.watch(until=DiskWatch(settings.state_dir / STORE_DIR, say))
         except KeyboardInterrupt:
             say("stopping")
         finally:
@@ -61,12 +62,10 @@ def run_up(settings: Settings, say: Callable[[str], None]) -> None:
 
 
 def _start(supervisor: Supervisor, settings: Settings, say: Callable[[str], None]) -> None:
-    port = broker_port(settings.broker_port)
-    broker = supervisor.start(broker_service(settings.state_dir, port))
-    bootstrap = f"127.0.0.1:{port}"
-    wait_until_accepting(broker, bootstrap)
+    store, bootstrap = start_durable_broker(supervisor, settings.state_dir, broker_port(settings.broker_port))
     asyncio.run(ensure_topics(bootstrap, topic_partitions(settings)))
-    announce_broker(settings.state_dir, bootstrap, broker)
+    # the broker is restarted on the same port when it exits: it is there while `up` runs
+    announce_broker(settings.state_dir, bootstrap, os.getpid())
     # With the embedded ClickHouse, the sink (its one owner) answers the readers' queries.
     query = None if settings.clickhouse_dsn else (free_port(), secrets.token_urlsafe(24))
     sink = settings
@@ -74,6 +73,8 @@ def _start(supervisor: Supervisor, settings: Settings, say: Callable[[str], None
         sink = settings.model_copy(update={"query_port": query[0], "query_password": SecretStr(query[1])})
     supervisor.start(omstream_service(sink, bootstrap, "sink", "sink"))
     supervisor.start(omstream_service(settings, bootstrap, "worker", "worker"))
+    retention = settings.model_copy(update={"store_url": store.endpoint})
+    supervisor.start(omstream_service(retention, bootstrap, "retention", "retention"))
     plane = control_plane_services(settings, bootstrap)
     masters = [supervisor.start(service) for service in plane.masters]
     wait_for_masters(plane, masters)

@@ -1,0 +1,108 @@
+"""The embedded broker's retention: record batches every reader is past are deleted from its store,
+and nothing a reader still needs is: windows rebuilt after a worker is killed stay exact."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord
+
+from omstream.embedded.retention import Batch, LatestPerKey, ObjectStore, releasable
+from tests.expected import TAOBAO_WINDOW, behavior_totals, distinct_valid_rows, funnel_daily, hourly_activity
+from tests.omstream.embedded.test_up import TIMEZONE, halves, replay, report
+from tests.up import omstream_up, services, until
+
+
+def batches(*offsets_and_times: tuple[int, float]) -> list[Batch]:
+    return [Batch(f"b{offset}", offset, 10, written) for offset, written in offsets_and_times]
+
+
+def test_a_batch_goes_once_the_next_starts_at_or_below_what_readers_need_and_it_is_old_enough() -> None:
+    held = batches((0, 1.0), (10, 2.0), (20, 3.0), (30, 4.0))
+    assert [b.base_offset for b in releasable(held, keep_from=20, written_before=9.0)] == [0, 10]
+    assert [b.base_offset for b in releasable(held, keep_from=19, written_before=9.0)] == [0]
+    assert releasable(held, keep_from=0, written_before=9.0) == []
+    # the last batch stays whatever the readers' position: where it ends is unknown
+    assert [b.base_offset for b in releasable(held, keep_from=1_000, written_before=9.0)] == [0, 10, 20]
+    # too recent: it and everything after it stay, so a partition never has holes
+    assert [b.base_offset for b in releasable(held, keep_from=1_000, written_before=1.5)] == [0]
+    late_first = batches((0, 5.0), (10, 1.0), (20, 1.0))
+    assert releasable(late_first, keep_from=1_000, written_before=2.0) == []
+
+
+def record(offset: int, key: bytes, timestamp_ms: int) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord("t", 0, offset, timestamp_ms, 0, key, b"v", None, 1, 1, [])
+
+
+def test_a_topic_read_for_its_latest_record_per_key_is_needed_from_the_oldest_latest_record() -> None:
+    followed = LatestPerKey("t", lambda r: r.key)
+    assert followed.keep_from() == 0
+    for offset, key, at in [(0, b"a", 1_000), (1, b"b", 2_000), (2, b"a", 3_000), (3, b"a", 9_000)]:
+        followed.learn(record(offset, key, at))
+    assert followed.keep_from() == 1  # b's only record
+    assert [r.offset for r in followed.stale(written_before=5.0)] == [1]
+    followed.learn(record(4, b"b", 10_000))  # b written again (as retention does when it is stale)
+    assert followed.keep_from() == 3
+    assert followed.stale(written_before=5.0) == []
+
+
+def pieces(path: Path, count: int) -> list[Path]:
+    lines = path.read_text().splitlines(keepends=True)
+    size = -(-len(lines) // count)
+    paths = [path.with_suffix(f".{number}.csv") for number in range(count)]
+    for number, piece in enumerate(paths):
+        piece.write_text("".join(lines[number * size : (number + 1) * size]))
+    return paths
+
+
+def store_of(state: Path) -> ObjectStore:
+    """The S3 endpoint of the running `up`'s store, from its command line."""
+    argv = Path(f"/proc/{services(state)['store']['pid']}/cmdline").read_bytes().decode().split("\0")
+    [port] = [arg.split("=", 1)[1] for arg in argv if arg.startswith("-s3.port=")]
+    return ObjectStore(f"http://127.0.0.1:{port}")
+
+
+def first_offsets(store: ObjectStore, topic: str, partitions: int) -> list[int]:
+    return [min((b.base_offset for b in store.batches(topic, p)), default=0) for p in range(partitions)]
+
+
+@pytest.mark.integration
+def test_released_batches_leave_what_readers_need(
+    tmp_path: Path, ordered_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMSTREAM_BROKER_RELEASE_S", "0")
+    monkeypatch.setenv("OMSTREAM_RETENTION_EVERY_S", "1")
+    state = tmp_path / "state"
+    rows = distinct_valid_rows(ordered_file, TAOBAO_WINDOW)
+    expected = {
+        "behavior_totals": behavior_totals(rows),
+        "hourly": hourly_activity(rows, TIMEZONE),
+        "funnel_daily": funnel_daily(rows, TIMEZONE),
+    }
+    first, second = halves(ordered_file)
+
+    def stored(figures: dict[str, Any]) -> dict[str, Any]:
+        realtime = figures["realtime"]
+        return {
+            "behavior_totals": figures["behavior_totals"],
+            "hourly": realtime["hourly"],
+            "funnel_daily": realtime["funnel_daily"],
+        }
+
+    with omstream_up(state, tmp_path / "up.log", "--window-of", str(ordered_file)):
+        store = store_of(state)
+        # in pieces, so that each partition holds batches of every day (its last one is never released)
+        for piece in pieces(first, 8):
+            replay(state, piece)
+        # the days closed in the first half are released: every partition starts later than offset 0
+        until(lambda: all(first_offsets(store, "events", 4)), 120, "no events batch was released")
+        # a new worker rebuilds the open windows from its checkpoint: the events there are kept
+        doomed = services(state)["worker"]["pid"]
+        os.kill(doomed, signal.SIGKILL)
+        until(lambda: services(state)["worker"]["pid"] != doomed, 30, "the worker was not restarted")
+        replay(state, second)
+        until(lambda: stored(report(state)) == expected, 180, "the windows were not exact")
