@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 
 from omstream._charts import CHARTS, render_png
+from omstream.alerts import alert_table
 from omstream.report import Report, Row, cell, items_title, period
 
 _STYLE = """
@@ -87,6 +88,7 @@ def _page(report: Report, charts: dict[str, str]) -> str:
         (items_title(report.items), _table(report.items.sales_top)),
         ("User paths", charts["paths"] + _table(sequences)),
         ("RFM segments", _table(report.rfm.segments)),
+        ("Anomaly alerts (real time)", _table(alert_table(report.realtime.alerts))),
     ]
     body = "".join(f"<h2>{escape(title)}</h2>{content}" for title, content in sections)
     return (

@@ -506,6 +506,28 @@ def report(
         )
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="a JSON array of alert objects")
+@click.option(
+    "--from", "since", type=click.DateTime(), help="alerts overlapping from this time (time zone: settings)"
+)
+@click.option("--to", "until", type=click.DateTime(), help="alerts overlapping until this time")
+@click.option("--open", "only_open", is_flag=True, help="only alerts still open")
+@one_line_errors
+def alerts(as_json: bool, since: datetime | None, until: datetime | None, only_open: bool) -> None:
+    """Anomaly alerts raised by the real-time detector, newest first."""
+    from omstream.alerts import alert_line, list_alerts
+    from omstream.embedded import reader_dsn
+
+    settings = Settings()
+    client = clickhouse.connect(reader_dsn(settings))
+    try:
+        rows = list_alerts(client, settings.timezone, since, until, "open" if only_open else "")
+    finally:
+        client.close()
+    click.echo(json.dumps(rows) if as_json else "\n".join(map(alert_line, rows)) or "no alerts")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks (performance targets live here, not in tests)."""
@@ -577,6 +599,25 @@ def bench_report(events: int, as_json: bool) -> None:
     settings = Settings()
     result = run_report_bench(events, settings.timezone, settings.funnel_conversion_seconds)
     _print_figures(result, as_json)
+
+
+@bench.command("alerts")
+@click.option("--events", "-n", default=30_000_000, show_default=True, help="generated events per seed")
+@click.option("--seeds", default="1,2,3", show_default=True, help="comma-separated generator seeds")
+@click.option(
+    "--anomalies", default=12, show_default=True, type=click.IntRange(min=1), help="injected per seed"
+)
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def bench_alerts(events: int, seeds: str, anomalies: int, as_json: bool) -> None:
+    """Alert quality on generated days with injected anomalies: precision, recall, delay per metric."""
+    from omstream._alerts_bench import render_alerts_bench, run_alerts_bench
+    from omstream.services import alert_rules
+
+    numbers = [int(seed) for seed in seeds.split(",")]
+    progress = functools.partial(click.echo, err=True)
+    result = run_alerts_bench(alert_rules(Settings()), events, numbers, anomalies, progress)
+    click.echo(json.dumps(result) if as_json else render_alerts_bench(result))
 
 
 @bench.command("control")
