@@ -189,7 +189,8 @@ def _activity() -> dict[str, Any]:
         Panel("Behaviour mix per day", "barchart", "behavior_daily"),
         Panel("Behaviour totals", "piechart", "behavior_totals"),
         Panel("PV anomalies (> 3 MADs from the median)", "table", "pv_anomalies", {"k": 3.0}),
-        Panel("Open anomaly alerts (real time)", "table", "alerts", {"status": "open", "limit": 100}, width=24),
+        Panel("Open anomaly alerts (real time)", "table", "alerts", {"status": "open", "limit": 100},
+              width=24),
     ], [], LAST_DAY, "30s", annotations=(_alert_annotations(),))  # fmt: skip
 
 

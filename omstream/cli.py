@@ -506,12 +506,13 @@ def report(
         )
 
 
+_MOMENTS = ["%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="a JSON array of alert objects")
-@click.option(
-    "--from", "since", type=click.DateTime(), help="alerts overlapping from this time (time zone: settings)"
-)
-@click.option("--to", "until", type=click.DateTime(), help="alerts overlapping until this time")
+@click.option("--from", "since", type=click.DateTime(_MOMENTS), help="from this time (OMSTREAM_TIMEZONE)")
+@click.option("--to", "until", type=click.DateTime(_MOMENTS), help="until this time (exclusive)")
 @click.option("--open", "only_open", is_flag=True, help="only alerts still open")
 @one_line_errors
 def alerts(as_json: bool, since: datetime | None, until: datetime | None, only_open: bool) -> None:

@@ -175,6 +175,7 @@ REPORT_JSON_SHAPE = [
     "dead_letters: []",
     "realtime.hourly: []",
     "realtime.funnel_daily: []",
+    "realtime.alerts: []",
 ]
 
 

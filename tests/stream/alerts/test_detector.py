@@ -105,3 +105,12 @@ def test_the_same_minutes_give_the_same_alerts() -> None:
 def test_unknown_metrics_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown alert metrics"):
         rules("pv", "clicks")
+
+
+def test_a_day_long_surge_is_one_alert_and_the_day_after_is_normal_again() -> None:
+    pv = curve(6, peak=4)
+    pv[4 * DAY : 5 * DAY] = pv[4 * DAY : 5 * DAY] * 3 // 2  # the whole fifth day half as busy again
+    alerts = run(Detector(rules("pv")), pv)
+    assert [(a.direction, a.status) for a in alerts] == [(UP, OPEN), (UP, CLOSED)]
+    assert alerts[0].window_start < START + (4 * DAY + 10) * 60
+    assert START + 5 * DAY * 60 <= alerts[1].window_end <= START + (5 * DAY + 5) * 60
