@@ -97,6 +97,7 @@ async def run_alerts(config: AlertsConfig) -> None:
                     for alert in detector.observe(minute):
                         await publisher.publish(alert)
                     metrics.ALERT_MINUTE.set(minute.start)
+                await asyncio.sleep(0)  # a backlog (a restart re-reads the topic) leaves the sink its turns
     finally:
         await consumer.stop()
         await publisher.producer.stop()
