@@ -250,6 +250,12 @@ def _pipeline() -> dict[str, Any]:
         Panel("Window rows written per second", "timeseries", promql=(
             ("sum by (kind) (rate(omstream_window_rows_total[1m]))", "{{kind}}"),
         )),
+        Panel("Anomaly alerts raised per hour", "timeseries", promql=(
+            ("sum by (metric, direction) (increase(omstream_alerts_total[1h]))", "{{metric}} {{direction}}"),
+        )),
+        Panel("Last minute judged by the alert detector (event time)", "timeseries", promql=(
+            ("omstream_alerts_minute_seconds", "minute start (unix s)"),
+        )),
         Panel("Rejected input stored (dead letters)", "table", "dead_letters_by_reason", width=24),
     ], [], LAST_HOUR, "10s", historical=False)  # fmt: skip
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -91,6 +93,19 @@ def wait_for_alert(settings: Settings, bootstrap: str, want: tuple[str, str, str
     asyncio.run(stored())
 
 
+def raised_counts(log: Path) -> dict[tuple[str, str], float]:
+    """`omstream_alerts_total` of the service whose log names its metrics port."""
+    port = re.search(r"metrics on [\d.]+:(\d+)", log.read_text())
+    assert port is not None, log.read_text()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counts = {}
+    for labels, value in re.findall(r"^omstream_alerts_total\{(.*)\} (\S+)$", text, re.MULTILINE):
+        named = dict(re.findall(r'(\w+)="(\w+)"', labels))
+        counts[named["metric"], named["direction"]] = float(value)
+    return counts
+
+
 def test_an_alert_is_raised_once_through_the_pipeline_across_kills(
     settings: Settings, bootstrap: str, tmp_path: Path
 ) -> None:
@@ -123,6 +138,11 @@ def test_an_alert_is_raised_once_through_the_pipeline_across_kills(
         emitted = replay(after, settings, bootstrap)
         wait_until_processed(settings, bootstrap, produced_targets(settings, emitted), 180)
         wait_for_alert(settings, bootstrap, ("pv", "down", "open"), timeout=120)
+        # the restarted sink counted the drop it raised, not the spike it derived again
+        assert raised_counts(settings.state_dir / "sink-again.log") == {
+            ("pv", "down"): 1.0,
+            ("uv", "down"): 1.0,
+        }
         published = Counter(
             (r.alert.alert_id, r.alert.version) for _, r in alert_records(settings, bootstrap)
         )
