@@ -170,6 +170,10 @@ def history(client: Client, limit: int) -> list[dict[str, Any]]:
     return query_rows(client, "ops_history", limit=limit)
 
 
+class BadArgument(ValueError):
+    """A module argument that is not `key=value`."""
+
+
 def parse_target(text: str) -> Target:
     """`a,b` is a list of hosts; anything else (a glob, `G@grain:value`) is one target string."""
     return [host.strip() for host in text.split(",") if host.strip()] if "," in text else text
@@ -181,7 +185,7 @@ def parse_args(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"bad --arg {pair!r}: expected key=value")
+            raise BadArgument(f"bad --arg {pair!r}: expected key=value")
         try:
             args[key] = json.loads(value)
         except ValueError:

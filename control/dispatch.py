@@ -39,6 +39,10 @@ class MasterUnavailable(ConnectionError):
     """No master got the request: it did not run."""
 
 
+class BadMasterAddress(ValueError):
+    """A master address that is not `[name@]host:port`."""
+
+
 class ReplyLost(ConnectionError):
     """The request was sent, but the connection broke or no readable reply came: it may have run."""
 
@@ -77,7 +81,7 @@ class MasterAddress:
         name, _, address = text.rpartition("@")
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
-            raise ValueError(f"bad master address {text!r}: expected [name@]host:port")
+            raise BadMasterAddress(f"bad master address {text!r}: expected [name@]host:port")
         return cls(name=name or host, host=host, port=int(port))
 
 

@@ -23,6 +23,10 @@ from masters.protocol import Command, CommandRejected, first_error
 DEFAULT_POLICY = Path(__file__).parent / "policy.yaml"
 
 
+class PolicyError(ValueError):
+    """A policy file that is missing, not YAML, or not a valid policy."""
+
+
 class Role(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -106,8 +110,8 @@ def load_policy(path: Path) -> Policy:
     try:
         return Policy.model_validate(yaml.safe_load(path.read_text()))
     except FileNotFoundError:
-        raise FileNotFoundError(f"no policy file at {path}") from None
+        raise PolicyError(f"no policy file at {path}") from None
     except yaml.YAMLError as error:
-        raise ValueError(f"policy {path}: not YAML: {str(error).splitlines()[0]}") from error
+        raise PolicyError(f"policy {path}: not YAML: {str(error).splitlines()[0]}") from error
     except ValidationError as error:
-        raise ValueError(f"policy {path}: {first_error(error)}") from error
+        raise PolicyError(f"policy {path}: {first_error(error)}") from error

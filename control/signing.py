@@ -17,7 +17,13 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from masters.keys import parse_public_key, public_key_text, read_private_key, write_private_key
+from masters.keys import (
+    MissingKeyFile,
+    parse_public_key,
+    public_key_text,
+    read_private_key,
+    write_private_key,
+)
 
 SIGNATURE_HEADER = "omstream-signature"
 
@@ -37,13 +43,13 @@ def generate_signing_key(private: Path, public: Path) -> None:
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
     if not path.is_file():
-        raise FileNotFoundError(f"no control signing key at {path}: run `omstream ops bootstrap`")
+        raise MissingKeyFile(f"no control signing key at {path}: run `omstream ops bootstrap`")
     return read_private_key(path)
 
 
 def load_verify_key(path: Path) -> Ed25519PublicKey:
     if not path.is_file():
-        raise FileNotFoundError(f"no control public key at {path}: run `omstream ops bootstrap`")
+        raise MissingKeyFile(f"no control public key at {path}: run `omstream ops bootstrap`")
     return parse_public_key(path.read_text().strip())
 
 

@@ -33,6 +33,10 @@ class Executor(Protocol):
         ...
 
 
+class SaltNotReady(TimeoutError):
+    """The salt-master did not become ready in time."""
+
+
 class Expired(RuntimeError):
     """The command expired before Salt could start it (it waited for the executor): it did not run."""
 
@@ -147,5 +151,5 @@ def _wait_for(path: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the salt-master did not become ready ({path} missing after {timeout:.0f} s)")
+            raise SaltNotReady(f"the salt-master did not become ready ({path} missing after {timeout:.0f} s)")
         time.sleep(0.1)

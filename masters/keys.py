@@ -19,11 +19,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from masters.protocol import Command, CommandRejected
 
 
+class MissingKeyFile(FileNotFoundError):
+    """A key, certificate or registry that `omstream ops keygen` or `ops bootstrap` makes is not there."""
+
+
+class KeyExists(FileExistsError):
+    """An operator's key is there already: replacing it takes `--rotate`."""
+
+
+class BadKey(ValueError):
+    """A key, or the registry of keys, that does not parse."""
+
+
 def generate_key(keys_dir: Path, registry: Path, operator: str, *, replace: bool = False) -> Path:
     """A new key pair for `operator`: the private key under `keys_dir`, the public one registered."""
     path = keys_dir / f"{operator}.key"
     if path.exists() and not replace:
-        raise FileExistsError(f"{path} exists; pass --rotate to replace the key of {operator!r}")
+        raise KeyExists(f"{path} exists; pass --rotate to replace the key of {operator!r}")
     key = Ed25519PrivateKey.generate()
     write_private_key(path, key)
     register(registry, operator, key.public_key())
@@ -44,7 +56,7 @@ def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
 def read_private_key(path: Path) -> Ed25519PrivateKey:
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} is not an Ed25519 private key")
+        raise BadKey(f"{path} is not an Ed25519 private key")
     return key
 
 
@@ -56,7 +68,10 @@ def public_key_text(key: Ed25519PublicKey) -> str:
 
 
 def parse_public_key(text: str) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+    try:
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+    except ValueError as error:  # binascii.Error is one
+        raise BadKey(f"not a base64 Ed25519 public key: {text[:60]!r}") from error
 
 
 def register(registry: Path, operator: str, public_key: Ed25519PublicKey) -> None:
@@ -72,15 +87,15 @@ def load_registry(registry: Path) -> dict[str, Ed25519PublicKey]:
         operators = json.loads(registry.read_text())["operators"]
         return {name: parse_public_key(value) for name, value in operators.items()}
     except FileNotFoundError:
-        raise FileNotFoundError(f"no operator registry at {registry}: run `omstream ops keygen`") from None
+        raise MissingKeyFile(f"no operator registry at {registry}: run `omstream ops keygen`") from None
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"operator registry {registry} is invalid: {error}") from error
+        raise BadKey(f"operator registry {registry} is invalid: {error}") from error
 
 
 def load_private_key(keys_dir: Path, operator: str) -> Ed25519PrivateKey:
     path = keys_dir / f"{operator}.key"
     if not path.is_file():
-        raise FileNotFoundError(f"no key for operator {operator!r} at {path}: run `omstream ops keygen`")
+        raise MissingKeyFile(f"no key for operator {operator!r} at {path}: run `omstream ops keygen`")
     return read_private_key(path)
 
 

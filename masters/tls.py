@@ -14,6 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from rpyc.utils.authenticators import AuthenticationError
 
 from masters import metrics
+from masters.keys import MissingKeyFile
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class TlsFiles:
     def require(self) -> None:
         for path in (self.ca, self.cert, self.key):
             if not path.is_file():
-                raise FileNotFoundError(f"missing {path}: run `omstream ops bootstrap` first")
+                raise MissingKeyFile(f"missing {path}: run `omstream ops bootstrap` first")
 
 
 def _context(purpose: int) -> ssl.SSLContext:

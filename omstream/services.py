@@ -17,7 +17,7 @@ from control.service import ControlConfig
 from control.signing import load_verify_key
 from masters.master import ALLOWLIST_FILE
 from masters.server import MasterConfig
-from omstream.settings import Settings
+from omstream.settings import Settings, SettingsConflict
 from stream.alerts import AlertRules, BaselineRules
 from stream.alerts.records import alert_rows
 from stream.alerts.service import AlertsConfig
@@ -137,7 +137,9 @@ def ops_topics(settings: Settings) -> OpsTopics:
 
 def control_config(settings: Settings, bootstrap: str) -> ControlConfig:
     if not settings.masters:
-        raise ValueError('no masters configured: set OMSTREAM_MASTERS, e.g. {"bj": ["master-bj-1:18861"]}')
+        raise SettingsConflict(
+            'no masters configured: set OMSTREAM_MASTERS, e.g. {"bj": ["master-bj-1:18861"]}'
+        )
     return ControlConfig(
         bootstrap=bootstrap,
         commands_topic=settings.ops_commands_topic,

@@ -21,6 +21,10 @@ from stream.topics import Topics
 DAY_SECONDS = 86_400
 
 
+class SettingsConflict(ValueError):
+    """Settings that each parse but do not go together (or miss what a command needs)."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="OMSTREAM_", env_file=".env", extra="ignore", populate_by_name=True
@@ -205,6 +209,8 @@ class Settings(BaseSettings):
     def _fixed_range_has_both_ends(self) -> Settings:
         if (self.accept_from is None) != (self.accept_to is None):
             raise ValueError("set both OMSTREAM_ACCEPT_FROM and OMSTREAM_ACCEPT_TO, or neither")
+        if self.accept_from is not None and self.accept_to is not None and self.accept_from >= self.accept_to:
+            raise ValueError("OMSTREAM_ACCEPT_FROM must be before OMSTREAM_ACCEPT_TO")
         return self
 
     @cached_property

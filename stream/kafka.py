@@ -42,6 +42,10 @@ class BrokerUnreachable(RuntimeError):
     """No Kafka broker answers at the configured bootstrap address."""
 
 
+class BadBootstrap(ValueError):
+    """A bootstrap address that is neither host:port nor a SASL URL with a user."""
+
+
 SASL_MECHANISM = "SCRAM-SHA-512"
 
 
@@ -67,7 +71,7 @@ class BrokerAccess:
         credentials, at, address = rest.rpartition("@")
         username, _, password = credentials.partition(":")
         if protocol not in ("SASL_PLAINTEXT", "SASL_SSL") or not at or not username:
-            raise ValueError(
+            raise BadBootstrap(
                 f"bad Kafka bootstrap {redacted(bootstrap)!r}: expected host:port, "
                 "sasl_plaintext://user:password@host:port or sasl_ssl://user:password@host:port"
             )

@@ -22,6 +22,10 @@ from stream.kafka import high_water_marks, kafka_options
 Position = tuple[str, int]
 
 
+class NotStored(TimeoutError):
+    """What was produced was not all stored in time."""
+
+
 class Stage(StrEnum):
     RAW = "raw"  # events in the raw table
     WINDOWS = "windows"  # the window rows of events (positions are the events topic's)
@@ -81,6 +85,6 @@ class ProcessedWatcher:
         while behind := self.behind(targets, stages):
             check()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"not everything was stored within {timeout:.0f} s: behind on {behind}")
+                raise NotStored(f"not everything was stored within {timeout:.0f} s: behind on {behind}")
             await self.poll()
             await asyncio.sleep(0)

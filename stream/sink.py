@@ -75,69 +75,89 @@ def last_offsets(batch: Sequence[EventT]) -> dict[int, int]:
     return {event.message.partition: event.message.offset for event in batch}
 
 
+class ClickHouseSink:
+    """Stores each take of a topic in its table, in one batch, then publishes how far the topic is stored."""
+
+    def __init__(self, config: SinkConfig, writer: ClickHouseWriter, processed: faust.TopicT) -> None:
+        self.config = config
+        self.topics = config.topics
+        self.writer = writer
+        self.processed = processed
+
+    async def store_events(self, batch: Sequence[EventT]) -> None:
+        # Bad input is the workers' to dead-letter (they see every message too); here it is skipped.
+        accept_range = self.config.accept_range
+        valid: list[bytes] = []
+        decoded: list[EventFields] = []
+        repaired: list[EventFields] = []
+        for event in batch:
+            bulk = cast(Bulk, event.value)
+            singles = decode_singles(bulk.values, accept_range)
+            if singles is not None:
+                valid += bulk.values
+                decoded += singles
+                continue
+            for value in bulk.values:
+                fields = decode_fields(value, accept_range)
+                if fields is not None:
+                    valid.append(value)
+                    decoded += fields
+                else:  # some events are bad: the model path keeps the good ones
+                    repaired += valid_events(value, accept_range)
+        await self.writer.run(insert_event_messages, valid, decoded)
+        await self.writer.run(insert_events, repaired)
+        metrics.EVENTS_STORED.inc(len(decoded) + len(repaired))
+        await self._published(Stage.RAW, self.topics.events, last_offsets(batch))
+
+    async def store_dead_letters(self, batch: Sequence[EventT]) -> None:
+        topic = self.topics.dead_letters
+        letters = [DeadLetter.decode(event.value, _position(topic, event)) for event in batch]
+        await self.writer.run(insert_dead_letters, letters)
+        metrics.DEAD_LETTERS_STORED.inc(len(letters))
+        await self._published(Stage.DEAD_LETTERS, topic, last_offsets(batch))
+
+    async def store_windows(self, batch: Sequence[bytes]) -> None:
+        decoded = [decode_results(value) for value in batch]
+        windows = [row for result in decoded for row in result.windows]
+        funnels = [row for result in decoded for row in result.funnels]
+        await self.writer.run(insert_window_rows, windows, funnels)
+        positions: dict[int, int] = {}
+        for result in decoded:
+            positions.update(result.positions)
+        await self._published(Stage.WINDOWS, self.topics.events, positions)
+
+    async def store_feed(self, feed: TableFeed, batch: Sequence[EventT]) -> None:
+        rows = [row for event in batch for row in feed.rows(event.value, _headers(event))]
+        await self.writer.run(insert_rows, feed.table, rows)
+        await self._published(feed.stage, feed.topic, last_offsets(batch))
+
+    async def _published(self, stage: Stage, topic: str, positions: dict[int, int]) -> None:
+        for partition, offset in positions.items():
+            await self.processed.send(value=encode_processed(stage, topic, partition, offset))
+
+
 def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
     app = create_app(config.faust)
     deliver_in_bulk(app, [config.topics.events])
-    writer = ClickHouseWriter(client)
-    topics = config.topics
-    processed = raw_topic(app, topics.processed)
-    takes = config.takes
-
-    async def published(stage: Stage, topic: str, positions: dict[int, int]) -> None:
-        for partition, offset in positions.items():
-            await processed.send(value=encode_processed(stage, topic, partition, offset))
+    topics, takes = config.topics, config.takes
+    sink = ClickHouseSink(config, ClickHouseWriter(client), raw_topic(app, topics.processed))
 
     async def store_events(stream: faust.StreamT[bytes]) -> None:
-        # Bad input is the workers' to dead-letter (they see every message too); here it is skipped.
         async for batch in stream.take_events(takes.fetches, within=takes.seconds):  # type: ignore[attr-defined]
-            valid: list[bytes] = []
-            decoded: list[EventFields] = []
-            repaired: list[EventFields] = []
-            for event in batch:
-                bulk = cast(Bulk, event.value)
-                singles = decode_singles(bulk.values, config.accept_range)
-                if singles is not None:
-                    valid += bulk.values
-                    decoded += singles
-                    continue
-                for value in bulk.values:
-                    fields = decode_fields(value, config.accept_range)
-                    if fields is not None:
-                        valid.append(value)
-                        decoded += fields
-                    else:  # some events are bad: the model path keeps the good ones
-                        repaired += valid_events(value, config.accept_range)
-            await writer.run(insert_event_messages, valid, decoded)
-            await writer.run(insert_events, repaired)
-            metrics.EVENTS_STORED.inc(len(decoded) + len(repaired))
-            await published(Stage.RAW, topics.events, last_offsets(batch))
+            await sink.store_events(batch)
 
     async def store_dead_letters(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take_events(takes.messages, within=takes.seconds):  # type: ignore[attr-defined]
-            letters = [
-                DeadLetter.decode(event.value, _position(topics.dead_letters, event)) for event in batch
-            ]
-            await writer.run(insert_dead_letters, letters)
-            metrics.DEAD_LETTERS_STORED.inc(len(letters))
-            await published(Stage.DEAD_LETTERS, topics.dead_letters, last_offsets(batch))
+            await sink.store_dead_letters(batch)
 
     async def store_windows(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take(takes.messages, within=takes.seconds):
-            decoded = [decode_results(value) for value in batch]
-            windows = [row for result in decoded for row in result.windows]
-            funnels = [row for result in decoded for row in result.funnels]
-            await writer.run(insert_window_rows, windows, funnels)
-            positions: dict[int, int] = {}
-            for result in decoded:
-                positions.update(result.positions)
-            await published(Stage.WINDOWS, topics.events, positions)
+            await sink.store_windows(batch)
 
     def store_feed(feed: TableFeed) -> Callable[[faust.StreamT[bytes]], Any]:
         async def store(stream: faust.StreamT[bytes]) -> None:
             async for batch in stream.take_events(takes.messages, within=takes.seconds):  # type: ignore[attr-defined]
-                rows = [row for event in batch for row in feed.rows(event.value, _headers(event))]
-                await writer.run(insert_rows, feed.table, rows)
-                await published(feed.stage, feed.topic, last_offsets(batch))
+                await sink.store_feed(feed, batch)
 
         return store
 

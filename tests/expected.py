@@ -15,7 +15,7 @@ from stream.events import AcceptRange, FixedRange
 from stream.sources.taobao import TAOBAO_END, TAOBAO_START
 
 if TYPE_CHECKING:
-    from omstream.report import Report
+    from report import Report
 
 BEHAVIORS = ("pv", "fav", "cart", "buy")
 TAOBAO_WINDOW = FixedRange(TAOBAO_START, TAOBAO_END)  # the generated data's window, and the real file's

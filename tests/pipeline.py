@@ -16,10 +16,10 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 import clickhouse
-from omstream.embedded import all_alive
-from omstream.progress import replay_with_progress
-from omstream.report import Report, build_report
+from omstream.embedded.progress import replay_with_progress
+from omstream.embedded.stack import all_alive
 from omstream.settings import Settings
+from report import Report, build_report
 from stream.emitter import EmitReport
 from stream.processed import ProcessedWatcher
 from stream.replay import Pacer

@@ -18,7 +18,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from stream.events import EVENT_COLUMNS, DeadLetter, EventFields
 from stream.metrics import INSERT_ROWS, INSERT_SECONDS
-from stream.windows import FunnelRow, WindowRow
+from stream.windows import FUNNEL_TABLE, WINDOWS_TABLE, FunnelRow, WindowRow
 
 
 def _observe_insert(table: str, started: float, rows: int) -> None:
@@ -78,5 +78,5 @@ def insert_dead_letters(client: Client, rows: Sequence[DeadLetter]) -> None:
 
 
 def insert_window_rows(client: Client, windows: Sequence[WindowRow], funnels: Sequence[FunnelRow]) -> None:
-    insert_rows(client, "realtime_windows", windows)
-    insert_rows(client, "realtime_funnel", funnels)
+    insert_rows(client, WINDOWS_TABLE, windows)
+    insert_rows(client, FUNNEL_TABLE, funnels)

@@ -30,6 +30,11 @@ from stream.events import (
     classify_error,
 )
 
+
+class UnreadableFile(ValueError):
+    """A file that cannot be read as Taobao events: missing, unreadable, or without event times."""
+
+
 # The data set's window, 2017-11-25 to 2017-12-03 China time; events outside it are dirty rows.
 TAOBAO_START = 1_511_539_200  # 2017-11-25 00:00 Asia/Shanghai
 TAOBAO_DAYS = 9
@@ -101,7 +106,7 @@ def sort_by_time(source: Path, target: Path) -> None:
     """
     done = subprocess.run(_in_child("_sort_here", str(source), str(target)), capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"sorting {source} failed: {done.stderr.strip().splitlines()[-1:]}")
+        raise UnreadableFile(f"sorting {source} failed: {done.stderr.strip().splitlines()[-1:]}")
 
 
 def file_window(path: Path, timezone: str) -> FixedRange:
@@ -110,10 +115,10 @@ def file_window(path: Path, timezone: str) -> FixedRange:
     """
     done = subprocess.run(_in_child("_days_here", str(path), timezone), capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"reading the times of {path} failed: {done.stderr.strip().splitlines()[-1:]}")
+        raise UnreadableFile(f"reading the times of {path} failed: {done.stderr.strip().splitlines()[-1:]}")
     days = {date.fromisoformat(day): count for day, count in json.loads(done.stdout)}
     if not days:
-        raise ValueError(f"{path} has no event times")
+        raise UnreadableFile(f"{path} has no event times")
     first, last = _busy_days(days)
     zone = ZoneInfo(timezone)
     start = datetime.combine(first, time(), zone)
@@ -186,7 +191,7 @@ def encoded_lines(
             yield lines
         error = child.stderr.read().decode(errors="replace").strip()
     if child.returncode != 0:
-        raise RuntimeError(f"reading {path} failed: {error.splitlines()[-1:]}")
+        raise UnreadableFile(f"reading {path} failed: {error.splitlines()[-1:]}")
 
 
 def _encode_here(source: str, partitions: str, start: str, end: str, time_ordered: str) -> None:

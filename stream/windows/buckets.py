@@ -8,11 +8,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from stream.windows.kinds import DAY
+
 Int64s = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
-
-MINUTE, HOUR, DAY = 60, 3_600, 86_400
-ROLLING_SIZE, ROLLING_STEP = HOUR, MINUTE  # the rolling window: last 60 minutes, advancing every minute
 
 
 class Bucketer:

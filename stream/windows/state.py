@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stream.events import BEHAVIORS
-from stream.windows.buckets import DAY, HOUR, MINUTE, ROLLING_SIZE, ROLLING_STEP, Bools, Bucketer, Int64s
+from stream.windows.buckets import Bools, Bucketer, Int64s
 from stream.windows.funnel import funnel_users
+from stream.windows.kinds import FUNNEL_KINDS, ROLLING, ROLLING_SIZE, ROLLING_SOURCE, ROLLING_STEP, TUMBLING
 
-TUMBLING = {"minute": MINUTE, "hour": HOUR, "day": DAY}
-FUNNEL_KINDS = ("hour", "day")
 NO_TIME = -(1 << 62)
 _BEHAVIOR_COUNT = len(BEHAVIORS)  # a tally's counts: one per behaviour code
 # An event's natural key, as the columns of `PartitionWindows.recent` (exact duplicates count once)
@@ -275,7 +274,7 @@ class PartitionWindows:
 
     def _open(self, kind: str, start: int, offset: int, watermark: int) -> Tally:
         tally = self.tallies[(kind, start)] = Tally(offset, watermark)
-        if kind == "minute":
+        if kind == ROLLING_SOURCE:
             first_rolling = start - ROLLING_SIZE + ROLLING_STEP
             current = self.next_rolling
             self.next_rolling = first_rolling if current is None else min(current, first_rolling)
@@ -315,7 +314,7 @@ class PartitionWindows:
         return FunnelRow(kind, start, self.partition, *reached, int(final), version)
 
     def _close_rolling(self) -> Iterator[WindowRow]:
-        minutes = sorted(start for kind, start in self.tallies if kind == "minute")
+        minutes = sorted(start for kind, start in self.tallies if kind == ROLLING_SOURCE)
         while self.next_rolling is not None and self.next_rolling + ROLLING_SIZE <= self.close_point:
             start = self.next_rolling
             end = start + ROLLING_SIZE
@@ -324,10 +323,14 @@ class PartitionWindows:
                 newest = self.sliding.newest
                 self.sliding.cover(
                     start,
-                    [(minute, self.tallies[("minute", minute)]) for minute in inside if minute > newest],
+                    [
+                        (minute, self.tallies[(ROLLING_SOURCE, minute)])
+                        for minute in inside
+                        if minute > newest
+                    ],
                 )
                 yield self._window_row(
-                    "rolling_1h", start, self.sliding.counts, len(self.sliding.users), final=True
+                    ROLLING, start, self.sliding.counts, len(self.sliding.users), final=True
                 )
             self.next_rolling = self._next_rolling_after(start, minutes, bool(inside))
 
@@ -343,7 +346,7 @@ class PartitionWindows:
         """Drop closed windows; a minute stays until the last rolling window over it has closed."""
         for key, tally in list(self.tallies.items()):
             kind, start = key
-            keep_until = start + (ROLLING_SIZE if kind == "minute" else TUMBLING[kind])
+            keep_until = start + (ROLLING_SIZE if kind == ROLLING_SOURCE else TUMBLING[kind])
             if tally.closed and keep_until <= self.close_point:
                 del self.tallies[key]
 

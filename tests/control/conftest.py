@@ -23,18 +23,18 @@ from control.client import OpsClient, new_command
 from control.results import CommandResult
 from masters.keys import generate_key, load_private_key, sign
 from masters.protocol import Command
-from omstream.embedded import (
-    control_plane,
+from omstream.embedded.control_plane import control_plane
+from omstream.embedded.stack import (
     service_env,
     service_process,
-    stop_process,
-    tansu_broker,
     topic_partitions,
     wait_until_processed,
 )
+from omstream.embedded.supervisor import stop_process
 from omstream.services import control_public_key, ops_topics
 from omstream.settings import Settings
 from stream.kafka import ensure_topics
+from tests.conftest import broker_for_test
 
 POLICY = """
 roles:
@@ -169,7 +169,7 @@ def control_stack(state: Path, **settings: Any) -> Iterator[ControlStack]:
     for operator in ("limited", "carol", "dave"):
         generate_key(configured.keys_dir, configured.operators_file, operator)
     with contextlib.ExitStack() as exits:
-        bootstrap = exits.enter_context(tansu_broker(configured.state_dir))
+        bootstrap = exits.enter_context(broker_for_test(configured.state_dir))
         asyncio.run(ensure_topics(bootstrap, topic_partitions(configured)))
         sink = exits.enter_context(service_process(configured, bootstrap, "sink", "sink"))
         plane = exits.enter_context(control_plane(configured, bootstrap))

@@ -32,7 +32,7 @@ from control.results import CommandResult
 from control.signing import SIGNATURE_HEADER, Purpose, signed_headers
 from masters.protocol import MasterReply, MasterRequest
 from masters.tls import client_context
-from omstream.embedded import stop_process
+from omstream.embedded.supervisor import stop_process
 from omstream.services import control_public_key, ops_topics
 from tests.control.conftest import (
     MASTERS,
@@ -42,6 +42,8 @@ from tests.control.conftest import (
     control_stack,
     master_executions,
 )
+
+pytestmark = pytest.mark.integration  # every test here starts a broker
 
 REFUSED = (OSError, EOFError)
 BIG_GRAIN = "x" * 600_000

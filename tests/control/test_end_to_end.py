@@ -15,8 +15,11 @@ import pytest
 
 import clickhouse
 from control.results import CommandResult
-from omstream.embedded import stop_process, wait_until_processed
+from omstream.embedded.stack import wait_until_processed
+from omstream.embedded.supervisor import stop_process
 from tests.control.conftest import PING_BOTH_IDCS, ControlStack, by_stage, control_stack, master_executions
+
+pytestmark = pytest.mark.integration  # every test here starts a broker
 
 
 @pytest.fixture(scope="module")

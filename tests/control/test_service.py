@@ -7,6 +7,7 @@ import base64
 import datetime
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import REGISTRY
@@ -37,6 +38,7 @@ def unreadable(topic: str) -> float:
     return REGISTRY.get_sample_value("omstream_control_unreadable_records_total", {"topic": topic}) or 0.0
 
 
+@pytest.mark.integration
 def test_a_replica_learns_what_others_admitted_and_skips_what_is_not_an_admission(
     settings: Settings, bootstrap: str
 ) -> None:
@@ -85,6 +87,7 @@ def test_a_replica_learns_what_others_admitted_and_skips_what_is_not_an_admissio
     assert unreadable(topic) - skipped_before == 7
 
 
+@pytest.mark.integration
 def test_an_empty_topic_teaches_nothing(settings: Settings, bootstrap: str) -> None:
     async def scenario() -> int:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap)

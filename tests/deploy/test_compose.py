@@ -17,7 +17,8 @@ import yaml
 
 from control.pki import Pki, ensure_pki, write_identities
 from omstream.cli import main
-from omstream.embedded import bootstrap_embedded, bootstrap_pki, topic_partitions
+from omstream.embedded.control_plane import bootstrap_embedded, bootstrap_pki
+from omstream.embedded.stack import topic_partitions
 from omstream.settings import Settings
 from stream.kafka import BrokerAccess
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from omstream.demo import produced_targets
-from omstream.embedded import pipeline, wait_until_processed
+from omstream.embedded.demo import produced_targets
+from omstream.embedded.stack import pipeline, wait_until_processed
 from omstream.settings import Settings
 from stream.replay import Pacer
 from tests.pipeline import (

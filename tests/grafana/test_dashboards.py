@@ -26,7 +26,7 @@ from prometheus_client import REGISTRY
 
 import clickhouse
 import stream.metrics  # noqa: F401  (registers the services' metrics)
-from omstream.bench import load_generated
+from omstream.bench.throughput import load_generated
 from stream.alerts import CLOSED, OPEN, UP, Alert, alert_id
 from stream.alerts.records import AlertRecord, alert_rows, encode_alert
 from stream.events import DeadLetter

@@ -25,7 +25,7 @@ from masters.modules import Allowed
 from masters.protocol import Command, MasterRequest
 from masters.server import MasterConfig, MasterServer, build_server
 from masters.tls import client_context
-from omstream.embedded import free_port
+from omstream.embedded.stack import free_port
 
 MINION_ID = socket.gethostname()
 OPERATOR = "alice"

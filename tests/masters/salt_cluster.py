@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from omstream.embedded import free_port, stop_process
+from omstream.embedded.stack import free_port
+from omstream.embedded.supervisor import stop_process
 
 MINIONS = ("minion-a", "minion-b")
 

@@ -67,6 +67,7 @@ def admission() -> Admission:
     )
 
 
+@pytest.mark.integration
 def test_a_master_slower_than_the_timeout_gives_an_unknown_result_not_a_timeout(
     bootstrap: str, settings: Settings, pki: Pki, caller: CallerExecutor, serve_master: ServeMaster
 ) -> None:

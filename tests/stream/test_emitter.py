@@ -2,12 +2,15 @@ import asyncio
 from collections import Counter
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from omstream.settings import Settings
 from stream.emitter import Emitter
 from stream.events import Event
 from stream.kafka import Partitioner
+
+pytestmark = pytest.mark.integration  # every test here starts a broker
 
 GOOD = {"item_id": 2, "category_id": 3, "behavior": "pv", "ts": 1_511_544_070}
 

@@ -24,11 +24,12 @@ from pathlib import Path
 import pytest
 
 import clickhouse
-from omstream.demo import produced_targets
-from omstream.embedded import service_process, tansu_broker, topic_partitions, wait_until_processed
+from omstream.embedded.demo import produced_targets
+from omstream.embedded.stack import service_process, topic_partitions, wait_until_processed
 from omstream.settings import Settings
 from stream.kafka import Partitioner, ensure_topics
 from stream.replay import Pacer
+from tests.conftest import broker_for_test
 from tests.expected import WindowKey, behavior_totals, distinct_valid_rows, partition_windows
 from tests.pipeline import SMALL_TAKES, replay
 
@@ -193,7 +194,7 @@ def test_soak_random_kills(ordered_file: Path, settings: Settings, tmp_path: Pat
     kills = 0
     for seed in range(100, 100 + SOAK_SEEDS):
         fresh = settings.model_copy(update={"state_dir": tmp_path / f"seed-{seed}"})
-        with tansu_broker(fresh.state_dir) as bootstrap:
+        with broker_for_test(fresh.state_dir) as bootstrap:
             asyncio.run(ensure_topics(bootstrap, topic_partitions(fresh)))
             kills += run_with_faults(seed, ordered_file, fresh, bootstrap)
         print(f"seed {seed}: exact ({kills} kills so far)", flush=True)

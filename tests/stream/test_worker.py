@@ -15,17 +15,16 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from omstream.demo import produced_targets
-from omstream.embedded import (
+from omstream.embedded.demo import produced_targets
+from omstream.embedded.stack import (
     pipeline,
     service_env,
     service_process,
-    stop_process,
-    tansu_broker,
     topic_partitions,
     wait_until_processed,
     worker_process,
 )
+from omstream.embedded.supervisor import stop_process
 from omstream.settings import Settings
 from stream.checkpoints import start_epoch
 from stream.emitter import EmitReport, Emitter
@@ -35,6 +34,7 @@ from stream.replay import Pacer
 from stream.results import decode_results
 from stream.sources.taobao import parse_line
 from stream.windows import WindowRow
+from tests.conftest import broker_for_test
 from tests.expected import behavior_totals, hourly_activity
 from tests.pipeline import (
     SMALL_TAKES,
@@ -287,7 +287,7 @@ def test_a_fresh_broker_never_overwrites_a_window_row_with_a_partial_recount(
         Event(user_id=u, item_id=2, category_id=1, behavior="pv", ts=hour + 60 + u) for u in range(10, 30)
     ]
     for epoch, events in enumerate([before, after], start=1):
-        with tansu_broker(tmp_path / f"broker-{epoch}") as bootstrap:
+        with broker_for_test(tmp_path / f"broker-{epoch}") as bootstrap:
             asyncio.run(ensure_topics(bootstrap, topic_partitions(settings)))
             asyncio.run(start_epoch(bootstrap, settings.checkpoints_topic, epoch))
             with pipeline(settings, bootstrap) as services:

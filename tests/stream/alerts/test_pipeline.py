@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 import clickhouse
-from omstream.demo import produced_targets
-from omstream.embedded import service_process, wait_until_processed
+from omstream.embedded.demo import produced_targets
+from omstream.embedded.stack import service_process, wait_until_processed
 from omstream.settings import Settings
 from stream.alerts.records import AlertRecord, decode_alert
 from stream.kafka import read_to_end

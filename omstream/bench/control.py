@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from control.client import OpsClient, new_command
-from omstream.embedded import DEMO_OPERATOR, broker, control_plane
-from omstream.progress import progress_bar
+from omstream.bench import BenchFailed
+from omstream.embedded.control_plane import DEMO_OPERATOR, control_plane
+from omstream.embedded.progress import progress_bar
+from omstream.embedded.stack import broker
 from omstream.services import control_public_key, ops_topics
 from omstream.settings import Settings
 
@@ -43,9 +45,9 @@ class _Pings:
 
         async for result in self._client.run(commands, timeout=120, on_complete=done):
             if result.status not in ("accepted", "succeeded"):
-                raise RuntimeError(f"command {result.command_id} {result.status}: {result.detail}")
+                raise BenchFailed(f"command {result.command_id} {result.status}: {result.detail}")
         if len(completed) < count:
-            raise TimeoutError(f"{count - len(completed)} of {count} pings got no result")
+            raise BenchFailed(f"{count - len(completed)} of {count} pings got no result")
         return completed
 
 

@@ -27,16 +27,17 @@ from clickhouse_connect.driver.client import Client
 from pydantic import SecretStr
 
 import clickhouse
-from omstream.embedded import (
+from omstream.bench import BenchFailed
+from omstream.embedded.progress import replay_with_progress
+from omstream.embedded.stack import (
     all_alive,
     broker,
     free_port,
     required_stages,
     service_process,
-    stop_process,
     worker_process,
 )
-from omstream.progress import replay_with_progress
+from omstream.embedded.supervisor import stop_process
 from omstream.settings import Settings
 from stream.emitter import EmitReport
 from stream.events import BEHAVIORS, EVENT_COLUMNS, FixedRange
@@ -91,7 +92,7 @@ def _watch_sink(
     while samples[-1].count < events:
         all_alive([process])
         if time.monotonic() - samples[0].at > timeout:
-            raise TimeoutError("the sink did not store every event in time")
+            raise BenchFailed("the sink did not store every event in time")
         time.sleep(_POLL_S)
         samples.append(Sample(time.monotonic(), _scrape(port, EVENTS_STORED_TOTAL)))
     return samples
@@ -235,7 +236,7 @@ def _bench_settings(configured: Settings, state_dir: Path) -> Settings:
 def _produce(data: Path, settings: Settings, bootstrap: str, pack: int) -> EmitReport:
     emitted = asyncio.run(replay_with_progress(data, settings, bootstrap, pack))
     if emitted.failed or not emitted.sent:
-        raise RuntimeError(f"produced {emitted.sent} events, {emitted.failed} failed: {emitted.errors[:3]}")
+        raise BenchFailed(f"produced {emitted.sent} events, {emitted.failed} failed: {emitted.errors[:3]}")
     return emitted
 
 
@@ -315,12 +316,10 @@ def _check_progress(samples: Sequence[PipelineSample], services: Sequence[subpro
     all_alive(services)
     now, last = time.monotonic(), samples[-1]
     if now - samples[0].at > _RUN_TIMEOUT_S:
-        raise TimeoutError(f"the pipeline did not store every event within {_RUN_TIMEOUT_S:.0f} s")
+        raise BenchFailed(f"the pipeline did not store every event within {_RUN_TIMEOUT_S:.0f} s")
     moved = next((s.at for s in reversed(samples) if (s.worker, s.sink) != (last.worker, last.sink)), None)
     if now - (moved or samples[0].at) > _STALL_TIMEOUT_S:
-        raise TimeoutError(
-            f"the pipeline made no progress for {_STALL_TIMEOUT_S:.0f} s; see the service logs"
-        )
+        raise BenchFailed(f"the pipeline made no progress for {_STALL_TIMEOUT_S:.0f} s; see the service logs")
 
 
 def _rss_by_events(samples: Sequence[Sample], points: int = 4) -> dict[str, int]:
@@ -348,7 +347,7 @@ async def _plain_consumer(
         samples = [Sample(time.monotonic(), 0)]
         while samples[-1].count < events:
             if time.monotonic() - samples[0].at > timeout:
-                raise TimeoutError("the plain consumer did not read every event in time")
+                raise BenchFailed("the plain consumer did not read every event in time")
             fetched = await consumer.getmany(timeout_ms=500)
             counted = sum(count_events(record.value) for records in fetched.values() for record in records)
             samples.append(Sample(time.monotonic(), samples[-1].count + counted))
@@ -360,11 +359,11 @@ async def _plain_consumer(
 def _quix_peer(
     settings: Settings, bootstrap: str, messages: int, mode: str, timeout: float = _RUN_TIMEOUT_S
 ) -> list[Sample]:
-    """Run `omstream._quix_peer` in `mode` (`loop` or `count`) over the events topic's messages."""
+    """Run `omstream.bench.quix_peer` in `mode` (`loop` or `count`) over the events topic's messages."""
     if importlib.util.find_spec("quixstreams") is None:
-        raise RuntimeError("the peer of this bench is Quix Streams: pip install -e '.[bench]'")
+        raise BenchFailed("the peer of this bench is Quix Streams: pip install -e '.[bench]'")
     log_path = settings.state_dir / f"quix-{mode}.log"
-    command = [sys.executable, "-m", "omstream._quix_peer", bootstrap, settings.events_topic]
+    command = [sys.executable, "-m", "omstream.bench.quix_peer", bootstrap, settings.events_topic]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [*command, str(messages), mode, str(settings.state_dir / "quix")],
@@ -375,12 +374,12 @@ def _quix_peer(
         try:
             out, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as error:
-            raise TimeoutError(f"the Quix peer ({mode}) did not read every message in time") from error
+            raise BenchFailed(f"the Quix peer ({mode}) did not read every message in time") from error
         finally:
             stop_process(process)
     found = re.search(rf"{PEER_RESULT_PREFIX}(.+)$", out.decode(errors="replace"), re.MULTILINE)
     if found is None:
-        raise RuntimeError(f"the Quix peer exited with code {process.returncode}: {_last_line(log_path)}")
+        raise BenchFailed(f"the Quix peer exited with code {process.returncode}: {_last_line(log_path)}")
     return [Sample(at, count) for at, count in json.loads(found.group(1))]
 
 
@@ -408,7 +407,7 @@ def load_generated(client: Client, events: int, seed: int) -> None:
 
 def run_report_bench(events: int, timezone: str, funnel_window_s: int) -> dict[str, Any]:
     """Generate `events` into a temporary chDB, then time `build_report` (JSON, LTV inputs included)."""
-    from omstream.report import ReportOptions, build_report
+    from report import ReportOptions, build_report
 
     options = ReportOptions(arpu=1.0, cac=50.0)
     with tempfile.TemporaryDirectory(prefix="omstream-bench-report-") as folder:
@@ -493,7 +492,7 @@ def _sink_rate_while_reading(settings: Settings, bootstrap: str, events: int, pa
 
 def _read_reports(settings: Settings, stop: threading.Event, pause: float) -> None:
     """Build the report over the sink's query endpoint, pausing `pause` s after each, until `stop`."""
-    from omstream.report import NoSchema, build_report
+    from report import NoSchema, build_report
 
     endpoint = f"127.0.0.1:{settings.query_port}"
     while not _answers(f"http://{endpoint}/ping"):  # the sink is starting

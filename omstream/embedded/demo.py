@@ -10,24 +10,22 @@ import clickhouse
 from control.client import new_command, run_and_wait
 from control.results import CommandResult
 from masters.protocol import Command
-from omstream.embedded import (
-    DEMO_OPERATOR,
-    broker,
-    control_plane,
-    pipeline,
-    state_path,
-    wait_until_processed,
-)
-from omstream.progress import generate_with_progress, replay_with_progress
-from omstream.report import Report, build_report
+from omstream.embedded.control_plane import DEMO_OPERATOR, control_plane
+from omstream.embedded.progress import generate_with_progress, replay_with_progress
+from omstream.embedded.stack import broker, pipeline, state_path, wait_until_processed
 from omstream.services import control_public_key, ops_topics
 from omstream.settings import Settings
+from report import Report, build_report
 from stream.emitter import EmitReport
 from stream.events import AcceptRange
 from stream.sources.taobao import file_window
 
 _CONSUME_TIMEOUT_S = 900.0
 _OPS_TIMEOUT_S = 60.0
+
+
+class NotDelivered(RuntimeError):
+    """Kafka did not take every event of a replay."""
 
 
 @dataclass
@@ -88,7 +86,7 @@ def run_demo(settings: Settings, events: int, data: Path | None, seed: int) -> D
         # the generator's output, like the Taobao file, is sorted by user: replay it in event time
         emitted = asyncio.run(replay_with_progress(source, settings, bootstrap, time_ordered=True))
         if emitted.failed:
-            raise RuntimeError(f"{emitted.failed} events were not delivered: {emitted.errors[:3]}")
+            raise NotDelivered(f"{emitted.failed} events were not delivered: {emitted.errors[:3]}")
         ops = asyncio.run(run_commands(settings, bootstrap, demo_commands(settings)))
         targets = produced_targets(settings, emitted)
         wait_until_processed(settings, bootstrap, targets, _CONSUME_TIMEOUT_S, alive=[*services, *plane])

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import clickhouse
-from omstream.report import build_report
 from omstream.settings import Settings
+from report import build_report
 from stream.events import Event
 from stream.sinks.clickhouse import insert_events
 from stream.sources.taobao import read_csv

@@ -23,12 +23,11 @@ from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.path import Path as BezierPath
 
 import clickhouse
-from omstream._charts import CHARTS
-from omstream._html import write_html
-from omstream._sankey import NODE_WIDTH
-from omstream.bench import load_generated, run_report_bench
-from omstream.report import Report, ReportOptions, build_report, ltv, render_text
+from omstream.bench.throughput import load_generated, run_report_bench
 from omstream.settings import Settings
+from report import Report, ReportOptions, build_report, ltv, render_text, write_html
+from report._charts import CHARTS
+from report._sankey import NODE_WIDTH
 from stream.events import BEHAVIORS
 from stream.sources.generator import generate_chunks
 from tests.expected import Row, figures_of, report_figures

@@ -21,12 +21,12 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 import clickhouse
-from omstream.bench import GENERATED_WINDOW, peak_rss_mb
-from omstream.demo import produced_targets
-from omstream.embedded import broker, pipeline, wait_until_processed
-from omstream.progress import generate_with_progress, replay_with_progress
-from omstream.report import build_report
+from omstream.bench.throughput import GENERATED_WINDOW, peak_rss_mb
+from omstream.embedded.demo import NotDelivered, produced_targets
+from omstream.embedded.progress import generate_with_progress, replay_with_progress
+from omstream.embedded.stack import broker, pipeline, wait_until_processed
 from omstream.settings import Settings
+from report import build_report
 
 _SAMPLE_S = 5.0
 _STORE_TIMEOUT_S = 3_600.0
@@ -106,7 +106,7 @@ def _run_pipeline(settings: Settings, data: Path, phases: dict[str, float]) -> M
         emitted = asyncio.run(replay_with_progress(data, settings, bootstrap, time_ordered=True))
         phases["replay_s"] = time.monotonic() - started
         if emitted.failed:
-            raise RuntimeError(f"{emitted.failed} events were not delivered: {emitted.errors[:3]}")
+            raise NotDelivered(f"{emitted.failed} events were not delivered: {emitted.errors[:3]}")
         targets = produced_targets(settings, emitted)
         wait_until_processed(settings, bootstrap, targets, _STORE_TIMEOUT_S, services)
         phases["pipeline_s"] = time.monotonic() - started

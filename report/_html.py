@@ -7,9 +7,10 @@ from dataclasses import asdict
 from html import escape
 from pathlib import Path
 
-from omstream._charts import CHARTS, render_png
-from omstream.alerts import alert_table
-from omstream.report import Report, Row, cell, items_title, period
+from report._alerts import alert_table
+from report._build import Report, Row
+from report._charts import CHARTS, render_png
+from report._text import cell, items_title, period
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }

@@ -2,7 +2,7 @@
 
 import pytest
 
-from omstream.bench import (
+from omstream.bench.throughput import (
     PipelineRun,
     PipelineSample,
     Sample,

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import clickhouse
-from omstream._html import write_html
-from omstream.report import Report, build_report, render_text
 from omstream.settings import Settings
+from report import Report, build_report, render_text, write_html
 from stream.alerts import CLOSED, DOWN, OPEN, UP, Alert, alert_id
 from stream.alerts.records import AlertRecord, alert_rows, encode_alert
 from stream.sinks.clickhouse import insert_rows
-from tests.omstream.test_report import omstream_cli
+from tests.report.test_report import omstream_cli
 
 DEC_2 = 1_512_144_000  # 2017-12-02 00:00 China time
 

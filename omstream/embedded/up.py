@@ -17,23 +17,20 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from omstream.accept import describe
-from omstream.embedded import (
-    QUERY_ENDPOINT_FILE,
-    announce_broker,
-    announce_query_endpoint,
+from omstream.embedded.accept import describe
+from omstream.embedded.control_plane import control_plane_services, wait_for_masters
+from omstream.embedded.running import QUERY_ENDPOINT_FILE, announce_broker, announce_query_endpoint
+from omstream.embedded.stack import (
     broker_service,
-    control_plane_services,
     free_port,
     omstream_service,
     topic_partitions,
-    wait_for_masters,
     wait_until_accepting,
 )
+from omstream.embedded.supervisor import NotReady, Supervisor, claim_state_dir
 from omstream.settings import Settings
-from omstream.supervisor import Supervisor, claim_state_dir
 from stream.kafka import ensure_topics
-from stream.sources.taobao import file_window
+from stream.sources.taobao import UnreadableFile, file_window
 
 _ENDPOINT_TIMEOUT_S = 60.0
 
@@ -96,7 +93,7 @@ def _wait_for_endpoint(supervisor: Supervisor, port: int) -> None:
 
     def answers() -> bool:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the sink did not answer queries within {_ENDPOINT_TIMEOUT_S:.0f} s")
+            raise NotReady(f"the sink did not answer queries within {_ENDPOINT_TIMEOUT_S:.0f} s")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=0.5) as response:
                 return bool(response.status == 200)
@@ -119,5 +116,5 @@ def _describe_accept(settings: Settings) -> str:
 def window_of(path: Path, settings: Settings) -> Settings:
     """The settings, accepting the window of a historical file (for `omstream up --window-of`)."""
     if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+        raise UnreadableFile(f"no such file: {path}")
     return settings.with_window(file_window(path, settings.timezone))

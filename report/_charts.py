@@ -10,8 +10,8 @@ from itertools import pairwise
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from omstream._sankey import Flow, draw_sankey
-from omstream.report import PATH_SEPARATOR, PathSequence, Report
+from report._build import PATH_SEPARATOR, PathSequence, Report
+from report._sankey import Flow, draw_sankey
 from stream.events import BEHAVIORS
 
 _SIZE = (9.0, 4.2)

@@ -12,9 +12,14 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from omstream.embedded.supervisor import running_status
 from omstream.settings import Settings
-from omstream.supervisor import running_status
 from stream.events import AcceptRange, FixedRange
+
+
+class OutsideAcceptedRange(ValueError):
+    """None of a file's events are in the range the services accept."""
+
 
 _UNITS = (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1))
 
@@ -61,7 +66,7 @@ def check_fits(path: Path, window: FixedRange, settings: Settings, embedded: boo
         if embedded
         else "set OMSTREAM_ACCEPT_FROM and OMSTREAM_ACCEPT_TO of the services to its window"
     )
-    raise ValueError(
+    raise OutsideAcceptedRange(
         f"{path} holds events of {describe(window, zone)}, and the services accept none of them "
         f"(they accept {describe(settings.accept_range, zone)}): replay it as live traffic with "
         f"`omstream replay {path} --live`, or {restart}"

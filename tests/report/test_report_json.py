@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omstream.report import ReportOptions
-from tests.omstream.test_report import omstream_cli, report_of_generated
+from report import ReportOptions
+from tests.report.test_report import omstream_cli, report_of_generated
 
 _JSON_TYPES = {str: "str", int: "int", float: "float", bool: "bool", type(None): "null"}
 

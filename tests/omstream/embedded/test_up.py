@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from omstream import supervisor
-from omstream.supervisor import (
+from omstream.embedded import supervisor
+from omstream.embedded.supervisor import (
     AlreadyRunning,
     Service,
     ServiceFailed,
@@ -165,7 +165,7 @@ def test_a_second_run_on_a_state_dir_is_refused_naming_the_first(tmp_path: Path)
 HOLD_STATE_DIR = """
 import sys, time
 from pathlib import Path
-from omstream.supervisor import claim_state_dir
+from omstream.embedded.supervisor import claim_state_dir
 with claim_state_dir(Path(sys.argv[1]), "up", print):
     print("holding", flush=True)
     time.sleep(60)

@@ -1,6 +1,6 @@
 """The peer of `omstream bench stream`: Quix Streams on the same broker, over the same events.
 
-Run as `python -m omstream._quix_peer BOOTSTRAP TOPIC EVENTS MODE STATE_DIR` (it needs the `bench`
+Run as `python -m omstream.bench.quix_peer BOOTSTRAP TOPIC EVENTS MODE STATE_DIR` (it needs the `bench`
 extra). In a consumer group of its own it reads TOPIC from the earliest offset:
 - `loop`: Quix's consumer in a bare poll loop, decoding each message (the framework's floor);
 - `count`: the hourly all-users count a user would write with it: `group_by` a constant key, then a
@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from quixstreams import Application
 
-from omstream.bench import PEER_RESULT_PREFIX
+from omstream.bench.throughput import PEER_RESULT_PREFIX
 
 _GRACE = timedelta(minutes=10)  # the worker's default grace
 _SAMPLE_EVERY = 1_000

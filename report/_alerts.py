@@ -1,4 +1,4 @@
-"""The stored alerts as `omstream alerts` and the report list them: newest first, times in ISO 8601
+"""The stored anomaly alerts as `omstream alerts` and the report list them: newest first, times in ISO 8601
 with the offset of the configured time zone."""
 
 from __future__ import annotations

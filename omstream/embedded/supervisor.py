@@ -43,7 +43,11 @@ class AlreadyRunning(RuntimeError):
 
 
 class ServiceFailed(RuntimeError):
-    """A critical service exited: the run stops."""
+    """A service the run needs exited: the run stops."""
+
+
+class NotReady(TimeoutError):
+    """A service did not become ready (listen, answer) in time."""
 
 
 @dataclass(frozen=True)

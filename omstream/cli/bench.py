@@ -1,0 +1,123 @@
+"""`omstream bench …`: benchmarks (performance targets live here, not in tests)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from omstream.cli._common import one_line_errors, pass_settings, terminate_as_interrupt
+from omstream.settings import Settings
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks (performance targets live here, not in tests)."""
+
+
+def _print_figures(result: dict[str, Any], as_json: bool) -> None:
+    click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+@bench.command("ingest")
+@click.option("--events", "-n", default=1_000_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+@pass_settings
+def bench_ingest(settings: Settings, events: int, as_json: bool) -> None:
+    """Generate, produce and sink rates, with peak RSS."""
+    from omstream.bench.throughput import run_ingest_bench
+
+    result = run_ingest_bench(settings, events)
+    _print_figures(result, as_json)
+
+
+@bench.command("stream")
+@click.option("--events", "-n", default=1_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+@pass_settings
+def bench_stream(settings: Settings, events: int, as_json: bool) -> None:
+    """End-to-end rates: batched beside a plain consumer, one event per message beside Quix Streams."""
+    from omstream.bench.throughput import run_stream_bench
+
+    terminate_as_interrupt()
+    result = run_stream_bench(settings, events)
+    _print_figures(result, as_json)
+
+
+@bench.command("queries")
+@click.option("--events", "-n", default=2_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+@pass_settings
+def bench_queries(settings: Settings, events: int, as_json: bool) -> None:
+    """The sink's insert rate alone, and while readers query it over its read-only HTTP endpoint."""
+    from omstream.bench.throughput import run_query_bench
+
+    terminate_as_interrupt()
+    result = run_query_bench(settings, events)
+    _print_figures(result, as_json)
+
+
+@bench.command("scale")
+@click.option("--events", "-n", default=100_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+@pass_settings
+def bench_scale(settings: Settings, events: int, as_json: bool) -> None:
+    """The full pipeline at the data set's scale: generate, replay, windows, ClickHouse, report, check."""
+    from omstream.bench.scale import run_scale_bench
+
+    terminate_as_interrupt()
+    result = run_scale_bench(settings, events)
+    _print_figures(result, as_json)
+
+
+@bench.command("report")
+@click.option("--events", "-n", default=10_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+@pass_settings
+def bench_report(settings: Settings, events: int, as_json: bool) -> None:
+    """Time the whole JSON report over generated events in a fresh chDB."""
+    from omstream.bench.throughput import run_report_bench
+
+    result = run_report_bench(events, settings.timezone, settings.funnel_conversion_seconds)
+    _print_figures(result, as_json)
+
+
+@bench.command("alerts")
+@click.option("--events", "-n", default=30_000_000, show_default=True, help="generated events per seed")
+@click.option("--seeds", default="1,2,3", show_default=True, help="comma-separated generator seeds")
+@click.option(
+    "--anomalies", default=12, show_default=True, type=click.IntRange(min=1), help="injected per seed"
+)
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+@pass_settings
+def bench_alerts(settings: Settings, events: int, seeds: str, anomalies: int, as_json: bool) -> None:
+    """Alert quality on generated days with injected anomalies: precision, recall, delay per metric."""
+    from omstream.bench.alerts import render_alerts_bench, run_alerts_bench
+    from omstream.services import alert_rules
+
+    numbers = [int(seed) for seed in seeds.split(",")]
+    result = run_alerts_bench(
+        alert_rules(settings), events, numbers, anomalies, lambda line: click.echo(line, err=True)
+    )
+    click.echo(json.dumps(result) if as_json else render_alerts_bench(result))
+
+
+@bench.command("control")
+@click.option("--sequential", default=200, show_default=True, type=click.IntRange(min=2))
+@click.option("--burst", default=2000, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+def bench_control(sequential: int, burst: int, as_json: bool) -> None:
+    """Control plane: publish-to-result latency of pings to both IDCs, and sustained commands/s."""
+    from omstream.bench.control import run_control_bench
+
+    terminate_as_interrupt()
+    result = run_control_bench(sequential, burst)
+    _print_figures(result, as_json)
