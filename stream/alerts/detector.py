@@ -26,6 +26,7 @@ from stream.alerts.baseline import DAY_MINUTES, BaselineRules, Expectation, Seri
 from stream.alerts.minutes import METRICS, MINUTE, MinuteTotals
 
 UP, DOWN = "up", "down"
+_PAY_EVIDENCE = 5.0  # buyers a minute's pay rate must be expected to have before it is judged
 OPEN, CLOSED = "open", "closed"
 
 
@@ -127,6 +128,8 @@ class MetricWatch:
         observed = minute.value(self.metric)
         found, seasonal = expectation(self.series, t, self.rules.baseline, self._floor(minute))
         self.series.append(observed, seasonal)
+        if self.metric == "pay_rate" and found is not None and found.expected * minute.uv < _PAY_EVIDENCE:
+            found = None  # too few buyers expected to judge a rate: the buy count's own noise
         direction = self._lean(observed, found, 1.0 if self.open is None else 0.5)
         if direction is not None:
             self.series.mark_deviating(t)
