@@ -26,7 +26,7 @@ from stream.alerts.baseline import DAY_MINUTES, BaselineRules, Expectation, Seri
 from stream.alerts.minutes import METRICS, MINUTE, MinuteTotals
 
 UP, DOWN = "up", "down"
-_PAY_EVIDENCE = 5.0  # buyers a minute's pay rate must be expected to have before it is judged
+_PAY_EVIDENCE = 5.0  # buyers a minute must be expected to have, or have, before its pay rate is judged
 OPEN, CLOSED = "open", "closed"
 
 
@@ -128,8 +128,9 @@ class MetricWatch:
         observed = minute.value(self.metric)
         found, seasonal = expectation(self.series, t, self.rules.baseline, self._floor(minute))
         self.series.append(observed, seasonal)
-        if self.metric == "pay_rate" and found is not None and found.expected * minute.uv < _PAY_EVIDENCE:
-            found = None  # too few buyers expected to judge a rate: the buy count's own noise
+        buyers = max(found.expected * minute.uv, minute.buy) if found else 0.0
+        if self.metric == "pay_rate" and buyers < _PAY_EVIDENCE:
+            found = None  # too few buyers, expected or seen, to judge a rate: the buy count's own noise
         direction = self._lean(observed, found, 1.0 if self.open is None else 0.5)
         if direction is not None:
             self.series.mark_deviating(t)
