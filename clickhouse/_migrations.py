@@ -63,6 +63,10 @@ _CREATE = re.compile(
     r"^CREATE\s+(?P<kind>TABLE|(?:MATERIALIZED\s+)?VIEW)\s+(?P<exists>IF\s+NOT\s+EXISTS\s+)?(?P<name>\w+)",
     re.IGNORECASE,
 )
+# Statements that act on whole tables or views by name, as they are, on every node
+_BY_NAME = re.compile(
+    r"^(?P<head>DROP\s+VIEW\s+(?:IF\s+EXISTS\s+)?\w+|RENAME\s+TABLE\s+\w+\s+TO\s+\w+)\s*$", re.IGNORECASE
+)
 _ENGINE = re.compile(r"\bENGINE\s*=\s*(?P<engine>\w*MergeTree)\b", re.IGNORECASE)
 _ORDER_BY = re.compile(r"\bORDER\s+BY\s+", re.IGNORECASE)
 
@@ -75,16 +79,24 @@ def render_for_cluster(script: str, cluster: str) -> list[str]:
     (the servers define the `shard` and `replica` macros), followed by `name` ON CLUSTER as a
     Distributed table over it, sharded by a hash of the sorting key: copies of a row that
     ReplacingMergeTree must collapse always land on the same shard, so `FINAL` stays exact.
-    Views get ON CLUSTER and read the Distributed tables. Any other statement is refused, since a
-    wrong guess would split the schema across nodes.
+    Views get ON CLUSTER and read the Distributed tables; so do `DROP VIEW` and `RENAME TABLE` (a
+    renamed table is the Distributed one: its Replicated tables keep their name). Any other statement
+    is refused, since a wrong guess would split the schema across nodes.
     """
     if not _IDENTIFIER.fullmatch(cluster):
         raise ValueError(f"invalid ClickHouse cluster name {cluster!r}")
     rendered = []
     for statement in (statement.rstrip(" ;\n") for statement in _statements(script)):
+        by_name = _BY_NAME.match(statement)
+        if by_name is not None:
+            rendered.append(f"{by_name['head']} ON CLUSTER {cluster}")
+            continue
         create = _CREATE.match(statement)
         if create is None:
-            raise ValueError(f"cannot render for a cluster (only CREATE TABLE/VIEW): {statement[:60]!r}")
+            raise ValueError(
+                f"cannot render for a cluster (only CREATE TABLE/VIEW, DROP VIEW, RENAME TABLE): "
+                f"{statement[:60]!r}"
+            )
         engine = _ENGINE.search(statement) if create["kind"].upper() == "TABLE" else None
         if engine is not None:
             rendered += _replicated_and_distributed(statement, create, engine, cluster)

@@ -126,14 +126,15 @@ class AdmittedTopic:
         async for record in read_to_end(self._bootstrap, self._topic, self._read_to):
             self._read_to = record.offset + 1
             value = record.value or b""
-            try:
-                if len(value) > _MAX_RECORD_BYTES or not is_signed(
-                    public_key, Purpose.ADMITTED, value, record.headers
-                ):
-                    raise ValueError("not a signed admission")
-                self._memory.learn(Admitted.model_validate_json(value))
-                learnt += 1
-            except (ValueError, ValidationError):
-                metrics.UNREADABLE.labels(self._topic).inc()
-                log.warning("skipped a record at offset %d of %s", record.offset, self._topic)
+            where = f"offset {record.offset}"
+            if len(value) > _MAX_RECORD_BYTES:
+                metrics.skipped(log, self._topic, "oversized", where)
+            elif not is_signed(public_key, Purpose.ADMITTED, value, record.headers):
+                metrics.skipped(log, self._topic, "unsigned", where)
+            else:
+                try:
+                    self._memory.learn(Admitted.model_validate_json(value))
+                    learnt += 1
+                except ValidationError:
+                    metrics.skipped(log, self._topic, "malformed", where)
         return learnt

@@ -123,11 +123,13 @@ class AuditFeed:
     def __init__(self, control_public_key: Path) -> None:
         self._key_file = control_public_key
         self._key: Ed25519PublicKey | None = None
+        self._reported: set[str] = set()
 
-    def __call__(self, value: bytes, headers: Headers) -> list[AuditRow]:
+    def __call__(self, value: bytes | None, headers: Headers) -> list[AuditRow]:
         stored_at = datetime.datetime.now(datetime.UTC)
         if self._key is None:
             self._key = load_verify_key(self._key_file)
+        value = value or b""  # a NULL value is a record like any other: unsigned
         try:
             result = read_result(value, headers, self._key)
         except UnreadableResult as error:
@@ -135,7 +137,9 @@ class AuditFeed:
                 metrics.AUDIT_RECORDS.labels("forgery").inc()
                 return [forgery_row(value, stored_at)]
             metrics.AUDIT_RECORDS.labels(error.why).inc()
-            log.warning("skipped a record on the results topic: %s", error.why)
+            if error.why not in self._reported:
+                self._reported.add(error.why)
+                log.warning("skipped a record of the results topic (%s); more are only counted", error.why)
             return []
         metrics.AUDIT_RECORDS.labels("result").inc()
         return audit_rows(result, record_id(value), stored_at)

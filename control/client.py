@@ -3,7 +3,10 @@
 What `omstream ops` uses, and what a script of an operator's would: keys come from the operator's
 keys directory, Kafka from the bootstrap address, and nothing else is read from the environment.
 Given the control service's public key, it takes only results the control service signed; records
-it cannot read are skipped and counted (`skipped`), never a reason to stop.
+it cannot read are skipped, counted (`skipped`) and logged once, never a reason to stop. A command is
+published keyed by its id (so it lands on the partition the control service admits it from), and
+its outcomes are the results about the very record published (`source`: topic/partition/offset as
+the broker acknowledged it), never whatever names its id.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +30,8 @@ from control.results import CommandResult, UnreadableResult, read_result
 from masters.keys import load_private_key, sign
 from masters.protocol import Command, Target
 from stream.kafka import kafka_options
+
+log = logging.getLogger("omstream.ops")
 
 
 @dataclass(frozen=True)
@@ -58,36 +64,42 @@ def new_command(
     return sign(command, load_private_key(keys_dir, operator))
 
 
-async def publish(bootstrap: str, topic: str, payloads: Sequence[bytes]) -> None:
+async def publish(bootstrap: str, topic: str, commands: Sequence[Command]) -> None:
     producer = AIOKafkaProducer(**kafka_options(bootstrap), linger_ms=0)
     await producer.start()
     try:
-        for payload in payloads:
-            await producer.send(topic, payload)
+        for command in commands:
+            await producer.send(topic, command.model_dump_json().encode(), key=command_key(command))
         await producer.flush()
     finally:
         await producer.stop()
 
 
-class ResultSets:
-    """The results of some commands, gathered until each is complete: rejected, or answered by every IDC."""
+def command_key(command: Command) -> bytes:
+    """The Kafka key of a command: its id, whose hash is the partition the control service admits it from."""
+    return str(command.command_id).encode()
 
-    def __init__(self, commands: Sequence[Command]) -> None:
-        self._idcs = {str(command.command_id): set(command.idc) for command in commands}
-        self._results: dict[str, list[CommandResult]] = {command_id: [] for command_id in self._idcs}
+
+class ResultSets:
+    """The results about some published records (each `topic/partition/offset`), gathered until each
+    is complete: rejected, or answered by every IDC of its command."""
+
+    def __init__(self, published: dict[str, Command]) -> None:
+        self._idcs = {source: set(command.idc) for source, command in published.items()}
+        self._results: dict[str, list[CommandResult]] = {source: [] for source in published}
 
     def add(self, result: CommandResult) -> bool:
-        """Keep a result of one of these commands; False for a result of any other."""
-        if result.command_id not in self._results:
+        """Keep a result about one of these records; False for a result about any other."""
+        if result.source not in self._results:
             return False
-        self._results[result.command_id].append(result)
+        self._results[result.source].append(result)
         return True
 
-    def complete(self, command_id: str) -> bool:
-        results = self._results[command_id]
+    def complete(self, source: str) -> bool:
+        results = self._results[source]
         if any(result.stage == "received" and result.status == "rejected" for result in results):
             return True
-        return {result.idc for result in results if result.stage == "result"} >= self._idcs[command_id]
+        return {result.idc for result in results if result.stage == "result"} >= self._idcs[source]
 
 
 class OpsClient:
@@ -103,6 +115,7 @@ class OpsClient:
         self._results = TopicPartition(topics.results, 0)
         self._consumer = AIOKafkaConsumer(**kafka_options(bootstrap), fetch_max_wait_ms=20)
         self.skipped = 0  # records of the results topic that are no signed result
+        self.published: dict[str, Command] = {}  # each command published, by its record (`source`)
 
     async def __aenter__(self) -> OpsClient:
         await self._producer.start()
@@ -116,29 +129,38 @@ class OpsClient:
         await self._consumer.stop()
         await self._producer.stop()
 
-    async def publish(self, commands: Sequence[Command]) -> None:
-        for command in commands:
-            await self._producer.send(self._topics.commands, command.model_dump_json().encode())
-        await self._producer.flush()
+    async def publish(self, commands: Sequence[Command]) -> dict[str, Command]:
+        """Publish `commands`; returns each one by the record it became (`topic/partition/offset`)."""
+        topic = self._topics.commands
+        sent = [
+            await self._producer.send(topic, command.model_dump_json().encode(), key=command_key(command))
+            for command in commands
+        ]
+        published = {}
+        for command, delivery in zip(commands, sent, strict=True):
+            metadata = await delivery
+            published[f"{topic}/{metadata.partition}/{metadata.offset}"] = command
+        self.published |= published
+        return published
 
     async def run(
         self, commands: Sequence[Command], timeout: float, on_complete: Callable[[str], None] | None = None
     ) -> AsyncIterator[CommandResult]:
-        """Publish `commands` and yield their results as they arrive, until each is complete (then
-        `on_complete` gets its id) or time is up."""
-        result_sets = ResultSets(commands)
+        """Publish `commands` and yield the results about the records published as they arrive, until
+        each is complete (then `on_complete` gets its record's `source`) or time is up."""
+        published = await self.publish(commands)
+        result_sets = ResultSets(published)
         completed: set[str] = set()
-        await self.publish(commands)
         async with asyncio.timeout(timeout):
             async for result in self.results():
-                if result.command_id in completed or not result_sets.add(result):
+                if result.source in completed or not result_sets.add(result):
                     continue
                 yield result
-                if result_sets.complete(result.command_id):
-                    completed.add(result.command_id)
+                if result_sets.complete(result.source):
+                    completed.add(result.source)
                     if on_complete:
-                        on_complete(result.command_id)
-                if len(completed) == len(commands):
+                        on_complete(result.source)
+                if len(completed) == len(published):
                     return
 
     async def results(self) -> AsyncIterator[CommandResult]:
@@ -149,8 +171,15 @@ class OpsClient:
                 for record in records:
                     try:
                         yield read_result(record.value or b"", record.headers, self._control_key)
-                    except UnreadableResult:
+                    except UnreadableResult as error:
                         self.skipped += 1
+                        if self.skipped == 1:
+                            log.warning(
+                                "skipped a record of %s at offset %d (%s); more are only counted",
+                                self._topics.results,
+                                record.offset,
+                                error.why,
+                            )
 
 
 async def run_and_wait(
@@ -159,11 +188,12 @@ async def run_and_wait(
     commands: Sequence[Command],
     timeout: float,
     control_key: Ed25519PublicKey | None = None,
-) -> AsyncIterator[CommandResult]:
-    """Publish `commands` and yield their results as they arrive, until each is complete or time is up."""
+) -> AsyncIterator[tuple[Command, CommandResult]]:
+    """Publish `commands` and yield each result with the command it is about (known by the record
+    published, even when the result cannot name it), until each is complete or time is up."""
     async with OpsClient(bootstrap, topics, control_key) as client:
         async for result in client.run(commands, timeout):
-            yield result
+            yield client.published[result.source], result
 
 
 def history(client: Client, limit: int) -> list[dict[str, Any]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import select
 import socket
 import ssl
 import threading
@@ -33,6 +32,7 @@ from masters.protocol import RPYC_CONFIG, MasterReply
 from masters.tls import no_delay
 
 _DOWN_FOR_S = 5.0
+_MAX_PENDING = 100  # messages an idle connection may hold
 
 
 class MasterUnavailable(ConnectionError):
@@ -107,13 +107,29 @@ def connect(address: MasterAddress, context: ssl.SSLContext, timeout: float, cal
 
 
 def _idle_and_open(connection: Any) -> bool:
-    """An idle connection has nothing to read: if it has, the master closed it (or broke the protocol)."""
+    """Whether a pooled connection can take a call. The master may have sent messages after its last
+    reply (rpyc's own, e.g. releasing a reference): they are served here, so they are not mistaken
+    for a closed connection, which made every call open a new one. A connection the master closed,
+    or that breaks the protocol, is closed."""
     if connection.closed:
         return False
-    readable, _, _ = select.select([connection.fileno()], [], [], 0)
-    if readable:
-        connection.close()
-    return not readable
+    try:
+        for _ in range(_MAX_PENDING):  # each poll serves one message; EOF raises (and closes)
+            if not connection.poll(0):
+                return not connection.closed
+    except Exception:  # the master closed it, or sent what rpyc refuses: this connection is done
+        pass
+    connection.close()  # or it kept sending: not idle
+    return False
+
+
+@dataclass(frozen=True)
+class _Link:
+    """A connection to a master with its remote `execute`, looked up once: each lookup of a remote
+    attribute is a round trip of its own, which would double every call's."""
+
+    connection: Any
+    execute: Any
 
 
 class MasterClient:
@@ -124,7 +140,7 @@ class MasterClient:
         self._context = context
         self._connect_timeout = connect_timeout
         self._call_timeout = call_timeout
-        self._idle: list[Any] = []
+        self._idle: list[_Link] = []
         self._lock = threading.Lock()
         self._down_until = 0.0
 
@@ -135,40 +151,46 @@ class MasterClient:
     def call(self, request_json: str, attempt: Attempt) -> str:
         """The master's reply; raises MasterUnavailable when the request was not sent (the master is
         not reachable, or `attempt` was abandoned), ReplyLost when it was and no reply came."""
-        connection = self._checkout()
+        link = self._checkout()
         if not attempt.send():
-            self._check_in(connection)
+            self._check_in(link)
             raise MasterUnavailable(f"{self.address.name}: abandoned before sending")
         started = time.perf_counter()
         try:
-            reply = str(connection.root.execute(request_json))
+            reply = str(link.execute(request_json))
         except (EOFError, OSError, GenericException) as error:  # a reply timeout is an OSError too
-            connection.close()
+            link.connection.close()
             self._mark_down()
             raise ReplyLost(f"{self.address.name}: no reply after the request was sent: {error}") from error
         metrics.RPC_SECONDS.labels(self.address.name).observe(time.perf_counter() - started)
-        self._check_in(connection)
+        self._check_in(link)
         return reply
 
-    def _check_in(self, connection: Any) -> None:
+    def _check_in(self, link: _Link) -> None:
         with self._lock:
-            self._idle.append(connection)
+            self._idle.append(link)
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
+        for link in idle:
+            link.connection.close()
 
-    def _checkout(self) -> Any:
+    def _checkout(self) -> _Link:
         with self._lock:
             while self._idle:
-                connection = self._idle.pop()
-                if _idle_and_open(connection):
-                    return connection
+                link = self._idle.pop()
+                if _idle_and_open(link.connection):
+                    return link
         try:
-            return connect(self.address, self._context, self._connect_timeout, self._call_timeout)
+            connection = connect(self.address, self._context, self._connect_timeout, self._call_timeout)
         except (OSError, EOFError) as error:  # ssl.SSLError is an OSError
+            self._mark_down()
+            raise MasterUnavailable(f"{self.address.name}: {error}") from error
+        try:
+            return _Link(connection, connection.root.execute)
+        except (OSError, EOFError, GenericException) as error:  # nothing was sent but the lookup
+            connection.close()
             self._mark_down()
             raise MasterUnavailable(f"{self.address.name}: {error}") from error
 

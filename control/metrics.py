@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import Counter, Gauge, Histogram
 
 COMMANDS = Counter(
@@ -27,3 +29,15 @@ AUDIT_RECORDS = Counter(
     "oversized or malformed (skipped)",
     ["kind"],
 )
+
+
+_REPORTED: set[tuple[str, str]] = set()
+
+
+def skipped(log: logging.Logger, topic: str, why: str, where: str) -> None:
+    """A record of an ops topic that could not be read: counted every time, logged the first time it
+    happens for its topic and reason in this process (garbage on a topic must not flood the log)."""
+    UNREADABLE.labels(topic).inc()
+    if (topic, why) not in _REPORTED:
+        _REPORTED.add((topic, why))
+        log.warning("skipped a record of %s (%s) at %s; more like it are only counted", topic, why, where)

@@ -43,6 +43,7 @@ class CommandResult(BaseModel):
     master: str = ""
     minions: dict[str, MinionReturn] = Field(default_factory=dict)
     truncated: bool = False  # some minion outputs were cut, each to a marker with its start
+    omitted: int = 0  # minions whose returns were left out to fit (the detail counts them)
     source: str = ""  # the record of ops.commands it is about: topic/partition/offset
     duration_ms: float = 0.0
     issued_at: datetime.datetime | None = None

@@ -1,11 +1,13 @@
 """`omstream control`: admits signed commands from `ops.commands`, dispatches them, publishes outcomes.
 
 Admission, in order: at most MAX_COMMAND_BYTES, well-formed JSON of the command model, a valid
-signature of a registered operator, not expired and not longer-lived than allowed, not admitted
-before by any replica (`ops.admitted`), a known module with valid args, allowed by the RBAC policy,
-known IDCs. Every rejection is a result with a reason; nothing rejected reaches a master. An
-accepted command is recorded on `ops.admitted`, then goes to all its IDCs in parallel. Every outcome
-is signed with the control service's key, so no one else can write a result.
+signature of a registered operator, read on the partition of `ops.commands` its id hashes to, not
+expired and not longer-lived than allowed, a known module with valid args, allowed by the RBAC
+policy, known IDCs, not admitted before by any replica (`ops.admitted`). Every rejection is a result
+with a reason; nothing rejected reaches a master. A rejection names the command, its operator and
+module only once the operator's signature proved them; before that it names only the record it is
+about (`source`). An accepted command is recorded on `ops.admitted`, then goes to all its IDCs in
+parallel. Every outcome is signed with the control service's key, so no one else can write a result.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -29,13 +30,14 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
+from aiokafka.partitioner import DefaultPartitioner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from control import metrics
 from control.admitted import Admitted, AdmittedCommands, AdmittedTopic
 from control.dispatch import Attempt, Idc, MasterAddress, MasterClient, MasterUnavailable, ReplyLost
 from control.policy import Policy, load_policy
-from control.results import CommandResult, Status, claimed_id
+from control.results import NIL_ID, CommandResult, Status
 from control.signing import Purpose, load_signing_key, signed_headers
 from masters.keys import load_registry, verify
 from masters.modules import ModuleRejected, validate_args
@@ -85,9 +87,14 @@ class Admission:
     max_lifetime: datetime.timedelta
     admitted: AdmittedCommands
 
-    def admit(self, command: Command, partition: int, offset: int, now: datetime.datetime) -> Admitted:
-        """Raises CommandRejected with the first reason the command may not run; else remembers it."""
+    def verify(self, command: Command) -> None:
+        """Raises CommandRejected unless a registered operator signed the command: until then nothing
+        in it, not even its id, is known to be anyone's."""
         verify(command, self.operators)
+
+    def admit(self, command: Command, partition: int, offset: int, now: datetime.datetime) -> Admitted:
+        """For a verified command: raises CommandRejected with the first reason it may not run; else
+        remembers it."""
         check_times(command, now, self.max_lifetime)
         try:
             validate_args(command.module, command.args)
@@ -100,17 +107,11 @@ class Admission:
         return self.admitted.admit(command, partition, offset, now)  # last: only what runs is remembered
 
 
-_NAME_FIELD = {
-    name: re.compile(rb'"' + name.encode() + rb'"\s*:\s*"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})"')
-    for name in ("operator", "module")
-}
-
-
-def rejected_result(
-    raw: bytes, error: CommandRejected, command: Command | None, source: str = ""
-) -> CommandResult:
-    """A rejection with what can be said of the command without trusting it: its id, operator and
-    module, found in the bytes when they could not be parsed (too large, too deep, malformed)."""
+def rejected_result(error: CommandRejected, proven: Command | None, source: str) -> CommandResult:
+    """A rejection of the record at `source`. It names the command (id, operator, module) only when
+    `proven`, i.e. its operator's signature verified: bytes that merely contain an id or a name (too
+    large, too deep, malformed, unsigned, forged) get the nil id, so no one's command or name can be
+    made to look rejected by garbage. The operator's client matches its rejection by `source`."""
     fields = {
         "stage": "received",
         "status": "rejected",
@@ -118,24 +119,16 @@ def rejected_result(
         "detail": _clip(str(error)),
         "source": source,
     }
-    if command is not None:
-        identity = {
-            "command_id": str(command.command_id),
-            "operator": command.operator,
-            "module": command.module,
-        }
-        return CommandResult(**identity, idcs=command.idc, issued_at=command.issued_at, **fields)
-    return CommandResult(
-        command_id=claimed_id(raw),
-        operator=_claimed(raw, "operator"),
-        module=_claimed(raw, "module"),
-        **fields,
-    )
+    if proven is None:
+        return CommandResult(command_id=NIL_ID, **fields)
+    return CommandResult.about(proven, **fields)
 
 
-def _claimed(raw: bytes, name: str) -> str:
-    found = _NAME_FIELD[name].search(raw)
-    return found[1].decode() if found else ""
+def home_partition(command: Command, partitions: int) -> int:
+    """The partition of `ops.commands` a command belongs on: Kafka's default partitioner (murmur2) of
+    its id as the operator's client keys it. One partition, so one replica at a time, admits it."""
+    key = str(command.command_id).encode()
+    return int(DefaultPartitioner()(key, list(range(partitions)), list(range(partitions))))
 
 
 def _clip(text: str) -> str:
@@ -176,6 +169,7 @@ class IdcOutcome:
     master: str = ""
     minions: dict[str, MinionReturn] = field(default_factory=dict)
     truncated: bool = False
+    omitted: int = 0
 
 
 class InFlight:
@@ -226,6 +220,7 @@ class Handover(ConsumerRebalanceListener):
         self._admitted = admitted
         self._ready = asyncio.Event()
         self._assignments = 0
+        self.partitions = 1  # of ops.commands, as the metadata of the last assignment says
 
     async def on_partitions_revoked(self, revoked: object) -> None:
         self._ready.clear()
@@ -235,6 +230,11 @@ class Handover(ConsumerRebalanceListener):
         self._ready.clear()
         learnt = await self._admitted.catch_up()
         log.info("learnt %d admitted commands before taking %s", learnt, assigned)
+        assignment = self._consumer.assignment()
+        topics = {partition.topic for partition in assignment}
+        known = [self._consumer.partitions_for_topic(topic) or set() for topic in topics]
+        highest = [partition.partition + 1 for partition in assignment]
+        self.partitions = max([len(partitions) for partitions in known] + highest + [1])
         self._assignments += 1
         self._ready.set()
 
@@ -270,12 +270,20 @@ class ControlService:
             config.bootstrap, config.admitted_topic, key, admission.admitted, self._producer
         )
 
-    async def handle(self, raw: bytes, partition: int, offset: int) -> None:
-        """Admit one command, record and publish that, then each IDC's result set as it arrives."""
-        command = None
+    async def handle(self, raw: bytes, partition: int, offset: int, partitions: int = 1) -> None:
+        """Admit one command read at `partition` (of `partitions`) and `offset`, record and publish
+        that, then each IDC's result set as it arrives."""
+        proven = None
         source = self._source(partition, offset)
         try:
             command = parse_command(raw)
+            self._admission.verify(command)
+            proven = command
+            home = home_partition(command, partitions)
+            if partition != home:
+                raise CommandRejected(
+                    "wrong_partition", f"read on partition {partition}; its id belongs on partition {home}"
+                )
             known = self._admission.admitted.get(command)
             if known is not None and known.at(partition, offset):
                 await self._resume(command, known)
@@ -283,19 +291,23 @@ class ControlService:
             entry = self._admission.admit(command, partition, offset, datetime.datetime.now(datetime.UTC))
         except CommandRejected as error:
             metrics.COMMANDS.labels("rejected", error.reason).inc()
-            await self._publish(rejected_result(raw, error, command, source))
+            await self._publish(rejected_result(error, proven, source))
             return
         metrics.COMMANDS.labels("accepted", "").inc()
         await self._dispatch(command, entry)
 
     async def _dispatch(self, command: Command, entry: Admitted) -> None:
         """Record the admission for every replica, then publish it (so whoever sees it accepted can
-        count on every replica knowing it), then run the command in each IDC."""
+        count on every replica knowing it), then run the command in each IDC. The acceptance is queued
+        before any result (one partition keeps their order); its acknowledgement is not waited for
+        before dispatching, which saves a broker round trip per command."""
         await self._admitted.write(entry)
         source = self._source(entry.partition, entry.offset)
-        await self._publish(CommandResult.about(command, stage="received", status="accepted", source=source))
+        accepted = CommandResult.about(command, stage="received", status="accepted", source=source)
+        delivery = await self._send(accepted)
         request = MasterRequest(command=command).model_dump_json()
         await asyncio.gather(*(self._run_in(command, entry, idc, request) for idc in command.idc))
+        await delivery
 
     def _source(self, partition: int, offset: int) -> str:
         """Where a command was read: each record it gets is its own, even for the same command."""
@@ -318,7 +330,7 @@ class ControlService:
     async def _finish(
         self, command: Command, entry: Admitted, idc: str, outcome: IdcOutcome, duration_ms: float
     ) -> None:
-        minions, truncated = bounded_outputs(outcome.minions)
+        minions, truncated, omitted = bounded_outputs(outcome.minions)
         result = CommandResult.about(
             command,
             stage="result",
@@ -331,6 +343,7 @@ class ControlService:
             master=outcome.master,
             minions=minions,
             truncated=outcome.truncated or truncated,
+            omitted=outcome.omitted + omitted,
         )
         metrics.IDC_RESULTS.labels(idc, result.status).inc()
         await self._publish(result)
@@ -356,12 +369,22 @@ class ControlService:
         except ReplyLost as error:
             return IdcOutcome("unknown", "connection_lost", str(error))
         return IdcOutcome(
-            reply.status, reply.reason, reply.detail, reply.master, reply.minions, reply.truncated
+            reply.status,
+            reply.reason,
+            reply.detail,
+            reply.master,
+            reply.minions,
+            reply.truncated,
+            reply.omitted,
         )
 
     async def _publish(self, result: CommandResult) -> None:
+        await (await self._send(result))
+
+    async def _send(self, result: CommandResult) -> asyncio.Future[Any]:
+        """Queue a signed result on the results topic; the future is its acknowledgement."""
         value = result.model_dump_json().encode()
-        await self._producer.send_and_wait(
+        return await self._producer.send(
             self._config.results_topic,
             key=result.command_id.encode(),
             value=value,
@@ -397,12 +420,12 @@ class ControlService:
     async def _consume(self, handover: Handover, in_flight: InFlight) -> None:
         while True:
             for record in await handover.take():
-                await in_flight.start(record, self._handle_record(record))
+                await in_flight.start(record, self._handle_record(record, handover.partitions))
             await in_flight.commit()
 
-    async def _handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _handle_record(self, record: ConsumerRecord[bytes, bytes], partitions: int) -> None:
         try:
-            await self.handle(record.value or b"", record.partition, record.offset)
+            await self.handle(record.value or b"", record.partition, record.offset, partitions)
         except Exception:  # one bad command must not stop the service; it is logged and counted
             log.exception("command at offset %s failed", record.offset)
             metrics.COMMANDS.labels("error", "internal").inc()

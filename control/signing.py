@@ -27,7 +27,8 @@ from masters.keys import (
 
 SIGNATURE_HEADER = "omstream-signature"
 
-Headers = Sequence[tuple[str, bytes]]
+# As a Kafka client hands them over: a header's value may be NULL (None), which Kafka allows.
+Headers = Sequence[tuple[str, bytes | None]]
 
 
 class Purpose(Enum):
@@ -58,9 +59,10 @@ def signed_headers(key: Ed25519PrivateKey, purpose: Purpose, value: bytes) -> li
 
 
 def is_signed(key: Ed25519PublicKey, purpose: Purpose, value: bytes, headers: Headers) -> bool:
-    """Whether exactly one signature header is there and verifies over `value` for `purpose`."""
+    """Whether exactly one signature header is there and verifies over `value` for `purpose`; any
+    other header, of any name or value (NULL included), is no signature."""
     signatures = [header for name, header in headers if name == SIGNATURE_HEADER]
-    if len(signatures) != 1:
+    if len(signatures) != 1 or not isinstance(signatures[0], bytes):
         return False
     try:
         key.verify(base64.b64decode(signatures[0], validate=True), purpose.value + value)

@@ -3,8 +3,8 @@
 Being reached by the control service's identity is not enough to run anything: the request carries the
 operator's signed command, and the master checks the signature against the operator registry, the
 expiry, that the command names this master's IDC, the module's argument schema and the IDC's
-allow-list. What it starts is recorded durably first (`ExecutedLog`), so a retry or a restart never
-runs a command a second time on this master.
+allow-list. What it starts is claimed durably first in the IDC's ledger, which every master of the
+IDC consults (`ClaimLedger`), so no retry, restart or failover runs a command a second time in the IDC.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from masters import metrics
 from masters.executors import Executor, Expired
 from masters.keys import verify
-from masters.memory import STARTED, ExecutedLog
+from masters.memory import STARTED, ClaimLedger, Executed
 from masters.modules import Allowed, ModuleRejected, SaltCall, salt_call
 from masters.protocol import (
     MAX_COMMAND_BYTES,
@@ -48,7 +48,8 @@ def load_allowed(path: Path, idc: str) -> Allowed:
 
 
 class Master:
-    """Idempotent by `command_id`: a retried dispatch gets the first run's reply, never a second run."""
+    """Idempotent by `command_id`: a retried dispatch gets the first run's reply, never a second run;
+    a command another master of the IDC claimed is refused (`already_run`)."""
 
     def __init__(
         self,
@@ -57,7 +58,7 @@ class Master:
         executor: Executor,
         allowed: Allowed,
         operators: dict[str, Ed25519PublicKey],
-        memory: ExecutedLog,
+        memory: ClaimLedger,
         timeout: float,
         max_lifetime: datetime.timedelta,
         remember: int = 10_000,
@@ -113,7 +114,7 @@ class Master:
         known = self._memory.claim(command_id, command.expires_at)
         if known is not None:
             metrics.REFUSALS.labels("already_run").inc()
-            return self.refusal("already_run", _already_run(known.status))
+            return self.refusal("already_run", _already_run(known))
         try:
             minions = self._executor.run(call, command.target, self._timeout, command.expires_at)
         except Expired as error:
@@ -125,10 +126,15 @@ class Master:
             metrics.EXECUTIONS.labels(command.module, "failed").inc()
             detail = f"Salt failed: {type(error).__name__}: {error}"
             return MasterReply(status="failed", reason="salt_error", detail=detail, master=self.name)
-        minions, truncated = bounded_outputs(minions)
         failed = sorted(minion for minion, ret in minions.items() if not ret.ok)
         status = "succeeded" if minions and not failed else "failed"
         detail = "no minion matched the target" if not minions else _failed_minions(failed, len(minions))
+        kept, truncated, omitted = bounded_outputs(minions)
+        if omitted:
+            detail = f"{detail}; " if detail else ""
+            detail += (
+                f"{len(minions)} minions answered, {omitted} of their returns left out to fit the result"
+            )
         self._memory.finish(command_id, status)
         metrics.EXECUTIONS.labels(command.module, status).inc()
         return MasterReply(
@@ -136,9 +142,10 @@ class Master:
             reason="" if status == "succeeded" else "failed",
             detail=detail,
             master=self.name,
-            minions=minions,
+            minions=kept,
             duration_ms=(time.perf_counter() - started) * 1000,
             truncated=truncated,
+            omitted=omitted,
         )
 
     def _remember_reply(self, command_id: str, reply: str) -> None:
@@ -161,10 +168,11 @@ def _parse(request_json: str) -> Command:
         raise CommandRejected("malformed", f"malformed request: {first_error(error)}") from None
 
 
-def _already_run(status: str) -> str:
-    if status == STARTED:
-        return "this master started it before it restarted; whether it finished is unknown"
-    return f"this master ran it before (outcome: {status})"
+def _already_run(known: Executed) -> str:
+    by = f"master {known.master} of this IDC" if known.master else "a master of this IDC"
+    if known.status == STARTED:
+        return f"{by} started it; whether it finished is unknown"
+    return f"{by} ran it before (outcome: {known.status})"
 
 
 def _failed_minions(failed: list[str], total: int) -> str:

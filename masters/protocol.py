@@ -145,29 +145,118 @@ class MasterReply(BaseModel):
     master: str
     minions: dict[str, MinionReturn] = Field(default_factory=dict)
     duration_ms: float = 0.0
-    truncated: bool = False  # some outputs were cut to fit MAX_OUTPUT_BYTES
+    truncated: bool = False  # some outputs were cut to fit MAX_OUTPUT_BYTES or MAX_OUTPUT_DEPTH
+    omitted: int = 0  # minions whose returns were left out to fit (the detail counts them all)
 
 
 def bounded_outputs(
     minions: dict[str, MinionReturn], limit: int = MAX_OUTPUT_BYTES
-) -> tuple[dict[str, MinionReturn], bool]:
-    """The minions' returns with their outputs within `limit` bytes of JSON, and whether any was cut:
-    an output over its share becomes `{"truncated": true, "bytes": N, "head": "<its JSON's start>"}`,
-    which fits the share, so bounding the result again changes nothing."""
-    encoded = {minion: json.dumps(ret.output, default=str) for minion, ret in minions.items()}
-    if sum(map(len, encoded.values())) <= limit:
-        return minions, False
-    share = max(limit // len(minions), 2 * _MARKER_BYTES)
-    kept = {
-        minion: ret
-        if len(encoded[minion]) <= share
-        else ret.model_copy(update={"output": _cut(encoded[minion], share)})
-        for minion, ret in minions.items()
-    }
-    return kept, True
+) -> tuple[dict[str, MinionReturn], bool, int]:
+    """The minions' returns as plain JSON data within `limit` bytes, whether any output was cut, and
+    how many minions' returns were left out. Nesting deeper than MAX_OUTPUT_DEPTH becomes a marker
+    (so every reader can parse the result); when the outputs are too large, each over its share is
+    cut to `{"truncated": true, "bytes": N, "head": "<its JSON's start>"}`; when there are too many
+    minions for each to keep MIN_RETURN_BYTES, failed ones are kept first and the rest left out. So a
+    result fits its topic whatever the number of minions, and bounding it again changes nothing."""
+    plain = {}
+    cut = False
+    for minion, ret in minions.items():
+        output, deep = _plain(ret.output, 0)
+        cut |= deep
+        plain[minion] = MinionReturn(ok=ret.ok, output=output)
+    sizes = {minion: _entry_bytes(minion, ret) for minion, ret in plain.items()}
+    if sum(sizes.values()) <= limit:
+        return plain, cut, 0
+    order = sorted(plain, key=lambda minion: (plain[minion].ok, minion))  # failed ones first
+    kept = order[: max(1, limit // MIN_RETURN_BYTES)]
+    share = limit // len(kept)
+    bounded = {}
+    for minion in kept:
+        ret = plain[minion]
+        if sizes[minion] > share:
+            room = max(share - (sizes[minion] - len(_json(ret.output))), 2 * _MARKER_BYTES)
+            ret = MinionReturn(ok=ret.ok, output=_cut(_json(ret.output), room))
+        bounded[minion] = ret
+    return bounded, True, len(plain) - len(kept)
 
 
+# Levels of a minion's output kept: far below what JSON parsers of every reader accept (pydantic's
+# stops at 200), with room for the result's own envelope.
+MAX_OUTPUT_DEPTH = 32
+# What each listed minion may take at least; with more minions than fit, the rest are left out.
+MIN_RETURN_BYTES = 512
 _MARKER_BYTES = 64  # the marker around a cut output's head
+_HEAD_CHARS = 200  # of a part nested too deep, kept in its marker
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value)
+
+
+def _entry_bytes(minion: str, ret: MinionReturn) -> int:
+    """What a minion's return takes in a result's JSON (at most: pydantic escapes no more than this)."""
+    return len(_json(minion)) + len(_json(ret.output)) + len('"":{"ok":false,"output":},')
+
+
+def _plain(value: Any, depth: int) -> tuple[Any, bool]:
+    """`value` as JSON data (other types as their text), with containers nested deeper than
+    MAX_OUTPUT_DEPTH replaced by a marker; and whether any was."""
+    containers = (dict, list, tuple, set, frozenset)
+    if isinstance(value, containers) and depth >= MAX_OUTPUT_DEPTH and not _is_depth_marker(value):
+        return {"truncated": True, "nested_deeper_than": MAX_OUTPUT_DEPTH, "head": _head(value)}, True
+    if isinstance(value, dict):
+        items = [(str(key), _plain(item, depth + 1)) for key, item in value.items()]
+        return {key: item for key, (item, _) in items}, any(deep for _, (_, deep) in items)
+    if isinstance(value, containers):
+        elements = [_plain(item, depth + 1) for item in value]
+        return [item for item, _ in elements], any(deep for _, deep in elements)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value, False
+    return str(value), False
+
+
+def _is_depth_marker(value: Any) -> bool:
+    """A marker `_plain` made (bounding a result again keeps it): flat, so within any depth."""
+    return (
+        isinstance(value, dict)
+        and set(value) == {"truncated", "nested_deeper_than", "head"}
+        and value["nested_deeper_than"] == MAX_OUTPUT_DEPTH
+        and isinstance(value["head"], str)
+    )
+
+
+class _Text(str):
+    """A piece of `_head`'s output (a bracket, a separator), as opposed to a string value."""
+
+
+def _head(value: Any) -> str:
+    """The start of `value` as JSON text, written without recursion (it may be nested deeper than
+    Python's recursion limit)."""
+    pieces: list[str] = []
+    length = 0
+    stack: list[Any] = [value]
+    while stack and length < _HEAD_CHARS:
+        item = stack.pop()
+        if isinstance(item, _Text):
+            piece = str(item)
+        elif isinstance(item, dict):
+            piece = "{"
+            entries = list(item.items())[:_HEAD_CHARS]
+            stack.append(_Text("}"))
+            for number, (key, element) in reversed(list(enumerate(entries))):
+                stack += [element, _Text(json.dumps(str(key)) + ": ")]
+                stack += [_Text(", ")] if number else []
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            piece = "["
+            elements = list(item)[:_HEAD_CHARS]
+            stack.append(_Text("]"))
+            for number, element in reversed(list(enumerate(elements))):
+                stack += [element, _Text(", ")] if number else [element]
+        else:
+            piece = json.dumps(item, default=str)[:_HEAD_CHARS]
+        pieces.append(piece)
+        length += len(piece)
+    return "".join(pieces)[:_HEAD_CHARS]
 
 
 def _cut(text: str, share: int) -> dict[str, Any]:

@@ -76,6 +76,7 @@ def sink_config(settings: Settings, bootstrap: str) -> SinkConfig:
     return SinkConfig(
         faust=faust_config(settings, settings.sink_group, bootstrap),
         topics=topics(settings),
+        partitions=settings.events_partitions,
         accept_range=settings.accept_range,
         takes=takes(settings),
         feeds=(audit_feed, alerts_feed),
@@ -171,7 +172,7 @@ def master_config(settings: Settings, idc: str, name: str, port: int | None = No
         tls=Pki(settings.pki_dir).files(name),
         client=CONTROL_CLIENT,
         operators_file=settings.operators_file,
-        memory_file=settings.state_dir / "masters" / name / "executed.log",
+        ledger_dir=settings.idc_ledger_dir or settings.state_dir / "idcs" / idc,
         allowlist_file=settings.command_allowlist_file or ALLOWLIST_FILE,
         timeout_s=settings.ops_timeout_s,
         max_lifetime_s=settings.ops_max_lifetime_s,

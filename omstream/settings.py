@@ -154,6 +154,11 @@ class Settings(BaseSettings):
         "`name@host:port` when the certificate name differs from the host; empty = the embedded masters",
     )
     master_host: str = Field(default="127.0.0.1", description="address `omstream master` listens on")
+    idc_ledger_dir: Path | None = Field(
+        default=None,
+        description="the IDC's ledger of started commands: a directory every master of the IDC mounts "
+        "(POSIX locks, one kernel); empty = <state>/idcs/<idc>",
+    )
     master_port: int = Field(default=18861, ge=0, le=65535)
     policy_file: Path | None = Field(default=None, description="RBAC policy; empty = control/policy.yaml")
     salt_master_config: Path | None = Field(

@@ -238,7 +238,7 @@ def build_report(
 ) -> Report:
     """The report over `options`' days in `timezone`; the ordered funnel counts a user's steps within
     `funnel_window_s` of their first pv."""
-    if not client.command("EXISTS TABLE distinct_events"):
+    if not client.command("EXISTS TABLE events_raw"):  # the schema people query (migration 0006)
         raise NoSchema(NO_DATA)
     options = options or ReportOptions()
     span = _date_range(client, timezone, options)

@@ -39,7 +39,7 @@ _VALUE, _OFFSET = attrgetter("value"), attrgetter("offset")
 class Bulk:
     """One fetch's records of one partition, in offset order."""
 
-    values: list[bytes]
+    values: list[bytes | None]  # None: a record without a value
     offsets: list[int]
     highwater: int | None  # the partition's end at that fetch (exact on Tansu, unlike ListOffsets)
     first: int  # acknowledging the bulk acknowledges every offset from here to its last

@@ -2,9 +2,15 @@
 
 Workers do not open ClickHouse (in embedded mode only the sink may), so a worker that is assigned a
 partition finds where to rebuild its windows from here: the latest checkpoint of that partition
-(records keyed by source partition; the topic can be compacted). The topic also carries the
-broker's epoch (key `epoch`), written by the embedded runtime when it starts a fresh broker: rows
-of an earlier broker then win over a later one's (see `stream.windows.row_version`).
+(records keyed by source partition; the topic can be compacted). Every partition of the topic is
+read: a topic that a broker created on a first produce (Tansu, for services started by hand) has
+several, and the keys spread over them. A checkpoint missed there is no small loss: the partition
+would be rebuilt from its committed offset as if it had no history, and its recount of windows that
+were already final, short of their events before that offset, would replace their rows.
+
+The topic also carries the broker's epoch (key `epoch`), written by the embedded runtime when it
+starts a fresh broker: rows of an earlier broker then win over a later one's (see
+`stream.windows.row_version`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from dataclasses import dataclass, field
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from stream.kafka import read_to_end
+from stream.kafka import read_every_partition
 from stream.windows import Checkpoint
 
 EPOCH_KEY = b"epoch"
@@ -41,7 +47,7 @@ async def latest_checkpoints(bootstrap: str, topic: str) -> Checkpoints:
     """The newest checkpoint of every source partition (highest version wins), and the epoch."""
     latest: dict[int, Checkpoint] = {}
     epoch = 0
-    async for record in read_to_end(bootstrap, topic):
+    async for record in read_every_partition(bootstrap, topic):
         if record.key == EPOCH_KEY:
             epoch = int(orjson.loads(record.value or b"0"))
             continue

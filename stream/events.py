@@ -7,6 +7,7 @@ the message is written to (as our emitter batches them).
 
 from __future__ import annotations
 
+import base64
 import functools
 import time
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ import annotated_types
 import msgspec
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from stream._fetch import UndecodableBatch
 
 Behavior = Literal["pv", "fav", "cart", "buy"]
 BEHAVIORS: tuple[Behavior, ...] = get_args(Behavior)
@@ -31,16 +34,20 @@ Id = Annotated[int, Field(ge=0, lt=2**63)]
 class Event(BaseModel):
     """One user-behaviour event; `ts` is event time in Unix seconds."""
 
-    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore", title="OMStream user-behaviour event")
 
-    user_id: Id
-    item_id: Id
-    category_id: Id
-    behavior: Behavior
-    ts: int
-    channel: str = ""
-    device_id: str = ""
-    event_id: str = ""
+    user_id: Id = Field(description="the user; also the message key, as decimal text")
+    item_id: Id = Field(description="the item (product)")
+    category_id: Id = Field(description="the item's category")
+    behavior: Behavior = Field(
+        description="pv = item page view (click), fav = favourite, cart = add to cart, buy = purchase"
+    )
+    ts: int = Field(
+        description="event time in integer Unix SECONDS (not milliseconds), within the accepted range"
+    )
+    channel: str = Field("", description="optional: where the event came from (app, web, ...)")
+    device_id: str = Field("", description="optional")
+    event_id: str = Field("", description="optional: the emitter's id of the event")
 
     @property
     def key(self) -> bytes:
@@ -56,13 +63,21 @@ class RejectReason(StrEnum):
     UNKNOWN_BEHAVIOR = "unknown_behavior"
     OUT_OF_WINDOW = "out_of_window"  # event time outside the accepted range
     LATE = "late"  # valid and stored, but behind the real-time windows' grace
+    NULL_VALUE = "null_value"  # a Kafka record without a value (a tombstone)
+    NOT_UTF8 = "not_utf8"  # bytes that are not UTF-8 text
+    OVERSIZED = "oversized"  # a message over MAX_MESSAGE_BYTES
+    UNDECODABLE_BATCH = "undecodable_batch"  # a record batch the consumer could not decompress or parse
+
+
+MAX_MESSAGE_BYTES = 1 << 20  # a message's value, at most (Kafka's default message.max.bytes is ~1 MB)
+MAX_PAYLOAD_CHARS = 64 << 10  # of an input kept in a dead letter: the letter must fit a Kafka message
 
 
 @dataclass(frozen=True)
 class Rejected:
     reason: RejectReason
     detail: str
-    payload: str  # the offending input, verbatim, so nothing is lost
+    payload: str  # the offending input, verbatim (its head when longer than MAX_PAYLOAD_CHARS)
 
 
 _EVENT_LIST = TypeAdapter(list[Event])
@@ -160,9 +175,11 @@ def _decoders(bounds: tuple[int, int]) -> tuple[msgspec.json.Decoder[Any], msgsp
     return msgspec.json.Decoder(struct), msgspec.json.Decoder(list[struct])  # type: ignore[valid-type]
 
 
-def decode_fields(value: bytes, accept_range: AcceptRange) -> list[EventFields] | None:
+def decode_fields(value: bytes | None, accept_range: AcceptRange) -> list[EventFields] | None:
     """The hot path: a message (one event or a batch) whose events are all valid and in the window;
     None otherwise, and `decode_message` says why (it accepts all that this does, and more)."""
+    if value is None or len(value) > MAX_MESSAGE_BYTES:
+        return None
     decode_one, decode_list = _decoders(accept_range.bounds())
     opening = value[:1]
     try:
@@ -170,19 +187,21 @@ def decode_fields(value: bytes, accept_range: AcceptRange) -> list[EventFields] 
             return cast(list[EventFields], decode_list.decode(value))
         if opening == b"{":
             return [decode_one.decode(value)]
-    except msgspec.DecodeError:  # not JSON, not valid events, or not in the window
+    except (msgspec.DecodeError, UnicodeDecodeError):  # not JSON text, not valid events, or not in the window
         return None
     return None
 
 
-def decode_singles(values: Sequence[bytes], accept_range: AcceptRange) -> list[EventFields] | None:
+def decode_singles(values: Sequence[bytes | None], accept_range: AcceptRange) -> list[EventFields] | None:
     """Messages that each hold one valid event in the window (as services that write to Kafka
     themselves send them), decoded in one pass; None when any does not (a batch, or bad input), and
     each message then takes `decode_fields`."""
     decode_one = _decoders(accept_range.bounds())[0].decode
     try:
-        return list(map(decode_one, values))
-    except msgspec.DecodeError:
+        if max(map(len, cast(Sequence[bytes], values)), default=0) > MAX_MESSAGE_BYTES:
+            return None
+        return list(map(decode_one, cast(Sequence[bytes], values)))
+    except (msgspec.DecodeError, UnicodeDecodeError, TypeError):  # TypeError: a NULL value
         return None
 
 
@@ -210,11 +229,36 @@ def check_window(event: Event, accept_range: AcceptRange) -> Event | Rejected:
     start, end = accept_range.bounds()
     if start <= event.ts < end:
         return event
-    return Rejected(RejectReason.OUT_OF_WINDOW, f"ts={event.ts}", encode_events([event]).decode())
+    detail = f"ts={event.ts}"
+    if start <= event.ts // 1000 < end:
+        detail += " looks like milliseconds: ts is in Unix seconds"
+    return Rejected(RejectReason.OUT_OF_WINDOW, detail, encode_events([event]).decode())
 
 
-def decode_message(value: bytes, accept_range: AcceptRange) -> list[Event | Rejected]:
+def unreadable(value: bytes | None) -> Rejected | None:
+    """Why a Kafka message's value cannot be read as JSON text at all, if it cannot."""
+    if value is None:
+        return Rejected(RejectReason.NULL_VALUE, "the record has no value", "")
+    if isinstance(value, UndecodableBatch):
+        return Rejected(
+            RejectReason.UNDECODABLE_BATCH, value.detail, "base64:" + base64.b64encode(value).decode()
+        )
+    if len(value) > MAX_MESSAGE_BYTES:
+        detail = f"{len(value)} bytes, over the limit of {MAX_MESSAGE_BYTES}: send smaller JSON arrays"
+        return Rejected(RejectReason.OVERSIZED, detail, bytes(value).decode(errors="replace"))
+    try:
+        bytes(value).decode()
+    except UnicodeDecodeError as error:
+        return Rejected(RejectReason.NOT_UTF8, str(error), bytes(value).decode(errors="replace"))
+    return None
+
+
+def decode_message(value: bytes | None, accept_range: AcceptRange) -> list[Event | Rejected]:
     """Decode one Kafka message (an event or a batch) into events and rejections, in order."""
+    rejected = unreadable(value)
+    if rejected is not None:
+        return [rejected]
+    assert value is not None
     try:
         events = _EVENT_LIST.validate_json(value) if value[:1] == b"[" else None
     except ValidationError:
@@ -235,7 +279,7 @@ def as_event(fields: EventFields) -> Event:
     return Event.model_validate({name: getattr(fields, name) for name in Event.model_fields})
 
 
-def valid_events(value: bytes, accept_range: AcceptRange) -> list[Event]:
+def valid_events(value: bytes | None, accept_range: AcceptRange) -> list[Event]:
     """The message's valid, in-window events, when some of its events are not (the slow path)."""
     return [result for result in decode_message(value, accept_range) if isinstance(result, Event)]
 
@@ -263,19 +307,29 @@ class DeadLetter:
 
     @classmethod
     def of(cls, rejected: Rejected, source: str, origin: str = "") -> DeadLetter:
-        return cls(origin, rejected.reason.value, source, rejected.detail, rejected.payload)
+        detail, payload = rejected.detail, rejected.payload
+        if len(payload) > MAX_PAYLOAD_CHARS:
+            detail += f" (payload: the first {MAX_PAYLOAD_CHARS} of {len(payload)} characters)"
+            payload = payload[:MAX_PAYLOAD_CHARS]
+        return cls(origin, rejected.reason.value, source, detail, payload)
 
     def encode(self) -> bytes:
         return orjson.dumps(self)
 
     @classmethod
-    def decode(cls, value: bytes, position: str) -> DeadLetter:
+    def decode(cls, value: bytes | None, position: str) -> DeadLetter:
         """The letter in `value`; one written in another shape (by a foreign producer) is kept too, as
         a malformed letter carrying the raw bytes, because a dead letter is never dropped."""
+        rejected = unreadable(value)
+        if rejected is not None:
+            return cls.of(rejected, "unknown", position)
+        assert value is not None
         try:
             body = orjson.loads(value)
             fields = {name: str(body[name]) for name in ("reason", "source", "detail", "payload")}
             return cls(origin=str(body.get("origin") or position), **fields)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             raw = bytes(value).decode(errors="replace")
-            return cls(position, RejectReason.MALFORMED.value, "unknown", "unreadable dead letter", raw)
+            return cls.of(
+                Rejected(RejectReason.MALFORMED, "unreadable dead letter", raw), "unknown", position
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,10 @@ from urllib.parse import parse_qs, unquote
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
+
+from stream import _fetch
+
+_fetch.install()  # every consumer of the process skips past record batches it cannot decode
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,39 @@ async def high_water_marks(bootstrap: str, topic: str, partitions: int) -> dict[
             consumer.seek(partition, 0)
         await consumer.getmany(*assigned, timeout_ms=500)
         return {tp.partition: consumer.highwater(tp) or 0 for tp in assigned}
+    finally:
+        await consumer.stop()
+
+
+async def read_every_partition(
+    bootstrap: str, topic: str, timeout: float = 60.0
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of every partition of `topic` (each partition in offset order), until the reader
+    has reached the high-water mark a fetch of each partition reported; nothing if the topic does not
+    exist. A topic a broker created with its defaults on a first produce (Tansu: 4 partitions) spreads
+    keyed records over all its partitions. A partition no fetch has answered for yet is not taken for
+    empty: the read waits for its answer, up to `timeout` seconds."""
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata of every topic, so that its partitions are known
+        partitions = [TopicPartition(topic, number) for number in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            return
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + timeout
+        unread = set(partitions)
+        while unread:
+            for records in (await consumer.getmany(*unread, timeout_ms=300)).values():
+                for record in records:
+                    yield record
+            for partition in list(unread):
+                end = consumer.highwater(partition)
+                if end is not None and await consumer.position(partition) >= end:
+                    unread.discard(partition)
+            if unread and time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: no end of partitions {sorted(p.partition for p in unread)}")
     finally:
         await consumer.stop()
 

@@ -9,10 +9,18 @@ EVENTS_IN_TOTAL = "omstream_events_in_total"
 EVENTS_STORED_TOTAL = "omstream_events_stored_total"
 
 EVENTS_IN = Counter(EVENTS_IN_TOTAL, "Events of the events topic whose take a worker has processed")
-EVENTS_STORED = Counter(EVENTS_STORED_TOTAL, "Events written to the raw events table")
+EVENTS_STORED = Counter(
+    EVENTS_STORED_TOTAL,
+    "Events written to the raw events table, each once: on the partition its user hashes to",
+)
 MESSAGES_IN = Counter("omstream_messages_in_total", "Kafka messages read from the events topic")
 DEAD_LETTERS = Counter(
     "omstream_dead_letters_total", "Rejected inputs sent to the dead-letter topic", ["reason"]
+)
+UNDECODABLE_BATCHES = Counter(
+    "omstream_undecodable_batches_total",
+    "Record batches a consumer could not decode (codec, CRC or corrupt bytes), skipped past",
+    ["topic"],
 )
 DEAD_LETTERS_STORED = Counter("omstream_dead_letters_stored_total", "Dead letters written to ClickHouse")
 INSERT_SECONDS = Histogram(

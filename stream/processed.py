@@ -56,9 +56,13 @@ class ProcessedWatcher:
     async def poll(self, timeout_ms: int = 200) -> None:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms)
         for record in (record for records in batches.values() for record in records):
-            body = orjson.loads(record.value)
-            key = (str(body["stage"]), str(body["topic"]), int(body["partition"]))
-            self.stages[key] = max(self.stages.get(key, -1), int(body["offset"]))
+            try:
+                body = orjson.loads(record.value or b"")
+                key = (str(body["stage"]), str(body["topic"]), int(body["partition"]))
+                offset = int(body["offset"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue  # not the sink's: another producer's record is no position
+            self.stages[key] = max(self.stages.get(key, -1), offset)
 
     def behind(self, targets: dict[Position, int], stages: dict[str, set[str]]) -> dict[Position, int]:
         """Targets some required stage has not reached; `stages` names the required stages per topic."""

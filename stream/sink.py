@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, cast
 
 import faust
@@ -22,7 +23,18 @@ from stream import metrics
 from stream.alerts.service import AlertsConfig, detect_alerts_in
 from stream.app import FaustConfig, Takes, create_app, raw_topic
 from stream.bulk import Bulk, bulk_buffer, deliver_in_bulk
-from stream.events import AcceptRange, DeadLetter, EventFields, decode_fields, decode_singles, valid_events
+from stream.events import (
+    AcceptRange,
+    DeadLetter,
+    EventFields,
+    Rejected,
+    RejectReason,
+    decode_fields,
+    decode_singles,
+    unreadable,
+    valid_events,
+)
+from stream.kafka import Partitioner
 from stream.processed import Stage, encode_processed
 from stream.results import decode_results
 from stream.sinks.clickhouse import (
@@ -35,6 +47,7 @@ from stream.sinks.clickhouse import (
 from stream.topics import Topics
 
 Headers = Sequence[tuple[str, bytes]]
+_USER = attrgetter("user_id")
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class TableFeed:
 class SinkConfig:
     faust: FaustConfig
     topics: Topics
+    partitions: int  # of the events topic: an event counts as stored on its user's partition
     accept_range: AcceptRange  # accepted event times
     takes: Takes
     feeds: tuple[TableFeed, ...] = ()
@@ -83,6 +97,7 @@ class ClickHouseSink:
         self.topics = config.topics
         self.writer = writer
         self.processed = processed
+        self.partitioner = Partitioner(config.partitions)
 
     async def store_events(self, batch: Sequence[EventT]) -> None:
         # Bad input is the workers' to dead-letter (they see every message too); here it is skipped.
@@ -90,24 +105,37 @@ class ClickHouseSink:
         valid: list[bytes] = []
         decoded: list[EventFields] = []
         repaired: list[EventFields] = []
+        stored = 0
         for event in batch:
-            bulk = cast(Bulk, event.value)
+            bulk, partition = cast(Bulk, event.value), event.message.partition
             singles = decode_singles(bulk.values, accept_range)
             if singles is not None:
-                valid += bulk.values
+                valid += cast(list[bytes], bulk.values)
                 decoded += singles
+                stored += self._on_partition(singles, partition)
                 continue
             for value in bulk.values:
                 fields = decode_fields(value, accept_range)
-                if fields is not None:
+                if fields is not None and value is not None:
                     valid.append(value)
                     decoded += fields
                 else:  # some events are bad: the model path keeps the good ones
-                    repaired += valid_events(value, accept_range)
+                    fields = list(valid_events(value, accept_range))
+                    repaired += fields
+                stored += self._on_partition(fields, partition)
         await self.writer.run(insert_event_messages, valid, decoded)
         await self.writer.run(insert_events, repaired)
-        metrics.EVENTS_STORED.inc(len(decoded) + len(repaired))
+        metrics.EVENTS_STORED.inc(stored)
         await self._published(Stage.RAW, self.topics.events, last_offsets(batch))
+
+    def _on_partition(self, events: Sequence[EventFields], partition: int) -> int:
+        """How many of `events` are on their user's partition. A misrouted event is stored where it
+        was found and again where the worker re-routes it; the table keeps one row, and the stored
+        events metric counts it once, at its re-routed copy."""
+        user_ids = list(map(_USER, events))
+        if self.partitioner.all_to(user_ids, partition):
+            return len(user_ids)
+        return sum(self.partitioner(user_id) == partition for user_id in user_ids)
 
     async def store_dead_letters(self, batch: Sequence[EventT]) -> None:
         topic = self.topics.dead_letters
@@ -116,8 +144,20 @@ class ClickHouseSink:
         metrics.DEAD_LETTERS_STORED.inc(len(letters))
         await self._published(Stage.DEAD_LETTERS, topic, last_offsets(batch))
 
-    async def store_windows(self, batch: Sequence[bytes]) -> None:
-        decoded = [decode_results(value) for value in batch]
+    async def store_windows(self, batch: Sequence[EventT]) -> None:
+        decoded, letters = [], []
+        for event in batch:
+            try:
+                decoded.append(decode_results(event.value))
+            except (ValueError, KeyError, TypeError, AttributeError) as error:  # not a worker's record
+                letter = unreadable(event.value) or Rejected(
+                    RejectReason.MALFORMED,
+                    f"not window results: {error!r}",
+                    bytes(event.value).decode(errors="replace"),
+                )
+                letters.append(DeadLetter.of(letter, "sink", _position(self.topics.windows, event)))
+                metrics.DEAD_LETTERS.labels(letter.reason.value).inc()
+        await self.writer.run(insert_dead_letters, letters)
         windows = [row for result in decoded for row in result.windows]
         funnels = [row for result in decoded for row in result.funnels]
         await self.writer.run(insert_window_rows, windows, funnels)
@@ -151,7 +191,7 @@ def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
             await sink.store_dead_letters(batch)
 
     async def store_windows(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take(takes.messages, within=takes.seconds):
+        async for batch in stream.take_events(takes.messages, within=takes.seconds):  # type: ignore[attr-defined]
             await sink.store_windows(batch)
 
     def store_feed(feed: TableFeed) -> Callable[[faust.StreamT[bytes]], Any]:

@@ -267,7 +267,7 @@ class WindowWorker:
         self,
         partition: int,
         offset: int,
-        value: bytes,
+        value: bytes | None,
         fields: list[EventFields] | None,
         into: PartitionInput,
     ) -> None:

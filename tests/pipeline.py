@@ -25,7 +25,7 @@ from stream.processed import ProcessedWatcher
 from stream.replay import Pacer
 from stream.sources.generator import generate_csv
 from stream.sources.taobao import sort_by_time
-from tests.expected import behavior_totals, distinct_valid_rows, funnel_daily, hourly_activity
+from tests.expected import WindowKey, behavior_totals, distinct_valid_rows, funnel_daily, hourly_activity
 
 # Small messages and takes: a kill lands with windows open and messages held
 SMALL_TAKES = {"pack_size": 20, "take_fetches": 1, "take_messages": 25, "window_flush_seconds": 0.3}
@@ -102,3 +102,35 @@ async def wait_for_members(
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
+
+
+def stored_windows(
+    dsn: str,
+) -> tuple[dict[WindowKey, tuple[int, ...]], dict[WindowKey, tuple[int, ...]], dict[str, int]]:
+    """Every window row and funnel row as the realtime views read them, and the raw totals."""
+    client = clickhouse.connect(dsn)
+    try:
+        windows = client.query(
+            "SELECT kind, toUnixTimestamp(window_start), partition, pv, fav, cart, buy, uv, final "
+            "FROM realtime_window_rows"
+        ).result_rows
+        funnels = client.query(
+            "SELECT kind, toUnixTimestamp(window_start), partition, pv_users, cart_users, buy_users, final "
+            "FROM realtime_funnel_rows"
+        ).result_rows
+        totals = client.query("SELECT behavior, count() FROM distinct_events GROUP BY behavior").result_rows
+    finally:
+        client.close()
+    return (
+        {(kind, start, partition): tuple(values) for kind, start, partition, *values in windows},
+        {(kind, start, partition): tuple(values) for kind, start, partition, *values in funnels},
+        {behavior: count for behavior, count in totals},
+    )
+
+
+def differences(
+    got: dict[tuple[str, int, int], tuple[int, ...]], want: dict[tuple[str, int, int], tuple[int, ...]]
+) -> list[tuple[tuple[str, int, int], tuple[int, ...] | None, tuple[int, ...] | None]]:
+    """(window, stored, expected) of every window that differs, the first ten in time order."""
+    keys = sorted(set(got) | set(want), key=lambda key: (key[1], key[0], key[2]))
+    return [(key, got.get(key), want.get(key)) for key in keys if got.get(key) != want.get(key)][:10]

@@ -8,7 +8,7 @@ SELECT
     fav / count() AS fav_share,
     cart / count() AS cart_share,
     buy / count() AS buy_share
-FROM distinct_events
+FROM events
 WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
 GROUP BY date
 ORDER BY date

@@ -11,7 +11,7 @@ SELECT
 FROM
 (
     SELECT category_id, count() AS buys
-    FROM distinct_events
+    FROM events
     WHERE behavior = 'buy'
       AND ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
     GROUP BY category_id

@@ -18,7 +18,7 @@ FROM
         uniqExact(user_id) AS uv,
         uniqExactIf(user_id, behavior = 'buy') AS buyers,
         countIf(behavior = 'buy') AS buys
-    FROM distinct_events
+    FROM events
     WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
     GROUP BY day
 ) AS activity
@@ -28,7 +28,7 @@ LEFT JOIN
     FROM
     (
         SELECT min(toDate(ts, {tz:String})) AS first_day
-        FROM distinct_events
+        FROM events
         WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
         GROUP BY user_id
     )

@@ -2,4 +2,4 @@
 SELECT
     toString(toDate(minOrNull(ts), {tz:String})) AS first_day,
     toString(toDate(maxOrNull(ts), {tz:String})) AS last_day
-FROM distinct_events
+FROM events

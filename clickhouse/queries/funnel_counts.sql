@@ -10,5 +10,5 @@ SELECT
     buy / nullIf(pv, 0) AS buy_per_pv,
     buy / nullIf(fav, 0) AS fav_to_buy,
     buy / nullIf(cart, 0) AS cart_to_buy
-FROM distinct_events
+FROM events
 WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})

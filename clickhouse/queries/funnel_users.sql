@@ -9,7 +9,7 @@ SELECT
 FROM
 (
     SELECT user_id, windowFunnel({window:UInt64})(ts, behavior = 'pv', behavior = 'cart', behavior = 'buy') AS level
-    FROM distinct_events
+    FROM events
     WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
     GROUP BY user_id
 )

@@ -9,7 +9,7 @@ SELECT
     countIf(behavior = 'fav') AS fav,
     countIf(behavior = 'cart') AS cart,
     countIf(behavior = 'buy') AS buy
-FROM distinct_events
+FROM events
 WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
 GROUP BY hour
 ORDER BY hour

@@ -3,5 +3,5 @@ SELECT
     uniqExactIf(user_id, behavior = 'buy') AS buyers,
     countIf(behavior = 'buy') AS buys,
     buys / nullIf(buyers, 0) AS buys_per_buyer
-FROM distinct_events
+FROM events
 WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})

@@ -3,7 +3,7 @@ SELECT buys, count() AS buyers
 FROM
 (
     SELECT user_id, count() AS buys
-    FROM distinct_events
+    FROM events
     WHERE behavior = 'buy'
       AND ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
     GROUP BY user_id

@@ -23,7 +23,7 @@ FROM
     FROM
     (
         SELECT toDate(ts, {tz:String}) AS day, countIf(behavior = 'pv') AS pv, uniqExact(user_id) AS uv
-        FROM distinct_events
+        FROM events
         WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
         GROUP BY day
     )

@@ -6,7 +6,7 @@ SELECT
 FROM
 (
     SELECT user_id, uniqExact(toDate(ts, {tz:String})) AS buy_days
-    FROM distinct_events
+    FROM events
     WHERE behavior = 'buy'
       AND ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
     GROUP BY user_id

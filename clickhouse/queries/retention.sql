@@ -3,7 +3,7 @@
 -- last day of the range that has data (not observable yet).
 WITH
     (
-        SELECT toDate(max(ts), {tz:String}) FROM distinct_events
+        SELECT toDate(max(ts), {tz:String}) FROM events
         WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
     ) AS last_day,
     arrayMap(n -> if(cohort + n <= last_day, retained[n] / users, NULL), range(1, 9)) AS rates
@@ -16,7 +16,7 @@ SELECT
 FROM
 (
     SELECT groupUniqArray(toDate(ts, {tz:String})) AS days, arrayMin(days) AS cohort
-    FROM distinct_events
+    FROM events
     WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
     GROUP BY user_id
 )

@@ -3,7 +3,7 @@
 -- of the range with data). Days with no observable cohort are left out.
 WITH
     (
-        SELECT toDate(max(ts), {tz:String}) FROM distinct_events
+        SELECT toDate(max(ts), {tz:String}) FROM events
         WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
     ) AS last_day
 SELECT
@@ -14,7 +14,7 @@ SELECT
 FROM
 (
     SELECT groupUniqArray(toDate(ts, {tz:String})) AS days, arrayMin(days) AS cohort
-    FROM distinct_events
+    FROM events
     WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
     GROUP BY user_id
 )

@@ -4,7 +4,7 @@
 -- champions (recent, frequent), promising (recent only), at_risk (frequent only), hibernating (neither).
 WITH
     (
-        SELECT toDate(max(ts), {tz:String}) FROM distinct_events
+        SELECT toDate(max(ts), {tz:String}) FROM events
         WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
     ) AS last_day
 SELECT
@@ -20,7 +20,7 @@ SELECT
 FROM
 (
     SELECT dateDiff('day', toDate(max(ts), {tz:String}), last_day) AS recency, count() AS frequency
-    FROM distinct_events
+    FROM events
     WHERE behavior = 'buy'
       AND ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
     GROUP BY user_id

@@ -13,7 +13,7 @@ SELECT
     buyers / visitors AS pay_rate,
     buys / nullIf(countIf(behavior = 'fav'), 0) AS fav_to_buy,
     buys / nullIf(countIf(behavior = 'cart'), 0) AS cart_to_buy
-FROM distinct_events
+FROM events
 WHERE ({category:UInt64} = 0 OR category_id = {category:UInt64})
   AND ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
 GROUP BY category_id, item_id

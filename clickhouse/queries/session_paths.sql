@@ -12,7 +12,7 @@ FROM
     FROM
     (
         SELECT arraySort(groupArray(toUInt64(toUInt32(ts)) * 8 + toUInt8(behavior))) AS timeline
-        FROM distinct_events
+        FROM events
         WHERE ts >= toDateTime({from:Date}, {tz:String}) AND ts < toDateTime({to:Date} + 1, {tz:String})
         GROUP BY user_id
     )

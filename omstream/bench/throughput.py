@@ -43,6 +43,7 @@ from stream.emitter import EmitReport
 from stream.events import BEHAVIORS, EVENT_COLUMNS, FixedRange
 from stream.metrics import EVENTS_IN_TOTAL, EVENTS_STORED_TOTAL
 from stream.processed import ProcessedWatcher
+from stream.sinks.clickhouse import RAW_EVENTS
 from stream.sources.generator import generate_chunks, generate_csv
 from stream.sources.taobao import TAOBAO_END, TAOBAO_START, sort_by_time
 
@@ -396,12 +397,13 @@ _GENERATED_COLUMNS = list(EVENT_COLUMNS[:5])  # the generator's: no channel, dev
 
 
 def load_generated(client: Client, events: int, seed: int) -> None:
-    """Insert `events` generated Taobao-shaped events into `events`, one column-oriented insert per chunk."""
+    """Insert `events` generated Taobao-shaped events into the raw events table, one column-oriented
+    insert per chunk."""
     for chunk in generate_chunks(events, seed):
         behaviors = [BEHAVIORS[code] for code in chunk.behavior.tolist()]
         columns = [chunk.user_id.tolist(), chunk.item_id.tolist(), chunk.category_id.tolist(), behaviors]
         client.insert(
-            "events", [*columns, chunk.ts.tolist()], column_names=_GENERATED_COLUMNS, column_oriented=True
+            RAW_EVENTS, [*columns, chunk.ts.tolist()], column_names=_GENERATED_COLUMNS, column_oriented=True
         )
 
 

@@ -101,13 +101,14 @@ def ops_run(
         settings.keys_dir, operator, idcs.split(","), parse_target(target), module, parse_args(args)
     )
     if not wait:
-        asyncio.run(publish(bootstrap, topics.commands, [command.model_dump_json().encode()]))
+        asyncio.run(publish(bootstrap, topics.commands, [command]))
         click.echo(f"published {command.command_id}")
         return
 
     async def follow() -> bool:
         ok = True
-        async for result in run_and_wait(bootstrap, topics, [command], timeout, control_public_key(settings)):
+        key = control_public_key(settings)
+        async for _, result in run_and_wait(bootstrap, topics, [command], timeout, key):
             ok &= result.status in ("accepted", "succeeded")
             click.echo(result.model_dump_json() if as_json else result_line(result))
         return ok

@@ -56,9 +56,10 @@ async def run_commands(settings: Settings, bootstrap: str, commands: list[Comman
     """Each command's results, in the order the commands were given: admission first, then per IDC."""
     topics = ops_topics(settings)
     key = control_public_key(settings)
-    results = [result async for result in run_and_wait(bootstrap, topics, commands, _OPS_TIMEOUT_S, key)]
+    results = [pair async for pair in run_and_wait(bootstrap, topics, commands, _OPS_TIMEOUT_S, key)]
     order = {str(command.command_id): position for position, command in enumerate(commands)}
-    return sorted(results, key=lambda r: (order[r.command_id], r.stage != "received", r.idc))
+    results.sort(key=lambda pair: (order[str(pair[0].command_id)], pair[1].stage != "received", pair[1].idc))
+    return [result for _, result in results]
 
 
 def produced_targets(settings: Settings, emitted: EmitReport) -> dict[tuple[str, int], int]:

@@ -7,6 +7,7 @@ Spawning a broker is `stack`'s; this module only reads and writes the markers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ from urllib.parse import quote
 
 from omstream.embedded.supervisor import running_status
 from omstream.settings import Settings
-from stream.kafka import BrokerUnreachable, broker_accepts, require_broker
+from stream.kafka import BrokerUnreachable, broker_accepts, ensure_topics, require_broker
 
 
 def _pid_alive(pid: int) -> bool:
@@ -45,13 +46,27 @@ def running_broker(state_dir: Path) -> str | None:
 
 
 def resolve_bootstrap(settings: Settings) -> str:
-    """KAFKA_BOOTSTRAP when set, else the broker of a running `omstream up`; fails clearly otherwise."""
+    """KAFKA_BOOTSTRAP when set, else the broker of a running `omstream up`; fails clearly otherwise.
+
+    The project's topics that do not exist yet are created with their partition counts: services
+    started by hand on a bare broker would otherwise get the broker's defaults on a first produce
+    (Tansu: 4 partitions of every topic, the checkpoints' and window rows' included).
+    """
+    from omstream.embedded.stack import topic_partitions  # stack imports this module
+
     bootstrap = settings.kafka_bootstrap or running_broker(settings.state_dir)
     if not bootstrap:
         raise BrokerUnreachable(
             f"no Kafka broker: set KAFKA_BOOTSTRAP or start `omstream up` (state dir {settings.state_dir})"
         )
     require_broker(bootstrap)
+    # on a loop of its own, not `asyncio.run`: that leaves the thread without a current loop, which
+    # Faust (started next by `worker` and `sink`) asks for
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(ensure_topics(bootstrap, topic_partitions(settings)))
+    finally:
+        loop.close()
     return bootstrap
 
 

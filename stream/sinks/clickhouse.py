@@ -20,6 +20,8 @@ from stream.events import EVENT_COLUMNS, DeadLetter, EventFields
 from stream.metrics import INSERT_ROWS, INSERT_SECONDS
 from stream.windows import FUNNEL_TABLE, WINDOWS_TABLE, FunnelRow, WindowRow
 
+RAW_EVENTS = "events_raw"  # the table events are written to; people query the view `events` (distinct)
+
 
 def _observe_insert(table: str, started: float, rows: int) -> None:
     INSERT_SECONDS.labels(table).observe(time.perf_counter() - started)
@@ -35,7 +37,7 @@ def _timed_insert(client: Client, table: str, columns: Sequence[str], data: list
 def insert_events(client: Client, events: Sequence[EventFields]) -> None:
     if events:
         columns = [list(map(attrgetter(name), events)) for name in EVENT_COLUMNS]
-        _timed_insert(client, "events", EVENT_COLUMNS, columns)
+        _timed_insert(client, RAW_EVENTS, EVENT_COLUMNS, columns)
 
 
 def _json_rows(message: bytes) -> bytes:
@@ -52,7 +54,7 @@ def insert_event_messages(client: Client, messages: Sequence[bytes], events: Seq
     started = time.perf_counter()
     try:
         summary = client.raw_insert(
-            "events",
+            RAW_EVENTS,
             EVENT_COLUMNS,
             insert_block=b"\n".join(map(_json_rows, messages)),
             fmt="JSONEachRow",
@@ -61,7 +63,7 @@ def insert_event_messages(client: Client, messages: Sequence[bytes], events: Seq
     except DatabaseError:
         insert_events(client, events)
         return
-    _observe_insert("events", started, summary.written_rows)
+    _observe_insert(RAW_EVENTS, started, summary.written_rows)
 
 
 def insert_rows(client: Client, table: str, rows: Sequence[Any]) -> None:

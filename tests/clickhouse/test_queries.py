@@ -42,7 +42,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
             [user, item, category, behavior, DAY0 + offset]
             for user, item, category, behavior, offset in EVENTS
         ]
-        chdb.insert("events", rows, column_names=["user_id", "item_id", "category_id", "behavior", "ts"])
+        chdb.insert("events_raw", rows, column_names=["user_id", "item_id", "category_id", "behavior", "ts"])
         yield chdb
     finally:
         chdb.close()

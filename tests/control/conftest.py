@@ -11,7 +11,7 @@ import shlex
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 import clickhouse
 from control.client import OpsClient, new_command
-from control.results import CommandResult
+from control.results import CommandResult, claimed_id
 from masters.keys import generate_key, load_private_key, sign
 from masters.protocol import Command
 from omstream.embedded.control_plane import control_plane
@@ -62,17 +62,18 @@ class ControlStack:
     def run(
         self, payloads: list[bytes], expected: dict[str, int], timeout: float = 30
     ) -> list[CommandResult]:
-        """Publish raw commands; collect results (only those the control service signed) until each
-        command id has its expected count."""
+        """Publish raw commands, each keyed by the id it claims as the operator's client would; collect
+        the results about these records (only those the control service signed; without payloads, the
+        results naming the expected ids) until each command id has its expected count."""
 
         async def follow() -> list[CommandResult]:
             results: list[CommandResult] = []
             key = control_public_key(self.settings)
             async with OpsClient(self.bootstrap, ops_topics(self.settings), key) as follower:
-                await self.publish(self.settings.ops_commands_topic, payloads)
+                sources = await self.publish(self.settings.ops_commands_topic, payloads, keyed=True)
                 async with asyncio.timeout(timeout):
                     async for result in follower.results():
-                        if result.command_id in expected:
+                        if result.source in sources if sources else result.command_id in expected:
                             results.append(result)
                         counts = {cid: sum(r.command_id == cid for r in results) for cid in expected}
                         if counts == expected:
@@ -82,14 +83,27 @@ class ControlStack:
         return asyncio.run(follow())
 
     async def publish(
-        self, topic: str, payloads: list[bytes], headers: list[tuple[str, bytes]] | None = None
-    ) -> None:
-        """What anyone who can reach the broker can do (records of up to 4 MB)."""
+        self,
+        topic: str,
+        payloads: Sequence[bytes | None],
+        headers: Sequence[tuple[str, bytes | None]] | None = None,
+        keyed: bool = False,
+        partition: int | None = None,
+    ) -> list[str]:
+        """What anyone who can reach the broker can do (records of up to 4 MB, on any partition);
+        returns where each record landed (`topic/partition/offset`)."""
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, max_request_size=4 << 20)
         await producer.start()
         try:
+            sources = []
             for payload in payloads:
-                await producer.send_and_wait(topic, payload, headers=headers or [])
+                key = claimed_id(payload).encode() if keyed and payload else None
+                key = b"" if payload is None else key  # a NULL value needs a key
+                sent = await producer.send_and_wait(
+                    topic, payload, key=key, headers=list(headers or []), partition=partition
+                )
+                sources.append(f"{topic}/{sent.partition}/{sent.offset}")
+            return sources
         finally:
             await producer.stop()
 
@@ -159,9 +173,12 @@ class ControlStack:
 
 
 @contextlib.contextmanager
-def control_stack(state: Path, **settings: Any) -> Iterator[ControlStack]:
+def control_stack(
+    state: Path, partitions: dict[str, int] | None = None, **settings: Any
+) -> Iterator[ControlStack]:
     """The whole control plane on a fresh broker, with POLICY and operators demo, limited, carol and
-    dave; `settings` override the defaults (the state directory may be prepared beforehand)."""
+    dave; `settings` override the defaults (the state directory may be prepared beforehand), and
+    `partitions` the partition counts of topics."""
     policy = state / "policy.yaml"
     policy.write_text(POLICY)
     defaults: dict[str, Any] = {"kafka_bootstrap": "", "clickhouse_dsn": "", "policy_file": policy}
@@ -170,7 +187,7 @@ def control_stack(state: Path, **settings: Any) -> Iterator[ControlStack]:
         generate_key(configured.keys_dir, configured.operators_file, operator)
     with contextlib.ExitStack() as exits:
         bootstrap = exits.enter_context(broker_for_test(configured.state_dir))
-        asyncio.run(ensure_topics(bootstrap, topic_partitions(configured)))
+        asyncio.run(ensure_topics(bootstrap, topic_partitions(configured) | (partitions or {})))
         sink = exits.enter_context(service_process(configured, bootstrap, "sink", "sink"))
         plane = exits.enter_context(control_plane(configured, bootstrap))
         processes = {"sink": sink, **dict(zip([*MASTERS, "control"], plane, strict=True))}

@@ -12,6 +12,7 @@ import pytest
 
 from control.admitted import AdmittedCommands
 from control.policy import Policy, Role
+from control.results import NIL_ID
 from control.service import Admission, rejected_result
 from masters.keys import generate_key, load_private_key, load_registry, sign
 from masters.protocol import Command, CommandRejected, parse_command
@@ -55,7 +56,9 @@ def signer(tmp_path: Path, admission: Admission) -> Any:
 
 def admit(admission: Admission, raw: bytes, offset: int = 0) -> None:
     """What the control service does with the record at `offset` of ops.commands."""
-    admission.admit(parse_command(raw), 0, offset, NOW)
+    command = parse_command(raw)
+    admission.verify(command)
+    admission.admit(command, 0, offset, NOW)
 
 
 def reason_for(admission: Admission, raw: bytes, offset: int = 0) -> str:
@@ -110,19 +113,19 @@ def test_rejections(admission: Admission, signer: Any, changes: dict[str, Any], 
     assert reason_for(admission, signer(**changes)) == reason
 
 
-def test_malformed_input_becomes_a_result_with_the_id_when_it_has_one(admission: Admission) -> None:
+def test_malformed_input_becomes_a_rejection_of_its_record_naming_no_one(admission: Admission) -> None:
+    """Issue 21, row 2: garbage containing a victim's id and name was rejected under that id and name."""
     for raw in (
         b"not json",
         b"[]",
         b'{"command_id": "x"}',
-        json.dumps({"command_id": str(uuid.UUID(int=5))}).encode(),
+        json.dumps({"command_id": str(uuid.UUID(int=5)), "operator": "alice", "module": "service"}).encode(),
     ):
         with pytest.raises(CommandRejected) as error:
             admit(admission, raw)
-        result = rejected_result(raw, error.value, None)
-        assert (result.status, result.reason) == ("rejected", "malformed")
-        uuid.UUID(result.command_id)
-    assert result.command_id == str(uuid.UUID(int=5))
+        result = rejected_result(error.value, None, "ops.commands/0/7")
+        assert (result.status, result.reason, result.source) == ("rejected", "malformed", "ops.commands/0/7")
+        assert (result.command_id, result.operator, result.module) == (NIL_ID, "", "")
 
 
 @pytest.mark.parametrize(
@@ -134,7 +137,7 @@ def test_malformed_input_becomes_a_result_with_the_id_when_it_has_one(admission:
     ],
     ids=["1.2 MB", "200 deep", "30,000 deep"],
 )
-def test_oversized_or_deeply_nested_commands_are_rejected_with_their_id(
+def test_oversized_or_deeply_nested_commands_are_rejected_naming_no_one(
     admission: Admission, signer: Any, extra: dict[str, Any], reason: str
 ) -> None:
     body = json.loads(signer())
@@ -143,6 +146,6 @@ def test_oversized_or_deeply_nested_commands_are_rejected_with_their_id(
         raw = raw.replace(json.dumps(extra["args"]).encode(), extra["args"].encode())
     with pytest.raises(CommandRejected) as error:
         admit(admission, raw)
-    result = rejected_result(raw, error.value, None)
-    assert (result.reason, result.command_id, result.operator) == (reason, body["command_id"], "demo")
+    result = rejected_result(error.value, None, "ops.commands/0/7")
+    assert (result.reason, result.command_id, result.operator, result.module) == (reason, NIL_ID, "", "")
     assert len(result.model_dump_json()) < 2_000  # nothing of the junk is carried on

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from control.client import OpsClient
 from control.dispatch import MasterAddress, connect
 from control.pki import CONTROL_CLIENT, Pki, issue
-from control.results import CommandResult
+from control.results import NIL_ID, CommandResult
 from control.signing import SIGNATURE_HEADER, Purpose, signed_headers
 from masters.protocol import MasterReply, MasterRequest
 from masters.tls import client_context
@@ -148,15 +148,16 @@ def test_row3_an_unsigned_command_reusing_a_real_id_never_replaces_its_admission
     unsigned = real.model_copy(update={"signature": "", "module": "service", "args": {"name": "sshd"}})
     body = json.loads(real.model_dump_json())
     reencoded = json.dumps(body | {"command_id": real.command_id.hex.upper()}).encode()
-    results = stack.run([*encoded(unsigned, real), reencoded], {command_id: 3})
+    results = stack.run([*encoded(unsigned, real), reencoded], {command_id: 2, NIL_ID: 1})
     assert sorted(r.reason for r in results) == ["replayed", "replayed", "unsigned"]
+    # the unsigned copy proves no one's identity: its rejection names no command (issue 21)
+    assert {r.command_id for r in results if r.reason == "unsigned"} == {NIL_ID}
 
     rows = [row for row in stack.history() if row["command_id"] == command_id]
     assert sorted((row["stage"], row["status"], row["reason"]) for row in rows) == [
         ("received", "accepted", ""),
         ("received", "rejected", "replayed"),
         ("received", "rejected", "replayed"),
-        ("received", "rejected", "unsigned"),
         ("result", "succeeded", ""),
     ]
 
@@ -225,10 +226,16 @@ def test_row7_oversized_and_deeply_nested_input_gets_one_bounded_result(stack: C
     )
     junk_id = str(uuid.uuid4())
     junk = json.dumps(body | {"command_id": junk_id, "junk": "y" * 60_000}).encode()  # under the size limit
-    results = stack.run([huge, deep, deeper, junk], {body["command_id"]: 3, junk_id: 1})
+    results = stack.run([huge, deep, deeper, junk], {NIL_ID: 4})
     assert sorted(r.reason for r in results) == ["malformed", "malformed", "too_large", "too_large"]
+    assert {(r.command_id, r.operator) for r in results} == {(NIL_ID, "")}  # unproven: no one's
 
-    rows = stack.audit_rows(str(big.command_id), body["command_id"], junk_id)
+    sources = {r.source for r in results}
+    rows = [
+        row
+        for row in stack.audit_rows(str(big.command_id), body["command_id"], junk_id, NIL_ID)
+        if row["command_id"] != uuid.UUID(NIL_ID) or row["source"] in sources
+    ]
     assert {row["stage"] for row in rows} == {"received", "result"}
     assert max(len(str(value)) for row in rows for value in row.values()) < 300_000
     assert not any(
@@ -334,13 +341,13 @@ def test_row4_a_replica_taking_over_never_runs_what_the_stopped_one_ran(stack: C
 
 
 def runs_of(stack: ControlStack, command_id: str) -> dict[str, str]:
-    """Master -> the last state of the command in its durable record (`started`, then its outcome)."""
+    """Master -> the last state of the command in its IDC's ledger (`started`, then its outcome)."""
     runs = {}
-    for name in MASTERS:
-        for line in (stack.settings.state_dir / "masters" / name / "executed.log").read_text().splitlines():
+    for idc in ("bj", "sh"):
+        for line in (stack.settings.state_dir / "idcs" / idc / "claims.log").read_text().splitlines():
             entry = json.loads(line)
             if entry["command_id"] == command_id:
-                runs[name] = entry["status"]
+                runs[entry["master"]] = entry["status"]
     return runs
 
 

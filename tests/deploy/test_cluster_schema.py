@@ -127,4 +127,5 @@ def test_without_a_cluster_migrate_creates_the_single_server_schema(chdb: Client
     engines = {str(name): str(engine) for name, engine in tables.result_rows}
     assert not any(name.endswith("_local") for name in engines)
     assert "Distributed" not in engines.values()
-    assert engines["events"] == "ReplacingMergeTree"
+    assert engines["events_raw"] == "ReplacingMergeTree"
+    assert engines["events"] == engines["distinct_events"] == "View"

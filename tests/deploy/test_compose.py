@@ -50,7 +50,7 @@ def filled_env_file(folder: Path, unset: str = "") -> Path:
     lines = []
     for line in (ROOT / ".env.example").read_text().splitlines():
         required = re.fullmatch(r"[A-Z_]+=", line) and line != f"{unset}="
-        lines.append(f"{line}not-a-real-secret" if required else line)
+        lines.append(f"{line}not-a-real-secret-{line[:-1].lower()}" if required else line)  # each its own
     path = folder / ".env"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -411,3 +411,62 @@ def test_the_image_is_multi_stage_and_runs_omstream_as_a_non_root_user() -> None
     assert re.search(r'^ENTRYPOINT \["omstream"\]$', dockerfile, flags=re.MULTILINE)
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".venv", ".omstream", ".git", "data"} <= ignored
+
+
+def test_the_masters_of_each_idc_share_one_ledger_and_no_one_else_mounts_it(stack: dict[str, Any]) -> None:
+    """Issue 21, row 1: each master kept its own record of what it started, so a failover within an
+    IDC ran a command again. docs/security.md: the IDC's ledger is one volume all its masters mount."""
+    for idc, names in IDCS.items():
+        mounted = volume_mounts(stack, f"ledger-{idc}")
+        assert set(mounted) == set(names)
+        for name, mount in mounted.items():
+            directory = services(stack)[name]["environment"]["OMSTREAM_IDC_LEDGER_DIR"]
+            assert mount["target"] == directory and not mount.get("read_only")
+
+
+def grafana_user() -> Any:
+    import xml.etree.ElementTree as ElementTree
+
+    return ElementTree.parse(ROOT / "clickhouse" / "server" / "grafana-user.xml").getroot()
+
+
+def test_grafana_reads_clickhouse_as_its_own_read_only_user(stack: dict[str, Any]) -> None:
+    """Issue 21, row 6: Grafana had the sink's ClickHouse user, with access management, so a Grafana
+    editor could `ALTER TABLE ops_audit_log DELETE`."""
+    everything = services(stack)
+    clickhouse, grafana = everything["clickhouse"], everything["grafana"]
+    users_d = mounts(clickhouse)["/etc/clickhouse-server/users.d/grafana.xml"]
+    assert Path(users_d["source"]) == ROOT / "clickhouse" / "server" / "grafana-user.xml"
+    assert users_d["read_only"]
+    assert "CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT" not in clickhouse["environment"]
+
+    config = grafana_user()
+    [user] = config.findall("./users/grafana")
+    profile = config.find(f"./profiles/{user.findtext('profile')}")
+    assert profile is not None and profile.findtext("readonly") in {"1", "2"}  # 2: settings, no writes
+    assert user.findtext("access_management") == "0"
+    assert [grant.text for grant in user.findall("./grants/query")] == ["GRANT SELECT ON omstream.*"]
+    password = user.find("password")
+    assert password is not None and password.get("from_env") == "CLICKHOUSE_GRAFANA_PASSWORD"
+
+    environment = grafana["environment"]
+    assert environment["CLICKHOUSE_READER_USER"] == "grafana"
+    assert (
+        environment["CLICKHOUSE_READER_PASSWORD"] == clickhouse["environment"]["CLICKHOUSE_GRAFANA_PASSWORD"]
+    )
+    assert environment["CLICKHOUSE_READER_PASSWORD"] != clickhouse["environment"]["CLICKHOUSE_PASSWORD"]
+    assert not any("CLICKHOUSE_PASSWORD" in key or "CLICKHOUSE_DSN" in key for key in environment)
+    datasource = (ROOT / "grafana" / "provisioning" / "datasources" / "clickhouse.yaml").read_text()
+    [source] = yaml.safe_load(datasource)["datasources"]
+    assert source["jsonData"]["username"] == "${CLICKHOUSE_READER_USER}"
+    assert source["secureJsonData"]["password"] == "${CLICKHOUSE_READER_PASSWORD}"
+
+
+def test_nothing_is_published_on_every_interface_by_default(stack: dict[str, Any]) -> None:
+    """Issue 21, row 6: Grafana was published on all interfaces."""
+    published = [
+        (name, port) for name, service in services(stack).items() for port in service.get("ports", [])
+    ]
+    assert {name for name, _ in published} >= {"grafana", "kafka", "clickhouse", "prometheus"}
+    for name, port in published:
+        assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond loopback"

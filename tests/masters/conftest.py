@@ -20,7 +20,7 @@ from control.pki import CONTROL_CLIENT, Pki, ensure_pki
 from masters.executors import CallerExecutor, Executor, write_minion_config
 from masters.keys import sign
 from masters.master import ALLOWLIST_FILE, Master, load_allowed
-from masters.memory import ExecutedLog
+from masters.memory import ClaimLedger
 from masters.modules import Allowed
 from masters.protocol import Command, MasterRequest
 from masters.server import MasterConfig, MasterServer, build_server
@@ -89,24 +89,25 @@ def caller(tmp_path_factory: pytest.TempPathFactory) -> CallerExecutor:
 
 class Masters:
     """Starts masters of IDC `bj` (`bj-1` unless named) around executors; stops them after the test.
-    A master's durable memory is `memory` (by default a file of its own)."""
+    A master's IDC ledger is the directory `ledger` (by default one of its own)."""
 
     def __init__(self, pki: Pki, directory: Path) -> None:
         self._pki = pki
         self._directory = directory
         self._servers: dict[str, MasterServer] = {}
-        self._memories: list[ExecutedLog] = []
+        self._memories: list[ClaimLedger] = []
 
     def __call__(
         self,
         executor: Executor,
         name: str = "bj-1",
-        memory: Path | None = None,
+        ledger: Path | None = None,
         allowed: Allowed | None = None,
-        max_handshakes: int = 32,
+        max_handshakes: int = 64,
+        **gate: Any,
     ) -> MasterAddress:
-        memory_file = memory or self._directory / f"{name}-{len(self._memories)}" / "executed.log"
-        self._memories.append(ExecutedLog(memory_file))
+        ledger_dir = ledger or self._directory / f"{name}-{len(self._memories)}"
+        self._memories.append(ClaimLedger(ledger_dir, name))
         master = Master(
             name,
             "bj",
@@ -125,13 +126,14 @@ class Masters:
             tls=self._pki.files(name),
             client=CONTROL_CLIENT,
             operators_file=self._directory / "unused-operators.json",
-            memory_file=memory_file,
+            ledger_dir=ledger_dir,
             allowlist_file=ALLOWLIST_FILE,
             timeout_s=10,
             max_lifetime_s=int(MAX_LIFETIME.total_seconds()),
             salt_master_config=None,
             salt_dir=self._pki.directory / "salt",
             max_handshakes=max_handshakes,
+            **gate,
         )
         server = build_server(master, config)
         threading.Thread(target=server.start, daemon=True).start()

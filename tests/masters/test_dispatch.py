@@ -88,7 +88,7 @@ def test_a_master_slower_than_the_timeout_gives_an_unknown_result_not_a_timeout(
             results: list[CommandResult] = []
             try:
                 async with OpsClient(bootstrap, ops_topics(settings)) as follower:
-                    await publish(bootstrap, settings.ops_commands_topic, [ping.model_dump_json().encode()])
+                    await publish(bootstrap, settings.ops_commands_topic, [ping])
                     async with asyncio.timeout(30):
                         async for result in follower.results():
                             results.append(result)

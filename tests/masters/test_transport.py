@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import rpyc
+from prometheus_client import REGISTRY
 from rpyc.core.stream import SocketStream
 
 from control.dispatch import MasterAddress, MasterUnavailable, connect
@@ -51,6 +52,21 @@ def test_a_ping_over_mutual_tls(pki: Pki, caller: CallerExecutor, serve_master: 
     reply = reply_to(pki, serve_master(caller), request())
     assert (reply.status, reply.master) == ("succeeded", "bj-1")
     assert reply.minions == {MINION_ID: MinionReturn(ok=True, output=True)}
+
+
+def test_the_control_service_reuses_its_connection_to_a_master(
+    pki: Pki, caller: CallerExecutor, serve_master: ServeMaster
+) -> None:
+    """Every call opened a new TLS connection: rpyc's own messages after a reply made an idle
+    connection look closed (issue 21, throughput)."""
+    client = control_client(pki, serve_master(caller))
+    before = REGISTRY.get_sample_value("omstream_master_authenticated_total") or 0.0
+    try:
+        for _ in range(10):
+            assert MasterReply.model_validate_json(call(client, request())).status == "succeeded"
+    finally:
+        client.close()
+    assert (REGISTRY.get_sample_value("omstream_master_authenticated_total") or 0.0) - before == 1
 
 
 def test_a_client_without_a_certificate_is_refused(
@@ -176,13 +192,41 @@ def test_a_restarted_master_does_not_run_a_command_again(
     pki: Pki, tmp_path: Path, caller: CallerExecutor, serve_master: ServeMaster
 ) -> None:
     executor = CountingExecutor(caller)
-    memory = tmp_path / "bj-1" / "executed.log"
+    ledger = tmp_path / "ledger-bj"
     once = request("cmd_allowlisted", args={"name": "hostname"})
-    assert reply_to(pki, serve_master(executor, memory=memory), once).status == "succeeded"
+    assert reply_to(pki, serve_master(executor, ledger=ledger), once).status == "succeeded"
     serve_master.stop("bj-1")
-    again = reply_to(pki, serve_master(executor, memory=memory), once)  # a new process, the same disk
+    again = reply_to(pki, serve_master(executor, ledger=ledger), once)  # a new process, the same disk
     assert (again.status, again.reason) == ("refused", "already_run")
-    assert "ran it before (outcome: succeeded)" in again.detail and executor.runs == 1
+    assert "master bj-1 of this IDC ran it before (outcome: succeeded)" in again.detail
+    assert executor.runs == 1
+
+
+def test_the_masters_of_an_idc_run_a_command_once_between_them(
+    pki: Pki, tmp_path: Path, caller: CallerExecutor, serve_master: ServeMaster
+) -> None:
+    """Issue 21, row 1: each master kept its own memory, so a failover to the IDC's second master ran a
+    command the first had run. Both masters here are sent the same commands at once, many times."""
+    executor = CountingExecutor(caller)
+    ledger = tmp_path / "ledger-bj"
+    masters = [serve_master(executor, name, ledger=ledger) for name in ("bj-1", "bj-2")]
+    clients = [control_client(pki, address) for address in masters for _ in range(3)]
+    commands = [request("cmd_allowlisted", args={"name": "hostname"}) for _ in range(8)]
+    try:
+        with ThreadPoolExecutor(len(clients)) as pool:
+            for once in commands:
+                replies = [
+                    MasterReply.model_validate_json(reply)
+                    for reply in pool.map(call, clients, [once] * len(clients))
+                ]
+                ran = [reply for reply in replies if reply.status == "succeeded"]
+                refused = [reply for reply in replies if reply.reason == "already_run"]
+                assert len({reply.master for reply in ran}) == 1  # the master that ran it, and its
+                assert len(ran) + len(refused) == len(clients)  # cached reply; the other refuses
+    finally:
+        for client in clients:
+            client.close()
+    assert executor.runs == len(commands)
 
 
 @pytest.mark.parametrize("field", sorted(TAMPERINGS))
@@ -262,6 +306,55 @@ def test_unauthenticated_connections_cannot_pile_up_threads(
         except MasterUnavailable:
             if time.monotonic() > deadline:
                 raise
+
+
+def idle_connections(address: MasterAddress, source: str, count: int) -> list[socket.socket]:
+    """`count` TCP connections from the loopback address `source` that never say a word (no
+    certificate needed); refused ones are dropped."""
+    idle = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind((source, 0))
+        sock.connect((address.host, address.port))
+        idle.append(sock)
+    return idle
+
+
+def test_one_address_holding_every_handshake_slot_does_not_shut_the_control_service_out(
+    pki: Pki, caller: CallerExecutor, serve_master: ServeMaster
+) -> None:
+    """Issue 21, row 5: 32 idle connections from anywhere took every handshake slot, and the IDC
+    answered `failed/unreachable`. Measured: with 200 idle connections from 127.0.0.2 held open, the
+    control service (127.0.0.1) still gets through, and the attacker's address holds at most its share."""
+    address = serve_master(caller, max_handshakes=64, max_handshakes_per_peer=8, handshake_burst=300)
+    threads = threading.active_count()
+    idle = idle_connections(address, "127.0.0.2", 200)
+    try:
+        time.sleep(0.5)
+        held = threading.active_count() - threads
+        started = time.perf_counter()
+        assert reply_to(pki, address, request()).status == "succeeded"
+        took = time.perf_counter() - started
+    finally:
+        for sock in idle:
+            sock.close()
+    print(f"handshake threads held by one address: {held}; a ping meanwhile took {took * 1000:.0f} ms")
+    assert held <= 8
+
+
+def test_one_address_reconnecting_fast_is_refused_beyond_its_rate(
+    pki: Pki, caller: CallerExecutor, serve_master: ServeMaster
+) -> None:
+    address = serve_master(caller, max_handshakes_per_peer=1000, handshakes_per_s=5, handshake_burst=10)
+    threads = threading.active_count()
+    idle = idle_connections(address, "127.0.0.2", 100)
+    try:
+        time.sleep(0.5)
+        assert threading.active_count() - threads <= 11  # the burst, and what the rate let in since
+        assert reply_to(pki, address, request()).status == "succeeded"  # another address: its own bucket
+    finally:
+        for sock in idle:
+            sock.close()
 
 
 def test_a_request_names_a_command_by_its_uuid_whatever_its_spelling(

@@ -1,7 +1,13 @@
+import base64
+
 import orjson
 import pytest
 
+from stream._fetch import UndecodableBatch
 from stream.events import (
+    MAX_MESSAGE_BYTES,
+    MAX_PAYLOAD_CHARS,
+    DeadLetter,
     Event,
     FixedRange,
     RecentRange,
@@ -9,6 +15,7 @@ from stream.events import (
     RejectReason,
     decode_fields,
     decode_message,
+    decode_singles,
     encode_events,
 )
 
@@ -137,3 +144,45 @@ def test_a_recent_range_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> No
 def test_a_fixed_range_must_end_after_it_starts() -> None:
     with pytest.raises(ValueError, match="must end after it starts"):
         FixedRange(10, 10)
+
+
+def test_input_that_is_no_json_text_is_rejected_with_its_own_reason() -> None:
+    batch = UndecodableBatch.of(b"\x00\x01raw", 7, 9, "UnsupportedCodecError: Unknown compression codec 0x05")
+    oversized = b"[" + b",".join([orjson.dumps(GOOD)] * 20_000) + b"]"
+    assert len(oversized) > MAX_MESSAGE_BYTES
+    cases = {
+        None: RejectReason.NULL_VALUE,
+        b'{"user_id": 1, "behavior": "\xff"}': RejectReason.NOT_UTF8,
+        oversized: RejectReason.OVERSIZED,
+        batch: RejectReason.UNDECODABLE_BATCH,
+    }
+    for value, reason in cases.items():
+        [rejected] = decode_message(value, WINDOW)
+        assert isinstance(rejected, Rejected) and rejected.reason == reason, value
+        # the fast paths decline them all, without raising
+        assert decode_fields(value, WINDOW) is None
+        assert decode_singles([orjson.dumps(GOOD), value], WINDOW) is None
+    [letter] = decode_message(batch, WINDOW)
+    assert isinstance(letter, Rejected)
+    assert "offsets 7-9" in letter.detail and "0x05" in letter.detail
+    assert base64.b64decode(letter.payload.removeprefix("base64:")) == b"\x00\x01raw"
+
+
+def test_a_dead_letter_keeps_the_head_of_a_huge_input_and_says_so() -> None:
+    huge = Rejected(RejectReason.MALFORMED, "not JSON", "x" * (MAX_PAYLOAD_CHARS + 5))
+    letter = DeadLetter.of(huge, "stream", "events/0/1/0")
+    assert letter.payload == "x" * MAX_PAYLOAD_CHARS
+    assert f"the first {MAX_PAYLOAD_CHARS} of {MAX_PAYLOAD_CHARS + 5} characters" in letter.detail
+
+
+def test_a_dead_letter_topic_record_without_a_value_is_kept_as_a_letter() -> None:
+    letter = DeadLetter.decode(None, "events.dlq/0/3")
+    assert (letter.origin, letter.reason) == ("events.dlq/0/3", "null_value")
+
+
+def test_a_timestamp_in_milliseconds_is_out_of_window_with_a_hint() -> None:
+    [rejected] = decode_message(orjson.dumps({**GOOD, "ts": 1_511_544_070_863}), WINDOW)
+    assert isinstance(rejected, Rejected) and rejected.reason == RejectReason.OUT_OF_WINDOW
+    assert "looks like milliseconds" in rejected.detail
+    [far] = decode_message(orjson.dumps({**GOOD, "ts": 1_000}), WINDOW)
+    assert isinstance(far, Rejected) and "milliseconds" not in far.detail

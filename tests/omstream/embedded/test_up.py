@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from omstream.embedded import supervisor
+from omstream.embedded.running import reader_dsn
 from omstream.embedded.supervisor import (
     AlreadyRunning,
     Service,
@@ -23,7 +24,9 @@ from omstream.embedded.supervisor import (
     claim_state_dir,
     start_time,
 )
+from omstream.settings import Settings
 from stream.events import RecentRange
+from stream.kafka import Partitioner
 from stream.sources.generator import generate_csv
 from stream.sources.taobao import TAOBAO_END, TAOBAO_START, sort_by_time
 from tests.expected import (
@@ -32,8 +35,10 @@ from tests.expected import (
     daily_activity,
     distinct_valid_rows,
     hourly_activity,
+    partition_windows,
 )
-from tests.up import omstream, omstream_up, services, until
+from tests.pipeline import differences, stored_windows
+from tests.up import environment, omstream, omstream_up, services, until
 
 TIMEZONE = "Asia/Shanghai"
 LIVE = RecentRange(back=7 * 86_400, ahead=300)  # the settings' default range
@@ -104,9 +109,7 @@ def test_up_restarts_a_killed_worker_answers_reports_while_running_and_dies_with
 
     with omstream_up(state, tmp_path / "up-1.log") as up:
         replay(state, first)
-        doomed = services(state)["worker"]["pid"]
-        os.kill(doomed, signal.SIGKILL)
-        until(lambda: services(state)["worker"]["pid"] != doomed, 30, "the worker was not restarted")
+        kill_worker(state)
         replay(state, second)
         until(lambda: stored(report(state)) == expected, 120, "the running stack did not report the input")
         children = services(state)
@@ -122,6 +125,42 @@ def test_up_restarts_a_killed_worker_answers_reports_while_running_and_dies_with
         assert stored(report(state)) == expected
     notes = (tmp_path / "up-2.log").read_text()
     assert f"the previous omstream up here (pid {up.pid}) ended without stopping its services" in notes
+
+
+def kill_worker(state: Path) -> None:
+    """SIGKILL the worker of the `omstream up` on `state`, and wait until `up` has started another."""
+    doomed = services(state)["worker"]["pid"]
+    os.kill(doomed, signal.SIGKILL)
+    until(lambda: services(state)["worker"]["pid"] != doomed, 30, "the worker was not restarted")
+
+
+@pytest.mark.integration
+def test_up_restarts_a_worker_killed_in_a_paced_live_stream_and_every_window_stays_exact(
+    tmp_path: Path,
+) -> None:
+    """Events stamped now, paced as a live stream the worker keeps up with; the worker is killed twice
+    mid-stream and `up` restarts it on its own. Every window row (minute, hour, day, hour and day
+    funnels, final flag included: the events span 4 minutes, so none is final yet) then equals the
+    plain-Python computation, read over the running sink's query endpoint."""
+    state = tmp_path / "state"
+    data = recent_events(tmp_path, events=8_000)
+    rows = distinct_valid_rows(data, LIVE)
+    want = partition_windows(rows, Partitioner(4), TIMEZONE, grace=600)
+    with omstream_up(state, tmp_path / "up.log"):
+        command = [sys.executable, "-m", "omstream", "replay", str(data), "--rate", "1000"]
+        with subprocess.Popen(command, env=environment(state), stdout=subprocess.DEVNULL) as paced:
+            for _ in range(2):
+                time.sleep(3)
+                kill_worker(state)
+            assert paced.wait(120) == 0
+        dsn = reader_dsn(Settings(state_dir=state, kafka_bootstrap="", clickhouse_dsn=""))
+
+        def mismatches() -> list[Any]:
+            got_windows, got_funnels, totals = stored_windows(dsn)
+            wrong = differences(got_windows, want[0]) + differences(got_funnels, want[1])
+            return wrong + ([("totals", totals)] if totals != behavior_totals(rows) else [])
+
+        until(lambda: not mismatches(), 120, "the windows did not match the input")
 
 
 @pytest.mark.integration

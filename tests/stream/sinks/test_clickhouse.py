@@ -29,7 +29,7 @@ def client(tmp_path: Path) -> Iterator[Client]:
 
 def stored(client: Client) -> list[tuple[object, ...]]:
     columns = ", ".join(EVENT_COLUMNS[:4]) + ", toUnixTimestamp(ts), " + ", ".join(EVENT_COLUMNS[5:])
-    rows = client.query(f"SELECT {columns}, ingested_at > 0 FROM events").result_rows
+    rows = client.query(f"SELECT {columns}, ingested_at > 0 FROM events_raw").result_rows
     assert all(row[-1] for row in rows)  # a field named like a column the sink sets is not taken
     return sorted(tuple(row[:-1]) for row in rows)
 
