@@ -32,6 +32,8 @@ GRAFANA_PARAMETERS = {
     "to": "toDate($__toTime, '${tz}')",
     "category": "${category}",
     "idc": "'${idc}'",
+    "since": "$__fromTime",
+    "until": "$__toTime",
 }
 CATEGORIES = {"level": "category", "category": 0}  # sales_stats over every category
 _PARAMETER = re.compile(r"\{(\w+):(\w+)\}")
@@ -129,6 +131,24 @@ def _taobao_link(uid: str) -> dict[str, Any]:
     }
 
 
+def _alert_annotations() -> dict[str, Any]:
+    """The anomaly alerts of the time range, drawn over every time series of the dashboard."""
+    return {
+        "name": "Anomaly alerts",
+        "enable": True,
+        "iconColor": "red",
+        "datasource": CLICKHOUSE,
+        "target": {
+            "refId": "Alerts",
+            "datasource": CLICKHOUSE,
+            "editorType": "sql",
+            "queryType": "table",
+            "format": 1,
+            "rawSql": grafana_sql("alerts", {"status": "", "limit": 1_000}),
+        },
+    }
+
+
 def dashboard(
     uid: str,
     title: str,
@@ -137,6 +157,7 @@ def dashboard(
     time_range: dict[str, str],
     refresh: str,
     historical: bool = True,
+    annotations: tuple[dict[str, Any], ...] = (),
 ) -> dict[str, Any]:
     """A dashboard opening on `time_range`, refreshed every `refresh`; `historical`: with a link to the
     Taobao days (not for wall-clock data: metrics, ops commands)."""
@@ -150,6 +171,7 @@ def dashboard(
         "refresh": refresh,
         "links": [_taobao_link(uid)] if historical else [],
         "templating": {"list": [_timezone_variable(), *variables]},
+        **({"annotations": {"list": list(annotations)}} if annotations else {}),
         "panels": _panels(panels),
     }
 
@@ -167,7 +189,9 @@ def _activity() -> dict[str, Any]:
         Panel("Behaviour mix per day", "barchart", "behavior_daily"),
         Panel("Behaviour totals", "piechart", "behavior_totals"),
         Panel("PV anomalies (> 3 MADs from the median)", "table", "pv_anomalies", {"k": 3.0}),
-    ], [], LAST_DAY, "30s")  # fmt: skip
+        Panel("Open anomaly alerts (real time)", "table", "alerts", {"status": "open", "limit": 100},
+              width=24),
+    ], [], LAST_DAY, "30s", annotations=(_alert_annotations(),))  # fmt: skip
 
 
 def _funnel_retention() -> dict[str, Any]:
@@ -225,6 +249,12 @@ def _pipeline() -> dict[str, Any]:
         )),
         Panel("Window rows written per second", "timeseries", promql=(
             ("sum by (kind) (rate(omstream_window_rows_total[1m]))", "{{kind}}"),
+        )),
+        Panel("Anomaly alerts raised per hour", "timeseries", promql=(
+            ("sum by (metric, direction) (increase(omstream_alerts_total[1h]))", "{{metric}} {{direction}}"),
+        )),
+        Panel("Last minute judged by the alert detector (event time)", "timeseries", promql=(
+            ("omstream_alerts_minute_seconds", "minute start (unix s)"),
         )),
         Panel("Rejected input stored (dead letters)", "table", "dead_letters_by_reason", width=24),
     ], [], LAST_HOUR, "10s", historical=False)  # fmt: skip

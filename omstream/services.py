@@ -18,6 +18,9 @@ from control.signing import load_verify_key
 from masters.master import ALLOWLIST_FILE
 from masters.server import MasterConfig
 from omstream.settings import Settings, SettingsConflict
+from stream.alerts import AlertRules, BaselineRules
+from stream.alerts.records import alert_rows
+from stream.alerts.service import AlertsConfig
 from stream.app import FaustConfig, Takes
 from stream.emitter import Emitter
 from stream.kafka import GroupTimings
@@ -34,6 +37,7 @@ def topics(settings: Settings) -> Topics:
         windows=settings.windows_topic,
         checkpoints=settings.checkpoints_topic,
         processed=settings.processed_topic,
+        alerts=settings.alerts_topic,
     )
 
 
@@ -68,13 +72,46 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
 def sink_config(settings: Settings, bootstrap: str) -> SinkConfig:
     audit = AuditFeed(Pki(settings.pki_dir).results_public_key)
     audit_feed = TableFeed(settings.ops_results_topic, "ops_audit_log", Stage.AUDIT, audit)
+    alerts_feed = TableFeed(settings.alerts_topic, "alerts", Stage.ALERTS, alert_rows)
     return SinkConfig(
         faust=faust_config(settings, settings.sink_group, bootstrap),
         topics=topics(settings),
         partitions=settings.events_partitions,
         accept_range=settings.accept_range,
         takes=takes(settings),
-        feeds=(audit_feed,),
+        feeds=(audit_feed, alerts_feed),
+        alerts=alerts_config(settings, bootstrap) if settings.alert_metrics else None,
+    )
+
+
+def alert_rules(settings: Settings) -> AlertRules:
+    return AlertRules(
+        metrics=tuple(settings.alert_metrics),
+        baseline=BaselineRules(
+            days=settings.alert_baseline_days,
+            min_days=settings.alert_min_history_days,
+            neighbourhood=settings.alert_neighbourhood_minutes,
+            level_minutes=settings.alert_level_minutes,
+            level_band=settings.alert_level_band,
+        ),
+        lean_score=settings.alert_lean_score,
+        up_ratio=settings.alert_up_ratio,
+        down_ratio=settings.alert_down_ratio,
+        score=settings.alert_score,
+        confirm_minutes=settings.alert_confirm_minutes,
+        strong_score=settings.alert_strong_score,
+        strong_ratio=settings.alert_strong_ratio,
+        close_minutes=settings.alert_close_minutes,
+    )
+
+
+def alerts_config(settings: Settings, bootstrap: str) -> AlertsConfig:
+    return AlertsConfig(
+        bootstrap=bootstrap,
+        windows_topic=settings.windows_topic,
+        alerts_topic=settings.alerts_topic,
+        partitions=settings.events_partitions,
+        rules=alert_rules(settings),
     )
 
 

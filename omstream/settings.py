@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stream.alerts import METRICS
 from stream.events import AcceptRange, FixedRange, RecentRange
 from stream.topics import Topics
 
@@ -101,6 +102,44 @@ class Settings(BaseSettings):
         description="Kafka consumer session timeout; Tansu holds a JoinGroup for half of it",
     )
 
+    # Real-time anomaly alerts (stream/alerts): the detector in the sink watches each global minute
+    alerts_topic: str = Field(default=Topics.alerts, description="raised and closed alerts")
+    alert_metrics: list[str] = Field(
+        default_factory=lambda: list(METRICS),
+        description="metrics watched, of pv, uv, cart, fav, buy, pay_rate (JSON list); [] = no detector",
+    )
+    alert_baseline_days: int = Field(default=7, ge=1, description="previous days the baseline looks at")
+    alert_min_history_days: int = Field(
+        default=3, ge=1, description="no alert before this many previous days of history"
+    )
+    alert_neighbourhood_minutes: int = Field(
+        default=5, ge=0, description="minutes either side of the same minute of day in the baseline"
+    )
+    alert_level_minutes: int = Field(
+        default=180, ge=2, description="recent minutes the level (today against the baseline) is taken over"
+    )
+    alert_level_band: float = Field(
+        default=0.2, gt=0, description="minutes further than this (relative) from the baseline set no level"
+    )
+    alert_lean_score: float = Field(
+        default=2.0, gt=0, description="score (deviation over spread) a minute needs to count as deviating"
+    )
+    alert_up_ratio: float = Field(default=1.3, gt=1, description="and observed/expected at least this (up)")
+    alert_down_ratio: float = Field(
+        default=0.7, gt=0, lt=1, description="or observed/expected at most this (down)"
+    )
+    alert_score: float = Field(
+        default=5.0, gt=0, description="score of a run of deviating minutes that raises an alert"
+    )
+    alert_confirm_minutes: int = Field(default=2, ge=1, description="least minutes of such a run")
+    alert_strong_score: float = Field(default=8.0, gt=0, description="one minute this strong raises at once")
+    alert_strong_ratio: float = Field(
+        default=2.0, gt=1, description="and this far off (twice up, half down), for a one-minute raise"
+    )
+    alert_close_minutes: int = Field(
+        default=3, ge=1, description="minutes in a row back to normal that close an alert"
+    )
+
     ops_commands_topic: str = "ops.commands"
     ops_results_topic: str = "ops.results"
     ops_admitted_topic: str = Field(
@@ -175,6 +214,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value  # as compose passes an unset variable
+
+    @field_validator("alert_metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(METRICS))
+        if unknown:
+            raise ValueError(f"unknown alert metrics {unknown}: choose from {', '.join(METRICS)}")
+        return value
 
     @field_validator("timezone")
     @classmethod

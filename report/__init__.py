@@ -5,6 +5,7 @@ It reads ClickHouse through a client it is given, like `grafana` reads the same 
 of how the stack runs.
 """
 
+from report._alerts import alert_line, list_alerts
 from report._build import NO_DATA, NoSchema, Report, ReportOptions, build_report, ltv
 from report._html import write_html
 from report._text import render_text
@@ -14,7 +15,9 @@ __all__ = [
     "NoSchema",
     "Report",
     "ReportOptions",
+    "alert_line",
     "build_report",
+    "list_alerts",
     "ltv",
     "render_text",
     "write_html",

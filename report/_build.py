@@ -17,12 +17,14 @@ import numpy as np
 from clickhouse_connect.driver.client import Client
 
 from clickhouse import query_rows
+from report._alerts import list_alerts
 from stream.events import BEHAVIORS
 
 ANOMALY_MADS = 3.0  # the generator's two weekday levels keep the MAD steady enough for 3 to flag one spike
 SESSION_GAP_S = 1_800
 RETENTION_RULE = {1: 0.40, 7: 0.20, 30: 0.10}  # the 40-20-10 rule: day-1, week and month retention
 RETENTION_CURVE_DAYS = 30
+REPORT_ALERTS = 50  # the newest anomaly alerts the report lists
 LTV_HORIZON_DAYS = 365
 _EVERY_GROUP = 1 << 31  # a `top` that keeps every category (or item)
 PATH_SEPARATOR = " > "
@@ -166,6 +168,7 @@ class Realtime:
 
     hourly: list[Row]
     funnel_daily: list[Row]
+    alerts: list[Row]  # anomaly alerts, newest first (report._alerts)
 
 
 @dataclass(frozen=True)
@@ -369,6 +372,7 @@ def _realtime(client: Client, timezone: str) -> Realtime:
     return Realtime(
         hourly=query_rows(client, "realtime_hourly", tz=timezone),
         funnel_daily=query_rows(client, "realtime_funnel_daily", tz=timezone),
+        alerts=list_alerts(client, timezone, limit=REPORT_ALERTS),
     )
 
 

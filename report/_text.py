@@ -6,7 +6,8 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from report._build import NO_DATA, Items, Report, Row
+from report._alerts import alert_table
+from report._build import NO_DATA, REPORT_ALERTS, Items, Report, Row
 
 # Columns holding a share of a whole (at most 1: shown as percentages); other fractions (buys per fav,
 # PV per UV, days) are rates and keep their unit.
@@ -90,6 +91,7 @@ def render_text(report: Report) -> str:
         _table(report.daily, f"Daily activity ({report.timezone}, {period(report)})"),
         *_analysis_tables(report),
         _table(report.dead_letters, dead_letters_title(report)),
+        _table(alert_table(report.realtime.alerts), f"Anomaly alerts, real time (newest {REPORT_ALERTS})"),
     ]
     return "\n\n".join("\n".join(section) for section in sections)
 

@@ -259,7 +259,8 @@ async def read_to_end(
         while True:
             for record in (await consumer.getmany(partition, timeout_ms=300)).get(partition, []):
                 yield record
-            if await consumer.position(partition) >= (consumer.highwater(partition) or 0):
+            mark = consumer.highwater(partition)  # None until a fetch has answered: not the end yet
+            if mark is not None and await consumer.position(partition) >= mark:
                 return
     finally:
         await consumer.stop()

@@ -48,3 +48,7 @@ WATERMARK_LAG = Gauge(
 HELD_MESSAGES = Gauge(
     "omstream_held_messages", "Fetches of a partition not yet acknowledged: they feed open windows"
 )
+ALERTS = Counter("omstream_alerts_total", "Anomaly alerts raised", ["metric", "direction"])
+ALERT_MINUTE = Gauge(
+    "omstream_alerts_minute_seconds", "Start of the last complete global minute the alert detector judged"
+)

@@ -31,6 +31,7 @@ class Stage(StrEnum):
     WINDOWS = "windows"  # the window rows of events (positions are the events topic's)
     DEAD_LETTERS = "dead_letters"
     AUDIT = "audit"  # the control plane's results in the audit table
+    ALERTS = "alerts"  # anomaly alerts in the alerts table
 
 
 def encode_processed(stage: Stage, topic: str, partition: int, offset: int) -> bytes:

@@ -20,6 +20,7 @@ from clickhouse_connect.driver.client import Client
 from faust.types import EventT
 
 from stream import metrics
+from stream.alerts.service import AlertsConfig, detect_alerts_in
 from stream.app import FaustConfig, Takes, create_app, raw_topic
 from stream.bulk import Bulk, bulk_buffer, deliver_in_bulk
 from stream.events import (
@@ -69,6 +70,7 @@ class SinkConfig:
     accept_range: AcceptRange  # accepted event times
     takes: Takes
     feeds: tuple[TableFeed, ...] = ()
+    alerts: AlertsConfig | None = None  # the alert detector, run in the sink's process
 
 
 class ClickHouseWriter:
@@ -205,6 +207,8 @@ def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
     app.agent(raw_topic(app, topics.windows), name="store_windows")(store_windows)
     for feed in config.feeds:
         app.agent(raw_topic(app, feed.topic), name=f"store_{feed.table}")(store_feed(feed))
+    if config.alerts is not None:
+        detect_alerts_in(app, config.alerts)
     return app
 
 

@@ -12,3 +12,4 @@ class Topics:
     windows: str = "omstream.windows"  # window rows, from the workers to the sink
     checkpoints: str = "omstream.checkpoints"  # where each partition's open windows start
     processed: str = "omstream.processed"  # how far the sink has stored each source
+    alerts: str = "omstream.alerts"  # anomaly alerts, raised and closed (stream/alerts)

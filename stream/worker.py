@@ -166,7 +166,7 @@ class WindowWorker:
         self.held: dict[int, deque[EventT]] = defaultdict(deque)
         self.last_flush = 0.0
         self.last_flush_cost = 0.0  # seconds the last full flush took to compute its rows
-        self.sent_positions: dict[int, int] = {}
+        self.sent_positions: tuple[dict[int, int], dict[int, int]] = ({}, {})  # and written through
         self.sent_checkpoints: dict[int, Checkpoint] = {}
         self._lock = asyncio.Lock()  # a take and the flush timer never interleave
         self._in_flight: list[Awaitable[Any]] = []  # sends to wait for before acknowledging
@@ -333,10 +333,11 @@ class WindowWorker:
             self.last_flush_cost = time.perf_counter() - started
         # only a full flush writes every open window, so only it may claim the offsets are stored
         positions = {p: state.last_offset for p, state in self.windows.items()} if everything else {}
-        if windows or funnels or (everything and positions != self.sent_positions):
-            for payload in encode_results(windows, funnels, positions):
+        through = {p: s.watermark if everything else s.close_point for p, s in self.windows.items()}
+        if windows or funnels or (everything and (positions, through) != self.sent_positions):
+            for payload in encode_results(windows, funnels, positions, through):
                 await self._send(self.topics.windows, payload)
-            self.sent_positions = positions or self.sent_positions
+            self.sent_positions = (positions, through) if everything else self.sent_positions
         # The rows (and re-routed events, dead letters) are on Kafka before a checkpoint says their
         # windows are final, and the checkpoint before any message is acknowledged: a crash in between
         # re-delivers the messages, and the next owner writes the rows again.

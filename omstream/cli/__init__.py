@@ -22,6 +22,7 @@ for command in (
     pipeline.generate,
     pipeline.replay,
     report.report,
+    report.alerts,
     ops.ops,
     serve.worker,
     serve.sink,

@@ -126,6 +126,27 @@ def bench_report(settings: Settings, events: int, as_json: bool) -> None:
     _print_figures(result, as_json)
 
 
+@bench.command("alerts")
+@click.option("--events", "-n", default=30_000_000, show_default=True, help="generated events per seed")
+@click.option("--seeds", default="1,2,3", show_default=True, help="comma-separated generator seeds")
+@click.option(
+    "--anomalies", default=12, show_default=True, type=click.IntRange(min=1), help="injected per seed"
+)
+@click.option("--json", "as_json", is_flag=True)
+@one_line_errors
+@pass_settings
+def bench_alerts(settings: Settings, events: int, seeds: str, anomalies: int, as_json: bool) -> None:
+    """Alert quality on generated days with injected anomalies: precision, recall, delay per metric."""
+    from omstream.bench.alerts import render_alerts_bench, run_alerts_bench
+    from omstream.services import alert_rules
+
+    numbers = [int(seed) for seed in seeds.split(",")]
+    result = run_alerts_bench(
+        alert_rules(settings), events, numbers, anomalies, lambda line: click.echo(line, err=True)
+    )
+    click.echo(json.dumps(result) if as_json else render_alerts_bench(result))
+
+
 @bench.command("control")
 @click.option(
     "--sequential", default=200, show_default=True, type=click.IntRange(min=2), help="pings one at a time"

@@ -69,3 +69,28 @@ def report(
         click.echo(
             json.dumps(result.as_json(), default=str) if as_json or fmt == "json" else render_text(result)
         )
+
+
+_MOMENTS = ["%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="a JSON array of alert objects")
+@click.option("--from", "since", type=click.DateTime(_MOMENTS), help="from this time (OMSTREAM_TIMEZONE)")
+@click.option("--to", "until", type=click.DateTime(_MOMENTS), help="until this time (exclusive)")
+@click.option("--open", "only_open", is_flag=True, help="only alerts still open")
+@one_line_errors
+@pass_settings
+def alerts(
+    settings: Settings, as_json: bool, since: datetime | None, until: datetime | None, only_open: bool
+) -> None:
+    """Anomaly alerts raised by the real-time detector, newest first."""
+    from omstream.embedded.running import reader_dsn
+    from report import alert_line, list_alerts
+
+    client = clickhouse.connect(reader_dsn(settings))
+    try:
+        rows = list_alerts(client, settings.timezone, since, until, "open" if only_open else "")
+    finally:
+        client.close()
+    click.echo(json.dumps(rows) if as_json else "\n".join(map(alert_line, rows)) or "no alerts")

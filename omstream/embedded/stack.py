@@ -97,6 +97,7 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         settings.processed_topic: 1,
         settings.windows_topic: 1,
         settings.checkpoints_topic: 1,
+        settings.alerts_topic: 1,
         settings.ops_commands_topic: 1,
         settings.ops_results_topic: 1,
         settings.ops_admitted_topic: 1,

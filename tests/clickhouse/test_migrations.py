@@ -15,6 +15,7 @@ def test_migrations_apply_once_and_events_deduplicate(tmp_path: Path) -> None:
             "0004_realtime_first_epoch",
             "0005_ops_audit_log",
             "0006_events_view",
+            "0008_alerts",
         ]
         assert clickhouse.migrate(client) == []
         row = [7, 1, 2, "buy", 1_511_544_070]

@@ -27,8 +27,10 @@ from prometheus_client import REGISTRY
 import clickhouse
 import stream.metrics  # noqa: F401  (registers the services' metrics)
 from omstream.bench.throughput import load_generated
+from stream.alerts import CLOSED, OPEN, UP, Alert, alert_id
+from stream.alerts.records import AlertRecord, alert_rows, encode_alert
 from stream.events import DeadLetter
-from stream.sinks.clickhouse import insert_dead_letters, insert_window_rows
+from stream.sinks.clickhouse import insert_dead_letters, insert_rows, insert_window_rows
 from stream.windows import FunnelRow, WindowRow
 from tests.up import environment, omstream, omstream_up, until
 
@@ -132,6 +134,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
         _load_realtime(chdb)
         insert_dead_letters(chdb, [DeadLetter("dlq/0/1", "malformed", "replay", "not JSON", "x")])
         _load_ops_audit(chdb)
+        _load_alerts(chdb)
         yield chdb
     finally:
         chdb.close()
@@ -147,6 +150,32 @@ def _load_realtime(chdb: Client) -> None:
     ]
     funnels = [FunnelRow("day", TAOBAO_START, 0, pv_users=5, cart_users=3, buy_users=1, final=1, version=1)]
     insert_window_rows(chdb, windows, funnels)
+
+
+def _load_alerts(chdb: Client) -> None:
+    """A closed and an open alert on Dec 2 (the generator's spike day)."""
+    start = TAOBAO_START + 7 * DAY + 120
+    records = [
+        AlertRecord(Alert(alert_id(metric, UP, start), metric, UP, status, start, start + 600, 900.0, 300.0,
+                          9.5, start + 120, int(status == CLOSED)), raised_at=1_700_000_000.0)
+        for metric, status in (("pv", CLOSED), ("uv", OPEN))
+    ]  # fmt: skip
+    insert_rows(chdb, "alerts", [row for record in records for row in alert_rows(encode_alert(record))])
+
+
+def test_alert_annotations_mark_the_activity_board_on_the_days_they_cover(client: Client) -> None:
+    board = _load(GRAFANA / "dashboards" / "activity.json")
+    (annotation,) = board["annotations"]["list"]
+    assert annotation["datasource"]["type"] == PLUGIN
+    linked = _linked_range(board)
+    assert linked is not None
+    start, end = (_instant(linked[edge], datetime.now(UTC)) for edge in ("from", "to"))
+    result = client.query(expand_macros(annotation["target"]["rawSql"], start, end))
+    rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+    assert {(row["metric"], row["status"]) for row in rows} == {("pv", "closed"), ("uv", "open")}
+    assert all(row["timeEnd"] > row["time"] and row["text"].startswith(row["metric"]) for row in rows)
+    before = client.query(expand_macros(annotation["target"]["rawSql"], start, start + timedelta(days=7)))
+    assert before.result_rows == []  # the alerts lie on Dec 2, outside the first week
 
 
 def _load_ops_audit(chdb: Client) -> None:

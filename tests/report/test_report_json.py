@@ -179,6 +179,7 @@ REPORT_JSON_SHAPE = [
     "dead_letters_received: null",
     "realtime.hourly: []",
     "realtime.funnel_daily: []",
+    "realtime.alerts: []",
 ]
 
 

@@ -1,0 +1,118 @@
+"""The detector as a service: window rows in from `omstream.windows`, alerts out to `omstream.alerts`.
+
+It runs in the sink's process (one sink per deployment: the one consumer that already reads every
+partition's window rows) as a task of its own, with a consumer outside any group that reads the
+window rows from the topic's beginning. Its state (each partition's rows of incomplete minutes, the
+minutes' history, open alerts) is so a function of the topic, rebuilt exactly after a restart, and
+the alerts it derives again carry the ids they had. At start it reads `omstream.alerts` to its end
+and publishes only records not there yet: an alert is raised once, not once per restart (a crash
+between deciding and publishing publishes it late, never twice; the table keys by id regardless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import faust
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from stream import metrics
+from stream.alerts.detector import OPEN, Alert, AlertRules, Detector
+from stream.alerts.minutes import MinuteAssembler
+from stream.alerts.records import AlertRecord, decode_alert, encode_alert
+from stream.kafka import kafka_options, read_to_end
+from stream.results import decode_results
+
+log = logging.getLogger("omstream.alerts")
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    bootstrap: str
+    windows_topic: str  # one partition: every worker's rows in the order they were sent
+    alerts_topic: str
+    partitions: int  # of the events topic
+    rules: AlertRules
+
+
+class AlertPublisher:
+    """Publishes each alert record once: it knows what the topic held when it started."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, published: dict[str, AlertRecord]) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.published = published  # alert id -> its latest record on the topic
+
+    async def publish(self, alert: Alert) -> None:
+        known = self.published.get(alert.alert_id)
+        if known is not None and known.alert.version >= alert.version:
+            return  # derived again by a rebuilt detector
+        record = AlertRecord(alert, known.raised_at if known else time.time())
+        await self.producer.send_and_wait(self.topic, encode_alert(record), key=alert.alert_id.encode())
+        self.published[alert.alert_id] = record
+        if alert.status == OPEN:
+            metrics.ALERTS.labels(alert.metric, alert.direction).inc()
+            log.warning(
+                "alert: %s %s from %s, score %.1f",
+                *(alert.metric, alert.direction),
+                *(alert.window_start, alert.score),
+            )
+
+
+async def published_alerts(bootstrap: str, topic: str) -> dict[str, AlertRecord]:
+    published: dict[str, AlertRecord] = {}
+    async for message in read_to_end(bootstrap, topic):
+        try:
+            record = decode_alert(message.value or b"")
+        except (ValueError, KeyError, TypeError):
+            continue  # not an alert: nothing to skip publishing for
+        known = published.get(record.alert.alert_id)
+        if known is None or known.alert.version < record.alert.version:
+            published[record.alert.alert_id] = record
+    return published
+
+
+async def run_alerts(config: AlertsConfig) -> None:
+    """Follow the window rows for ever, publishing alerts as the detector raises and closes them."""
+    publisher = AlertPublisher(
+        AIOKafkaProducer(**kafka_options(config.bootstrap), linger_ms=5),
+        config.alerts_topic,
+        await published_alerts(config.bootstrap, config.alerts_topic),
+    )
+    consumer = AIOKafkaConsumer(**kafka_options(config.bootstrap), enable_auto_commit=False)
+    assembler, detector = MinuteAssembler(config.partitions), Detector(config.rules)
+    await publisher.producer.start()
+    await consumer.start()
+    try:
+        partition = TopicPartition(config.windows_topic, 0)
+        consumer.assign([partition])
+        consumer.seek(partition, 0)
+        while True:
+            fetched = await consumer.getmany(partition, timeout_ms=1_000)
+            for message in fetched.get(partition, []):
+                for minute in assembler.add(decode_results(message.value or b"")):
+                    for alert in detector.observe(minute):
+                        await publisher.publish(alert)
+                    metrics.ALERT_MINUTE.set(minute.start)
+                await asyncio.sleep(0)  # a backlog (a restart re-reads the topic) leaves the sink its turns
+    finally:
+        await consumer.stop()
+        await publisher.producer.stop()
+
+
+def detect_alerts_in(app: faust.App, config: AlertsConfig) -> None:
+    """Run the detector as a task of `app`; its failure stops the app (a supervisor restarts it)."""
+
+    async def detect() -> None:
+        try:
+            await run_alerts(config)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.exception("the alert detector failed")
+            await app.crash(error)
+
+    app.task(detect)
