@@ -23,13 +23,16 @@ def _events(default: int) -> Callable[[F], F]:
     )
 
 
+json_option = click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
+
+
 def _print_figures(result: dict[str, Any], as_json: bool) -> None:
     click.echo(json.dumps(result) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
 
 
 @bench.command("ingest")
 @_events(1_000_000)
-@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
+@json_option
 @one_line_errors
 @pass_settings
 def bench_ingest(settings: Settings, events: int, as_json: bool) -> None:
@@ -42,7 +45,7 @@ def bench_ingest(settings: Settings, events: int, as_json: bool) -> None:
 
 @bench.command("stream")
 @_events(1_000_000)
-@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
+@json_option
 @one_line_errors
 @pass_settings
 def bench_stream(settings: Settings, events: int, as_json: bool) -> None:
@@ -56,7 +59,7 @@ def bench_stream(settings: Settings, events: int, as_json: bool) -> None:
 
 @bench.command("queries")
 @_events(2_000_000)
-@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
+@json_option
 @one_line_errors
 @pass_settings
 def bench_queries(settings: Settings, events: int, as_json: bool) -> None:
@@ -70,7 +73,7 @@ def bench_queries(settings: Settings, events: int, as_json: bool) -> None:
 
 @bench.command("scale")
 @_events(100_000_000)
-@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
+@json_option
 @one_line_errors
 @pass_settings
 def bench_scale(settings: Settings, events: int, as_json: bool) -> None:
@@ -86,7 +89,7 @@ def bench_scale(settings: Settings, events: int, as_json: bool) -> None:
 @click.option("--rates", default="2000,10000,20000", show_default=True, help="events/s, comma-separated")
 @click.option("--seconds", default=60.0, show_default=True, help="of steady load per rate")
 @click.option("--pack", default=250, show_default=True, help="events per Kafka message")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @one_line_errors
 def bench_freshness(rates: str, seconds: float, pack: int, as_json: bool) -> None:
     """Send-to-visible times (raw table, minute window) through `omstream up`'s query endpoint."""
@@ -99,10 +102,10 @@ def bench_freshness(rates: str, seconds: float, pack: int, as_json: bool) -> Non
 
 @bench.command("soak")
 @click.option("--rate", default=20_000.0, show_default=True, help="events/s")
-@click.option("--minutes", default=20.0, show_default=True)
+@click.option("--minutes", default=20.0, show_default=True, help="how long the steady load runs")
 @click.option("--speedup", default=1.0, show_default=True, help="event time runs this many times faster")
 @click.option("--sample", "sample_s", default=30.0, show_default=True, help="seconds between samples")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @one_line_errors
 def bench_soak(rate: float, minutes: float, speedup: float, sample_s: float, as_json: bool) -> None:
     """`omstream up` under a steady live load: every process's RSS and the disk over time."""
@@ -115,7 +118,7 @@ def bench_soak(rate: float, minutes: float, speedup: float, sample_s: float, as_
 
 @bench.command("report")
 @_events(10_000_000)
-@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
+@json_option
 @one_line_errors
 @pass_settings
 def bench_report(settings: Settings, events: int, as_json: bool) -> None:
@@ -132,7 +135,7 @@ def bench_report(settings: Settings, events: int, as_json: bool) -> None:
 @click.option(
     "--anomalies", default=12, show_default=True, type=click.IntRange(min=1), help="injected per seed"
 )
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @one_line_errors
 @pass_settings
 def bench_alerts(settings: Settings, events: int, seeds: str, anomalies: int, as_json: bool) -> None:
@@ -154,7 +157,7 @@ def bench_alerts(settings: Settings, events: int, seeds: str, anomalies: int, as
 @click.option(
     "--burst", default=2000, show_default=True, type=click.IntRange(min=1), help="commands sent at once"
 )
-@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
+@json_option
 @one_line_errors
 def bench_control(sequential: int, burst: int, as_json: bool) -> None:
     """Control plane: publish-to-result latency of pings to both IDCs, and sustained commands/s."""

@@ -94,8 +94,10 @@ def test_clickhouse_connect_reads_native_results_and_parameters(
 
 def test_clickhouse_connect_reads_show_create_and_exists_whose_table_is_an_identifier(reader: Client) -> None:
     # their AST's first identifier is the table, not the FORMAT the client adds
-    statement = reader.query("SHOW CREATE TABLE events").result_rows[0][0]
+    statement = reader.query("SHOW CREATE TABLE events_raw").result_rows[0][0]
     assert statement.startswith("CREATE TABLE") and "ReplacingMergeTree" in statement
+    view = reader.query("SHOW CREATE TABLE events").result_rows[0][0]
+    assert view.startswith("CREATE VIEW") and "FROM default.events_raw" in view
     assert reader.query("EXISTS TABLE events").result_rows == [(1,)]
 
 
