@@ -15,7 +15,15 @@ from pathlib import Path
 from report._alerts import alert_table
 from report._build import Report, Row
 from report._charts import CHARTS, render_png
-from report._text import cell, dead_letters_title, headline, items_title, period, short_retention
+from report._text import (
+    ALERTS_TITLE,
+    cell,
+    dead_letters_title,
+    headline,
+    items_title,
+    period,
+    short_retention,
+)
 
 _STYLE = """
 * { box-sizing: border-box; }
@@ -191,7 +199,7 @@ def _sections(report: Report, charts: dict[str, str]) -> list[tuple[str, str]]:
                 _table(realtime.funnel_daily, "Funnel by day", scroll=True),
             ),
         ),
-        ("Anomaly alerts (real time)", _table(alert_table(realtime.alerts))),
+        (ALERTS_TITLE, _table(alert_table(realtime.alerts))),
     ]
 
 

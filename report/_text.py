@@ -9,6 +9,8 @@ from typing import Any
 from report._alerts import alert_table
 from report._build import NO_DATA, REPORT_ALERTS, Items, Report, Row
 
+ALERTS_TITLE = f"Anomaly alerts, real time (newest {REPORT_ALERTS})"
+
 # Columns holding a share of a whole (at most 1: shown as percentages); other fractions (buys per fav,
 # PV per UV, days) are rates and keep their unit.
 _SHARE = re.compile(r"rate$|share$|_per_pv$|^d\d+$")
@@ -91,7 +93,7 @@ def render_text(report: Report) -> str:
         _table(report.daily, f"Daily activity ({report.timezone}, {period(report)})"),
         *_analysis_tables(report),
         _table(report.dead_letters, dead_letters_title(report)),
-        _table(alert_table(report.realtime.alerts), f"Anomaly alerts, real time (newest {REPORT_ALERTS})"),
+        _table(alert_table(report.realtime.alerts), ALERTS_TITLE),
     ]
     return "\n\n".join("\n".join(section) for section in sections)
 

@@ -49,7 +49,7 @@ def test_the_report_lists_each_alert_once_newest_first_in_every_format(tmp_path:
     assert alerts[1]["raised_at"] == "2023-11-15T06:13:20.500000+08:00"
     assert "Anomaly alerts" in render_text(report) and "2017-12-02T02:00:00+08:00" in render_text(report)
     html = write_html(report, tmp_path / "html").read_text()
-    assert "Anomaly alerts (real time)" in html and "2017-12-02T00:25:00+08:00" in html
+    assert "Anomaly alerts, real time" in html and "2017-12-02T00:25:00+08:00" in html
 
 
 def test_cli_lists_alerts_as_json_within_a_range_and_open_ones(tmp_path: Path) -> None:
