@@ -24,7 +24,7 @@ from stream.alerts.detector import OPEN, Alert, AlertRules, Detector
 from stream.alerts.minutes import MinuteAssembler
 from stream.alerts.records import AlertRecord, decode_alert, encode_alert
 from stream.kafka import kafka_options, read_to_end
-from stream.results import decode_results
+from stream.results import WindowResults, decode_results
 
 log = logging.getLogger("omstream.alerts")
 
@@ -93,7 +93,10 @@ async def run_alerts(config: AlertsConfig) -> None:
         while True:
             fetched = await consumer.getmany(partition, timeout_ms=1_000)
             for message in fetched.get(partition, []):
-                for minute in assembler.add(decode_results(message.value or b"")):
+                results = _window_results(message.value)
+                if results is None:
+                    continue
+                for minute in assembler.add(results):
                     for alert in detector.observe(minute):
                         await publisher.publish(alert)
                     metrics.ALERT_MINUTE.set(minute.start)
@@ -101,6 +104,14 @@ async def run_alerts(config: AlertsConfig) -> None:
     finally:
         await consumer.stop()
         await publisher.producer.stop()
+
+
+def _window_results(value: bytes | None) -> WindowResults | None:
+    """A worker's record, or None for anything else on the topic (the sink dead-letters and counts it)."""
+    try:
+        return decode_results(value or b"")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def detect_alerts_in(app: faust.App, config: AlertsConfig) -> None:

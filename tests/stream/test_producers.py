@@ -190,6 +190,7 @@ def test_foreign_producers_with_every_codec_and_bad_input_in_the_same_batches(
 
     assert sink_metrics[("omstream_events_stored_total", ())] == len(events.rows)
     assert sink_metrics[("omstream_undecodable_batches_total", (("topic", topic),))] == 2
-    assert sink_metrics[("omstream_undecodable_batches_total", (("topic", settings.windows_topic),))] == 1
+    # the sink process reads the window rows twice: its store and its alert detector each skip the batch
+    assert sink_metrics[("omstream_undecodable_batches_total", (("topic", settings.windows_topic),))] == 2
     for reason, count in expected_letters.items():
         assert worker_metrics[("omstream_dead_letters_total", (("reason", reason),))] == count, reason
