@@ -33,6 +33,12 @@ class BaselineRules:
     level_minutes: int  # the recent span the level is measured over
     level_band: float  # minutes further than this from their seasonal value (relative) do not set it
 
+    @property
+    def history_minutes(self) -> int:
+        """The minutes before t that minute t's expectation reads: `days` days and the neighbourhood
+        for the seasonal value, the level's span (four times `level_minutes`, see `recent_level`)."""
+        return max(self.days * DAY_MINUTES + self.neighbourhood, 4 * self.level_minutes)
+
 
 @dataclass(frozen=True)
 class Expectation:
@@ -108,7 +114,7 @@ def recent_level(series: Series, t: int, rules: BaselineRules) -> float:
     and were within `level_band` of their seasonal value (1 until half as many exist in the last
     12 hours): the level follows a slow trend or a quieter weekday, while neither an anomaly in
     progress nor a day-long surge becomes the level it is judged against."""
-    span = rules.level_minutes * 4
+    span = rules.level_minutes * 4  # a long anomaly or surge leaves it enough usable minutes
     values, seasonal = series.window(t - span, t)
     ratio = np.divide(values, seasonal, out=np.full(values.shape, np.nan), where=seasonal > 0)
     usable = np.flatnonzero(series.calm_window(t - span, t) & (np.abs(ratio - 1.0) <= rules.level_band))

@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from stream.alerts.baseline import DAY_MINUTES, BaselineRules, Expectation, Series, expectation
+from stream.alerts.baseline import BaselineRules, Expectation, Series, expectation
 from stream.alerts.minutes import METRICS, MINUTE, MinuteTotals
 
 UP, DOWN = "up", "down"
@@ -117,7 +117,7 @@ class MetricWatch:
     def __init__(self, metric: str, rules: AlertRules) -> None:
         self.metric = metric
         self.rules = rules
-        self.series = Series(keep=(rules.baseline.days + 1) * DAY_MINUTES)
+        self.series = Series(keep=rules.baseline.history_minutes)
         self.run: _Run | None = None  # leaning minutes not (yet) raised
         self.open: _Run | None = None  # the raised alert
         self.raised_at = 0
@@ -202,6 +202,7 @@ class Detector:
     """Every watched metric over the sequence of complete global minutes."""
 
     def __init__(self, rules: AlertRules) -> None:
+        self.rules = rules
         self.watches = [MetricWatch(metric, rules) for metric in rules.metrics]
         self.next_minute: int | None = None
 
