@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from stream.alerts.baseline import BaselineRules, Expectation, Series, expectation
@@ -126,8 +125,8 @@ class MetricWatch:
     def observe(self, minute: MinuteTotals) -> list[Alert]:
         t = self.series.length
         observed = minute.value(self.metric)
-        found, seasonal = expectation(self.series, t, self.rules.baseline, self._floor(minute))
-        self.series.append(observed, seasonal)
+        found = expectation(self.series, t, self.rules.baseline, self._noise, minute.uv)
+        self.series.append(observed, found.seasonal if found else math.nan, minute.uv)
         buyers = max(found.expected * minute.uv, minute.buy) if found else 0.0
         if self.metric == "pay_rate" and buyers < _PAY_EVIDENCE:
             found = None  # too few buyers, expected or seen, to judge a rate: the buy count's own noise
@@ -138,12 +137,13 @@ class MetricWatch:
             return self._follow(minute, direction, observed, found)
         return self._watch(minute, direction, observed, found)
 
-    def _floor(self, minute: MinuteTotals) -> Callable[[float], float]:
-        """The spread sampling alone gives: Poisson for a count, binomial over the minute's users
-        for the pay rate (which a handful of users makes noisy, whatever its history)."""
+    def _noise(self, value: float, users: float) -> float:
+        """Sampling variance: Poisson for a count, binomial over the minute's users for the pay rate
+        (which a handful of users makes noisy, whatever its history)."""
         if self.metric == "pay_rate":
-            return lambda rate: math.sqrt(min(max(rate, 0.0), 1.0) * (1 - min(rate, 1.0)) / max(minute.uv, 1))
-        return lambda count: math.sqrt(max(count, 1.0))
+            rate = min(max(value, 0.0), 1.0)
+            return rate * (1 - rate) / max(users, 1.0)
+        return max(value, 1.0)
 
     def _lean(self, observed: float, found: Expectation | None, share: float) -> str | None:
         """The way the minute leans by `share` of the lean thresholds, if it does."""

@@ -86,6 +86,23 @@ def test_the_pay_rate_falls_when_buying_stops_while_visits_go_on() -> None:
     assert raised == {("buy", DOWN), ("pay_rate", DOWN)}
 
 
+def test_the_pay_rate_of_many_more_visitors_than_usual_is_judged_on_their_number() -> None:
+    # ~300 users a minute, 2.5 % of them buying: a minute's rate varies by sampling alone, as its
+    # history shows; five times the users measure the rate more finely than the history's minutes did
+    rng = np.random.default_rng(1)
+    users = rng.poisson(300, 5 * DAY)
+    buy = rng.binomial(users, 0.025)
+    begin = 4 * DAY + 5 * 60
+    users[begin : begin + 20] *= 5  # visitors who do not buy: the rate falls to a fifth
+    detector, alerts = Detector(rules("pay_rate")), []
+    for index, (uv, buys) in enumerate(zip(users.tolist(), buy.tolist(), strict=True)):
+        start = START + index * 60
+        alerts += detector.observe(MinuteTotals(start, 2 * uv, uv, 0, 0, buys, start + 60))
+    (raised,) = [a for a in alerts if a.status == OPEN]
+    assert (raised.direction, raised.window_start) == (DOWN, START + begin * 60)
+    assert raised.event_time_at_raise - raised.window_start <= 180
+
+
 def test_minutes_nobody_had_events_in_are_zeros() -> None:
     pv = curve(5, peak=4)
     detector = Detector(rules("pv"))
