@@ -67,6 +67,17 @@ class Alert:
     version: int  # 0 open, 1 closed
 
 
+def deviation(observed: float, expected: float, sigma: float) -> float:
+    """Observed minus expected in units of the spread, an excess shrunk as the square roots differ
+    (2(√o - √e) for a count, the variance-stabilised difference): a count's right tail, like that of
+    multiplicative variation, is longer than a normal one, so a small count's excess is less rare
+    than its plain score says."""
+    score = (observed - expected) / sigma
+    if observed > expected > 0:
+        return score * 2 / (1 + math.sqrt(observed / expected))
+    return score
+
+
 def alert_id(metric: str, direction: str, window_start: int) -> str:
     return hashlib.sha256(f"{metric}/{direction}/{window_start}".encode()).hexdigest()[:16]
 
@@ -87,12 +98,12 @@ class _Run:
         self.last = start
         self.observed.append(observed)
         self.expected.append(found.expected)
-        self.scores.append((observed - found.expected) / found.sigma)
+        self.scores.append(deviation(observed, found.expected, found.sigma))
         self.variance += found.sigma**2
 
     @property
     def score(self) -> float:
-        return (sum(self.observed) - sum(self.expected)) / math.sqrt(self.variance)
+        return deviation(sum(self.observed), sum(self.expected), math.sqrt(self.variance))
 
     def alert(self, metric: str, status: str, raised_at: int) -> Alert:
         return Alert(
@@ -150,7 +161,7 @@ class MetricWatch:
         if found is None:
             return None
         rules = self.rules
-        score = (observed - found.expected) / found.sigma
+        score = deviation(observed, found.expected, found.sigma)
         up_ratio, down_ratio = (1 + share * (ratio - 1) for ratio in (rules.up_ratio, rules.down_ratio))
         if score >= share * rules.lean_score and observed >= up_ratio * found.expected:
             return UP
