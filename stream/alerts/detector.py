@@ -1,14 +1,16 @@
 """The alert detector: per metric, each complete global minute against its baseline.
 
-A minute leans up (down) when its score, observed minus expected in units of the baseline's spread,
-is at least `lean_score` (at most minus it) and the observed value is at least `up_ratio` times the
-expected one (at most `down_ratio` times): the score alone would flag tiny relative changes of large
-counts, the ratio alone noise in small ones. Leaning minutes in a row make a run, whose score is
-their summed deviation over their combined spread: a run of at least `confirm_minutes` minutes
-scoring `score` or more raises an alert, and so does a single minute scoring `strong_score` with
-`strong_ratio` (or its inverse). Once raised, a minute keeps the alert going at half the lean
-(half the score, half the ratio's distance from 1), so a deviation that hovers near the thresholds
-is one alert, not many; `close_minutes` minutes in a row that do not keep it going close it.
+A minute leans up (down) when its score, observed minus expected in units of the baseline's spread
+(see `deviation`), is at least `lean_score` (at most minus it) and the observed value is at least
+`up_ratio` times the expected one (at most `down_ratio` times): the score alone would flag tiny
+relative changes of large counts, the ratio alone noise in small ones. A leaning minute starts a
+run, which the next minutes go on at half the lean (half the score, half the ratio's distance from
+1): a drop of a few events a minute leans fully only now and then, while the run gathers the
+evidence of all its minutes. A run's score is its summed deviation over its combined spread: a run
+of at least `confirm_minutes` minutes scoring `score` or more raises an alert, and so does a single
+minute scoring `strong_score` with `strong_ratio` (or its inverse). Once raised, a minute keeps the
+alert going at half the lean too, so a deviation that hovers near the thresholds is one alert, not
+many; `close_minutes` minutes in a row that do not keep it going close it.
 
 An alert is identified by its metric, direction and first minute, so the same minutes always give
 the same alerts with the same ids: a detector rebuilt from the same window rows raises nothing new,
@@ -68,12 +70,12 @@ class Alert:
 
 
 def deviation(observed: float, expected: float, sigma: float) -> float:
-    """Observed minus expected in units of the spread, an excess shrunk as the square roots differ
-    (2(√o - √e) for a count, the variance-stabilised difference): a count's right tail, like that of
-    multiplicative variation, is longer than a normal one, so a small count's excess is less rare
-    than its plain score says."""
+    """Observed minus expected in units of the spread, scaled as their square roots differ (for a
+    count, 2(√o - √e) is the variance-stabilised difference): a count's right tail is longer and its
+    left tail shorter than a normal one, so a small count's excess is less rare, and its fall rarer,
+    than the plain score says."""
     score = (observed - expected) / sigma
-    if observed > expected > 0:
+    if expected > 0 and observed >= 0:
         return score * 2 / (1 + math.sqrt(observed / expected))
     return score
 
@@ -141,7 +143,8 @@ class MetricWatch:
         buyers = max(found.expected * minute.uv, minute.buy) if found else 0.0
         if self.metric == "pay_rate" and buyers < _PAY_EVIDENCE:
             found = None  # too few buyers, expected or seen, to judge a rate: the buy count's own noise
-        direction = self._lean(observed, found, 1.0 if self.open is None else 0.5)
+        # a run under way, like a raised alert, goes on at half the lean
+        direction = self._lean(observed, found, 1.0 if self.open is None and self.run is None else 0.5)
         if direction is not None:
             self.series.mark_deviating(t)
         if self.open is not None:
@@ -183,6 +186,9 @@ class MetricWatch:
             self.run = None
             return []
         if self.run is None or self.run.direction != direction:
+            if self._lean(observed, found, 1.0) != direction:
+                self.run = None
+                return []
             self.run = _Run(direction, minute.start, minute.start)
         run = self.run
         run.add(minute.start, observed, found)
