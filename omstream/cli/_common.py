@@ -93,9 +93,7 @@ def pass_settings(command: Callable[Concatenate[Settings, P], R]) -> Callable[P,
 
 
 def configure_logging(level: str) -> None:
-    """Log at `level` to stderr, for a service that Faust does not set up. Importing Salt sets the root
-    logger to its lowest level when nothing configured logging yet: then every library's debug call
-    (aiokafka's, once per record sent) builds a record that no handler wants."""
+    """Log at `level` to stderr, with the time, for a service that Faust does not set up."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", force=True)
 
 
