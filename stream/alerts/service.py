@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import faust
@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream import metrics
 from stream.alerts.detector import OPEN, Alert, AlertRules, Detector
-from stream.alerts.minutes import MINUTE, MinuteAssembler
+from stream.alerts.minutes import MINUTE, MinuteAssembler, MinuteTotals
 from stream.alerts.records import AlertRecord, decode_alert, encode_alert
 from stream.kafka import kafka_options, read_to_end
 from stream.results import WindowResults, decode_results
@@ -88,23 +88,34 @@ async def published_alerts(bootstrap: str, topic: str) -> dict[str, AlertRecord]
     return published
 
 
+def stored_span(detector: Detector) -> int:
+    """Seconds of stored history the detector resumes from: twice what one minute's judgement reads."""
+    return 2 * detector.rules.baseline.history_minutes * MINUTE
+
+
+def resumed(
+    rows: list[WindowRow], assembler: MinuteAssembler, detector: Detector
+) -> Iterator[tuple[MinuteTotals, list[Alert]]]:
+    """Each minute complete in the stored rows (the last `stored_span`), with the alerts to publish
+    of those it raises or closes: where ClickHouse holds more than the span, none starting in its
+    first half (see the module's note)."""
+    if not rows:
+        return
+    cut = rows[0].window_start <= rows[-1].window_start - stored_span(detector)  # ClickHouse may hold more
+    publish_from = rows[0].window_start + stored_span(detector) // 2 if cut else 0
+    for minute in assembler.add_stored(rows):
+        yield minute, [alert for alert in detector.observe(minute) if alert.window_start >= publish_from]
+
+
 async def resume_from_stored(
     stored: StoredMinutes, assembler: MinuteAssembler, detector: Detector, publisher: AlertPublisher
 ) -> None:
-    """Feed the detector the minutes ClickHouse holds complete (see the module's note on what of it
-    is published)."""
-    history = detector.rules.baseline.history_minutes * MINUTE
-    rows = await stored(2 * history)
-    if not rows:
-        return
-    cut = rows[0].window_start <= rows[-1].window_start - 2 * history  # ClickHouse may hold more
-    publish_from = rows[0].window_start + history if cut else 0
-    minutes = assembler.add_stored(rows)
-    log.info("alert history: %d minutes stored in ClickHouse", len(minutes))
-    for minute in minutes:
-        for alert in detector.observe(minute):
-            if alert.window_start >= publish_from:
-                await publisher.publish(alert)
+    """Feed the detector the minutes ClickHouse holds complete, publishing what `resumed` says."""
+    rows = await stored(stored_span(detector))
+    log.info("alert history: %d minute rows stored in ClickHouse", len(rows))
+    for minute, alerts in resumed(rows, assembler, detector):
+        for alert in alerts:
+            await publisher.publish(alert)
         metrics.ALERT_MINUTE.set(minute.start)
         if minute.start % 3600 == 0:
             await asyncio.sleep(0)  # leave the sink its turns

@@ -25,14 +25,13 @@ from omstream.services import alert_rules
 from omstream.settings import Settings
 from stream.alerts import OPEN, Detector, MinuteAssembler
 from stream.alerts.records import AlertRecord, encode_alert
+from stream.alerts.service import resumed, stored_span
 from stream.kafka import kafka_options
 from stream.results import decode_results, encode_results
 from stream.sinks.clickhouse import insert_window_rows, stored_minute_rows
 from stream.sources.taobao import TAOBAO_START
 from stream.windows import WindowRow
 from tests.stream.alerts.test_pipeline import alert_records
-
-pytestmark = pytest.mark.integration
 
 DAY, HOUR, MINUTE = 86_400, 3_600, 60
 SPIKE = TAOBAO_START + 3 * DAY + 10 * HOUR  # stored: raised before the restart
@@ -80,6 +79,7 @@ async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
+@pytest.mark.integration
 def test_the_restarted_detector_resumes_from_clickhouse(settings: Settings, bootstrap: str) -> None:
     settings = settings.model_copy(
         update={"alert_metrics": ["pv"], "alert_baseline_days": 3, "alert_min_history_days": 2}
@@ -128,3 +128,30 @@ def test_the_restarted_detector_resumes_from_clickhouse(settings: Settings, boot
         (r.alert.metric, r.alert.direction, r.alert.window_start) for r in records if r.alert.version == 0
     }
     assert opened == {("pv", "up", SPIKE), ("pv", "down", DROP)}
+
+
+def test_alerts_of_the_first_half_of_a_cut_history_are_not_published() -> None:
+    """ClickHouse holds ten days, the detector resumes from the last six (twice the three days and
+    five minutes a minute's judgement reads): it judges the first three with less history than the
+    detector before the restart had, so it publishes nothing starting there; the last three it judges
+    as before."""
+    rules = alert_rules(Settings(alert_metrics=["pv"], alert_baseline_days=3, alert_min_history_days=2))
+    rng = np.random.default_rng(5)
+    starts = np.arange(TAOBAO_START, TAOBAO_START + 10 * DAY, MINUTE)
+    hour = (starts - TAOBAO_START) % DAY / HOUR
+    pv = rng.poisson(200 * (2 - np.cos(2 * np.pi * (hour - 4) / 24)))
+    early, late = TAOBAO_START + 6 * DAY + 10 * HOUR, TAOBAO_START + 8 * DAY + 15 * HOUR
+    for spike in (early, late):
+        pv[(starts >= spike) & (starts < spike + 15 * MINUTE)] *= 4
+    rows = [
+        WindowRow("minute", start, 0, count, 0, 0, 0, count // 2, 1, index)
+        for index, (start, count) in enumerate(zip(starts.tolist(), pv.tolist(), strict=True))
+    ]
+    before = Detector(rules)  # the detector before the restart, which saw every day
+    full = [alert for minute in MinuteAssembler(1).add_stored(rows) for alert in before.observe(minute)]
+    detector = Detector(rules)
+    span = [row for row in rows if row.window_start >= rows[-1].window_start - stored_span(detector)]
+    published = [alert for _, alerts in resumed(span, MinuteAssembler(1), detector) for alert in alerts]
+    assert {(a.window_start, a.status) for a in full} >= {(early, "open"), (late, "open")}
+    assert [(a.window_start, a.status) for a in published] == [(late, "open"), (late, "closed")]
+    assert {(a.alert_id, a.version) for a in published} <= {(a.alert_id, a.version) for a in full}
