@@ -114,7 +114,7 @@ def test_the_restarted_detector_resumes_from_clickhouse(settings: Settings, boot
     asyncio.run(produce(bootstrap, settings.windows_topic, window_messages(on_topic, partitions)))
 
     with service_process(settings, bootstrap, "sink", "sink"):
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded machine starts the sink slowly
         while not any(
             (r.alert.direction, r.alert.window_start, r.alert.status) == ("down", DROP, OPEN)
             for _, r in alert_records(settings, bootstrap)
