@@ -1,6 +1,7 @@
 """The peers of `omstream bench stream`: Pathway's and Bytewax's hourly PV/UV, and the bench's check
 that each is exact."""
 
+import importlib.util
 from pathlib import Path
 
 import orjson
@@ -98,3 +99,14 @@ def test_each_peer_reads_every_message_on_the_broker_and_counts_it_exactly(
         check_hourly(name, result, expected, emitted.messages)
         assert first_to_last_rate(result.samples) > 0
     assert sum(pv for pv, _ in expected.values()) == emitted.messages == 20_000
+
+
+def test_a_peer_that_is_not_installed_fails_the_bench_with_how_to_install_it(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "bytewax" else installed(name)
+    )
+    with pytest.raises(BenchFailed, match=r"Bytewax: pip install -e '\.\[bench\]'"):
+        _run_peer(_bench_settings(settings, tmp_path), "127.0.0.1:1", "bytewax", messages=1)
