@@ -394,7 +394,7 @@ def _run_peer(
     if importlib.util.find_spec(package) is None:
         raise BenchFailed(f"a peer of this bench is {library}: pip install -e '.[bench]'")
     label = " ".join((library, *args))
-    log_path = settings.state_dir / f"{name}{'-'.join(('', *args[:1]))}.log"
+    log_path = settings.state_dir / f"{'-'.join((name, *args[:1]))}.log"  # e.g. quix-loop.log
     command = [sys.executable, "-m", f"omstream.bench.{name}_peer", bootstrap, settings.events_topic]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
