@@ -18,7 +18,9 @@ def main() -> None:
     """OMStream: user-behaviour analytics over Kafka, Faust and ClickHouse."""
     # Salt, once imported, sets the root logger to its lowest level unless logging has a handler:
     # then every library's debug call (aiokafka's, once per record sent) builds a record no one wants.
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    # The handler is the one Python falls back to anyway: warnings to whatever stderr is at the time.
+    if not logging.root.handlers and logging.lastResort is not None:
+        logging.root.addHandler(logging.lastResort)
 
 
 for command in (
