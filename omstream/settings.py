@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     window_flush_seconds: float = Field(
         default=2.0, gt=0, description="how often open windows are written (longer when that is costly)"
     )
+    fetch_wait_ms: int = Field(
+        default=1500,
+        ge=1,
+        description="longest a worker's or the sink's fetch waits at the broker for records (Kafka answers "
+        "as soon as some arrive; Tansu waits all of it, so the embedded runtime uses "
+        "EMBEDDED_FETCH_WAIT_MS)",
+    )
     log_level: str = "WARNING"
     metrics_port: int = Field(
         default=0, ge=0, description="Prometheus /metrics port of a service; 0 = any free port"
