@@ -81,7 +81,9 @@ class Settings(BaseSettings):
         description="fetches of the events topic per take (each a partition's records of one fetch)",
     )
     take_seconds: float = Field(
-        default=0.5, gt=0, description="max wait for a take to fill before it is processed"
+        default=0.5,
+        gt=0,
+        description="max wait for a take to fill before it is processed (0.1 in the embedded runtime)",
     )
     grace_seconds: int = Field(default=600, ge=0, description="allowed lateness of the real-time windows")
     funnel_conversion_seconds: int = Field(default=86_400, gt=0, description="pv -> buy conversion window")
@@ -92,8 +94,7 @@ class Settings(BaseSettings):
         default=1500,
         ge=1,
         description="longest a worker's or the sink's fetch waits at the broker for records (Kafka answers "
-        "as soon as some arrive; Tansu waits all of it, so the embedded runtime uses "
-        "EMBEDDED_FETCH_WAIT_MS)",
+        "as soon as some arrive; Tansu waits most of it, so the embedded runtime's default is 100)",
     )
     log_level: str = "WARNING"
     metrics_port: int = Field(

@@ -132,17 +132,22 @@ def next_epoch(state_dir: Path) -> int:
     return epoch
 
 
-# Tansu holds a fetch of a partition with nothing new for all of its wait (Kafka answers as soon as
-# records arrive): with Faust's 1.5 s, each hop of a caught-up stream waited ~0.75 s on average
-EMBEDDED_FETCH_WAIT_MS = 100
+# What the embedded runtime's services use unless set, for freshness: Tansu holds a fetch of a
+# partition with nothing new for (most of) its wait, where Kafka answers as soon as records arrive, so
+# with Faust's 1.5 s each hop of a caught-up stream waited ~0.4 s on average (measured: FACTS.md); and
+# a take of a topic with few records (the window rows) waits its whole `take_seconds`.
+EMBEDDED_DEFAULTS = {"fetch_wait_ms": 100, "take_seconds": 0.1}
 
 
 def service_env(settings: Settings, bootstrap: str) -> dict[str, str]:
-    """The environment that makes a child process load exactly these settings (and, with the embedded
-    broker, fetches that wait EMBEDDED_FETCH_WAIT_MS unless set)."""
+    """The environment that makes a child process load exactly these settings (with the embedded
+    broker, EMBEDDED_DEFAULTS for what is not set)."""
+    if not settings.kafka_bootstrap:
+        unset = {
+            name: value for name, value in EMBEDDED_DEFAULTS.items() if name not in settings.model_fields_set
+        }
+        settings = settings.model_copy(update=unset)
     env = dict(os.environ)
-    if not settings.kafka_bootstrap and "fetch_wait_ms" not in settings.model_fields_set:
-        settings = settings.model_copy(update={"fetch_wait_ms": EMBEDDED_FETCH_WAIT_MS})
     for name, value in settings.model_dump(
         mode="json", exclude={"kafka_bootstrap", "clickhouse_dsn", "query_password"}, exclude_none=True
     ).items():

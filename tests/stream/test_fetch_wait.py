@@ -1,0 +1,46 @@
+"""How long the worker's and the sink's fetches wait at the broker, and the embedded runtime's faster
+defaults: Tansu holds a fetch of a caught-up partition for most of its wait, which every hop of a
+live event pays (see FACTS.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from omstream.embedded.stack import EMBEDDED_DEFAULTS, service_env
+from omstream.services import sink_config, worker_config
+from omstream.settings import Settings
+from stream.sink import build_sink_app
+from stream.worker import build_worker_app
+
+
+async def fetch_wait_of(app: object) -> int:
+    """The fetch wait of the aiokafka consumer the app's Faust consumer creates."""
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)  # type: ignore[attr-defined]
+    await consumer.stop()
+    return int(consumer._fetch_max_wait_ms)
+
+
+def test_the_worker_and_the_sink_fetch_with_the_configured_wait(tmp_path: Path) -> None:
+    settings = Settings(
+        state_dir=tmp_path, kafka_bootstrap="127.0.0.1:1", clickhouse_dsn="", fetch_wait_ms=70
+    )
+
+    async def build() -> tuple[int, int]:
+        worker = build_worker_app(worker_config(settings, settings.kafka_bootstrap))
+        sink = build_sink_app(sink_config(settings, settings.kafka_bootstrap), client=None)  # type: ignore[arg-type]
+        return await fetch_wait_of(worker), await fetch_wait_of(sink)
+
+    assert asyncio.run(build()) == (70, 70)
+
+
+def test_the_embedded_runtime_fetches_and_takes_sooner_unless_told_otherwise(tmp_path: Path) -> None:
+    embedded = Settings(state_dir=tmp_path, kafka_bootstrap="", clickhouse_dsn="")
+    env = service_env(embedded, "127.0.0.1:1")
+    assert (env["OMSTREAM_FETCH_WAIT_MS"], env["OMSTREAM_TAKE_SECONDS"]) == ("100", "0.1")
+    assert EMBEDDED_DEFAULTS == {"fetch_wait_ms": 100, "take_seconds": 0.1}
+    told = Settings(state_dir=tmp_path, kafka_bootstrap="", clickhouse_dsn="", take_seconds=0.3)
+    assert service_env(told, "127.0.0.1:1")["OMSTREAM_TAKE_SECONDS"] == "0.3"
+    kafka = Settings(state_dir=tmp_path, kafka_bootstrap="kafka:9092", clickhouse_dsn="")
+    env = service_env(kafka, "kafka:9092")
+    assert (env["OMSTREAM_FETCH_WAIT_MS"], env["OMSTREAM_TAKE_SECONDS"]) == ("1500", "0.5")
