@@ -141,7 +141,9 @@ class Probe:
 class Load:
     """Events at a steady rate, packed per partition as the emitter packs them; probes among them."""
 
-    def __init__(self, emitter: Emitter, clock: Clock, partitions: int, pack: int) -> None:
+    def __init__(
+        self, emitter: Emitter, clock: Clock, partitions: int, pack: int, per_minute: dict[int, int]
+    ) -> None:
         self._emitter = emitter
         self._clock = clock
         self._partitioner = Partitioner(partitions)
@@ -149,7 +151,7 @@ class Load:
         self._random = random.Random(7)
         self._item = 0
         self.sent = 0
-        self.per_minute: dict[int, int] = {}
+        self.per_minute = per_minute  # events sent into each minute, by every load of the run
 
     def _event(self, user_id: int, ts: int) -> tuple[int, bytes]:
         self._item += 1
@@ -314,11 +316,13 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-async def _freshness_at(up: Up, rate: float, seconds: float, pack: int) -> dict[str, Any]:
+async def _freshness_at(
+    up: Up, rate: float, seconds: float, pack: int, per_minute: dict[int, int]
+) -> dict[str, Any]:
     settings = Settings()
     topics = (settings.events_topic, settings.dlq_topic)
     async with Emitter(up.bootstrap, *topics, FixedRange(0, 2**40), pack=pack) as emitter:
-        load = Load(emitter, Clock(), emitter.partitions, pack)
+        load = Load(emitter, Clock(), emitter.partitions, pack, per_minute)
         stop = asyncio.Event()
         probes: list[Probe] = []
         marks, watched = Marks(), asyncio.Event()
@@ -351,10 +355,12 @@ def run_freshness_bench(rates: list[float], seconds: float, pack: int) -> dict[s
         tempfile.TemporaryDirectory(prefix="omstream-fresh-") as folder,
         running_up(Path(folder) / "s", {}) as up,
     ):
-        asyncio.run(_freshness_at(up, min(rates), 20, pack))  # services joined, first fetches done
+        # a minute's window counts every load's events: a probe waits for all those sent before it
+        per_minute: dict[int, int] = {}
+        asyncio.run(_freshness_at(up, min(rates), 20, pack, per_minute))  # services joined, fetching
         curve = []
         for rate in rates:
-            curve.append(asyncio.run(_freshness_at(up, rate, seconds, pack)))
+            curve.append(asyncio.run(_freshness_at(up, rate, seconds, pack, per_minute)))
             print(json.dumps(curve[-1]), file=sys.stderr, flush=True)
         return {"seconds_per_rate": seconds, "curve": curve}
 
@@ -418,7 +424,7 @@ def run_soak_bench(rate: float, minutes: float, speedup: float, sample_s: float)
             settings = Settings()
             topics = (settings.events_topic, settings.dlq_topic)
             async with Emitter(up.bootstrap, *topics, FixedRange(0, 2**40)) as emitter:
-                load = Load(emitter, clock, emitter.partitions, 250)
+                load = Load(emitter, clock, emitter.partitions, 250, {})
                 await _steady(load, rate, minutes * 60, [], on_tick=sample)
                 report = await emitter.flush()
                 return report.failed
