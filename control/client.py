@@ -23,7 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from clickhouse_connect.driver.client import Client
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from clickhouse import query_rows
 from control.results import CommandResult, UnreadableResult, read_result
@@ -50,6 +50,19 @@ def new_command(
     ttl: datetime.timedelta = datetime.timedelta(minutes=5),
 ) -> Command:
     """A command signed with `operator`'s key from `keys_dir`."""
+    return signed_command(load_private_key(keys_dir, operator), operator, idcs, target, module, args, ttl)
+
+
+def signed_command(
+    key: Ed25519PrivateKey,
+    operator: str,
+    idcs: Sequence[str],
+    target: Target,
+    module: str,
+    args: dict[str, Any],
+    ttl: datetime.timedelta = datetime.timedelta(minutes=5),
+) -> Command:
+    """A command of `operator`, signed with `key` (theirs), valid from now for `ttl`."""
     now = datetime.datetime.now(datetime.UTC)
     command = Command(
         command_id=uuid.uuid4(),
@@ -61,7 +74,7 @@ def new_command(
         issued_at=now,
         expires_at=now + ttl,
     )
-    return sign(command, load_private_key(keys_dir, operator))
+    return sign(command, key)
 
 
 async def publish(bootstrap: str, topic: str, commands: Sequence[Command]) -> None:

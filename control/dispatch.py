@@ -18,6 +18,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from rpyc.core.stream import SocketStream
 from rpyc.core.vinegar import GenericException
 
 from control import metrics
-from masters.protocol import RPYC_CONFIG, MasterReply
+from masters.protocol import MAX_BATCH, RPYC_CONFIG, CommandRejected, MasterReply, decode_batch, encode_batch
 from masters.tls import no_delay
 
 _DOWN_FOR_S = 5.0
@@ -148,23 +149,40 @@ class MasterClient:
     def healthy(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    def call(self, request_json: str, attempt: Attempt) -> str:
-        """The master's reply; raises MasterUnavailable when the request was not sent (the master is
-        not reachable, or `attempt` was abandoned), ReplyLost when it was and no reply came."""
+    def call(self, requests: Sequence[tuple[str, Attempt]]) -> list[str | None]:
+        """Each request's reply, None for one abandoned before it was sent, all in one call; raises
+        MasterUnavailable when nothing was sent (the master is not reachable), ReplyLost when the
+        requests were and no reply came."""
         link = self._checkout()
-        if not attempt.send():
+        sending = [attempt.send() for _, attempt in requests]
+        batch = [request for (request, _), send in zip(requests, sending, strict=True) if send]
+        if not batch:
             self._check_in(link)
-            raise MasterUnavailable(f"{self.address.name}: abandoned before sending")
+            return [None] * len(requests)
         started = time.perf_counter()
         try:
-            reply = str(link.execute(request_json))
+            reply = str(link.execute(encode_batch(batch)))
         except (EOFError, OSError, GenericException) as error:  # a reply timeout is an OSError too
             link.connection.close()
             self._mark_down()
             raise ReplyLost(f"{self.address.name}: no reply after the request was sent: {error}") from error
         metrics.RPC_SECONDS.labels(self.address.name).observe(time.perf_counter() - started)
         self._check_in(link)
-        return reply
+        replies = iter(self._replies(reply, len(batch)))
+        return [next(replies) if send else None for send in sending]
+
+    def _replies(self, reply: str, count: int) -> list[str]:
+        """The `count` replies of a batch; a refusal of the whole batch answers each of its requests."""
+        try:
+            if not reply.startswith("["):
+                MasterReply.model_validate_json(reply)
+                return [reply] * count
+            replies = decode_batch(reply, count)
+        except (CommandRejected, ValidationError):
+            replies = []
+        if len(replies) != count:
+            raise ReplyLost(f"{self.address.name}: the reply is not a result set")
+        return replies
 
     def _check_in(self, link: _Link) -> None:
         with self._lock:
@@ -198,14 +216,79 @@ class MasterClient:
         self._down_until = time.monotonic() + _DOWN_FOR_S
 
 
+class _Batches:
+    """The requests waiting for one master, sent together: at most `calls` batches are in flight to
+    it, and whatever queued meanwhile goes in the next (up to MAX_BATCH), so a busy master gets few
+    large calls, each claimed with one fsync, and an idle one gets each request at once."""
+
+    def __init__(self, master: MasterClient, pool: ThreadPoolExecutor, calls: int) -> None:
+        self._master = master
+        self._pool = pool
+        self._calls = calls
+        self._queue: list[tuple[str, Attempt, asyncio.Future[str]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def call(self, request_json: str, attempt: Attempt) -> str:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._queue.append((request_json, attempt, future))
+        self._send_queued()
+        return await future
+
+    def _send_queued(self) -> None:
+        while self._queue and len(self._sending) < self._calls:
+            batch = [item for item in self._queue[:MAX_BATCH] if not item[2].done()]  # done: given up
+            del self._queue[:MAX_BATCH]
+            if batch:
+                task = asyncio.create_task(self._send(batch))
+                self._sending.add(task)
+                task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._send_queued()
+
+    async def _send(self, batch: list[tuple[str, Attempt, asyncio.Future[str]]]) -> None:
+        requests = [(request, attempt) for request, attempt, _ in batch]
+        try:
+            replies = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._master.call, requests
+            )
+        except MasterUnavailable as error:
+            _fail(batch, MasterUnavailable, str(error))
+        except Exception as error:  # ReplyLost, or anything unforeseen once requests may have gone
+            _fail(batch, ReplyLost, str(error))
+        else:
+            name = self._master.address.name
+            for (_, _, future), reply in zip(batch, replies, strict=True):
+                if future.done():
+                    continue
+                if reply is None:
+                    future.set_exception(MasterUnavailable(f"{name}: abandoned before sending"))
+                else:
+                    future.set_result(reply)
+
+
+def _fail(batch: list[tuple[str, Attempt, asyncio.Future[str]]], error: type[Exception], why: str) -> None:
+    for _, _, future in batch:
+        if not future.done():
+            future.set_exception(error(why))
+
+
 class Idc:
     """The masters of one IDC, in each command's own order, healthy ones first; at most N in flight."""
 
-    def __init__(self, name: str, masters: list[MasterClient], concurrency: int, pool: ThreadPoolExecutor):
+    def __init__(
+        self,
+        name: str,
+        masters: list[MasterClient],
+        concurrency: int,
+        pool: ThreadPoolExecutor,
+        calls_per_master: int,
+    ):
         self.name = name
         self.masters = masters
         self._slots = asyncio.Semaphore(concurrency)
-        self._pool = pool
+        self._batches = {master: _Batches(master, pool, calls_per_master) for master in masters}
 
     async def dispatch(self, command_id: str, request_json: str, attempt: Attempt) -> MasterReply:
         """The reply of the first master that gets the request; raises MasterUnavailable when none
@@ -216,9 +299,7 @@ class Idc:
                 if tried:
                     metrics.FAILOVERS.labels(self.name).inc()
                 try:
-                    reply = await asyncio.get_running_loop().run_in_executor(
-                        self._pool, master.call, request_json, attempt
-                    )
+                    reply = await self._batches[master].call(request_json, attempt)
                 except MasterUnavailable as error:
                     errors.append(str(error))
                     continue

@@ -72,6 +72,7 @@ class ControlConfig:
     timeout_s: float  # time an IDC has to return a result set
     connect_timeout_s: float
     idc_concurrency: int  # commands in flight per IDC
+    calls_per_master: int  # calls in flight to one master: what queues meanwhile goes in one batch
     max_lifetime_s: int  # longest accepted expires_at - issued_at; bounds the replay memory
 
 
@@ -442,6 +443,7 @@ def build_idcs(config: ControlConfig, pool: ThreadPoolExecutor) -> dict[str, Idc
             ],
             config.idc_concurrency,
             pool,
+            config.calls_per_master,
         )
         for idc, addresses in config.masters.items()
     }
@@ -462,7 +464,7 @@ async def serve(config: ControlConfig) -> None:
     """Run the control service until cancelled."""
     admission = build_admission(config)
     key = load_signing_key(config.signing_key)
-    workers = config.idc_concurrency * max(1, len(config.masters))
+    workers = config.calls_per_master * max(1, sum(len(masters) for masters in config.masters.values()))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpyc") as pool:
         idcs = build_idcs(config, pool)
         try:

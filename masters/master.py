@@ -9,10 +9,14 @@ IDC consults (`ClaimLedger`), so no retry, restart or failover runs a command a 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -25,6 +29,7 @@ from masters.keys import verify
 from masters.memory import STARTED, ClaimLedger, Executed
 from masters.modules import Allowed, ModuleRejected, SaltCall, salt_call
 from masters.protocol import (
+    MAX_BATCH,
     MAX_COMMAND_BYTES,
     Command,
     CommandRejected,
@@ -75,26 +80,78 @@ class Master:
         self._replies: OrderedDict[str, str] = OrderedDict()
         self._running: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=MAX_BATCH, thread_name_prefix="salt")
 
     def execute(self, request_json: str) -> str:
-        started = time.perf_counter()
+        """The reply to one request: a batch of one."""
+        return self.execute_many([request_json])[0]
+
+    def execute_many(self, requests: list[str]) -> list[str]:
+        """A reply per request, in order. The batch's new commands are claimed under one lock with
+        one fsync (what makes a batch cheaper than its requests one by one), then run side by side:
+        the reply comes when the slowest is done. A command already answered gets that answer again."""
+        replies: dict[int, str] = {}
+        admitted: dict[str, tuple[Command, SaltCall]] = {}
+        asked: dict[int, str] = {}  # position in the batch -> command id
+        for position, request in enumerate(requests):
+            try:
+                command = _parse(request)
+                call = self._admit(command)
+            except CommandRejected as error:
+                metrics.REFUSALS.labels(error.reason).inc()
+                replies[position] = self.refusal(error.reason, str(error)).model_dump_json()
+                continue
+            asked[position] = str(command.command_id)
+            admitted.setdefault(asked[position], (command, call))
+        with self._running_alone(sorted(admitted)):
+            answers = self._answer(admitted)
+        replies |= {position: answers[command_id] for position, command_id in asked.items()}
+        return [replies[position] for position in range(len(requests))]
+
+    @contextmanager
+    def _running_alone(self, command_ids: list[str]) -> Iterator[None]:
+        """Hold each command's lock, taken in id order (so two batches cannot wait on each other): a
+        concurrent duplicate waits for the first run, then reads its reply."""
+        with self._guard:
+            locks = [self._running.setdefault(command_id, threading.Lock()) for command_id in command_ids]
         try:
-            command = _parse(request_json)
-            call = self._admit(command)
-        except CommandRejected as error:
-            metrics.REFUSALS.labels(error.reason).inc()
-            return self.refusal(error.reason, str(error)).model_dump_json()
-        command_id = str(command.command_id)
-        with self._guard:
-            lock = self._running.setdefault(command_id, threading.Lock())
-        with lock:  # a concurrent duplicate waits for the first run, then reads its reply
-            reply = self._replies.get(command_id)
-            if reply is None:
-                reply = self._run_once(command, call, started).model_dump_json()
-                self._remember_reply(command_id, reply)
-        with self._guard:
-            self._running.pop(command_id, None)
-        return reply
+            with contextlib.ExitStack() as held:
+                for lock in locks:
+                    held.enter_context(lock)
+                yield
+        finally:
+            with self._guard:
+                for command_id in command_ids:
+                    self._running.pop(command_id, None)
+
+    def _answer(self, admitted: dict[str, tuple[Command, SaltCall]]) -> dict[str, str]:
+        answers = {
+            command_id: self._replies[command_id] for command_id in admitted if command_id in self._replies
+        }
+        fresh = [command_id for command_id in admitted if command_id not in answers]
+        claimed = self._memory.claim_many(
+            [(command_id, admitted[command_id][0].expires_at) for command_id in fresh]
+        )
+        runs = {}
+        for command_id, known in zip(fresh, claimed, strict=True):
+            if known is not None:
+                metrics.REFUSALS.labels("already_run").inc()
+                answers[command_id] = self.refusal("already_run", _already_run(known)).model_dump_json()
+                self._remember_reply(command_id, answers[command_id])
+            else:
+                runs[command_id] = admitted[command_id]
+        outcomes = self._run_claimed(runs)
+        self._memory.finish([(command_id, outcome) for command_id, (_, outcome) in outcomes.items()])
+        for command_id, (reply, _) in outcomes.items():
+            answers[command_id] = reply.model_dump_json()
+            self._remember_reply(command_id, answers[command_id])
+        return answers
+
+    def _run_claimed(self, runs: dict[str, tuple[Command, SaltCall]]) -> dict[str, tuple[MasterReply, str]]:
+        if len(runs) <= 1:
+            return {command_id: self._run(*run) for command_id, run in runs.items()}
+        futures = {command_id: self._pool.submit(self._run, *run) for command_id, run in runs.items()}
+        return {command_id: future.result() for command_id, future in futures.items()}
 
     def _admit(self, command: Command) -> SaltCall:
         """The command's Salt call, if this master may run it; raises CommandRejected otherwise."""
@@ -109,23 +166,20 @@ class Master:
         except ModuleRejected as error:
             raise CommandRejected(error.reason, str(error)) from None
 
-    def _run_once(self, command: Command, call: SaltCall, started: float) -> MasterReply:
-        command_id = str(command.command_id)
-        known = self._memory.claim(command_id, command.expires_at)
-        if known is not None:
-            metrics.REFUSALS.labels("already_run").inc()
-            return self.refusal("already_run", _already_run(known))
+    def _run(self, command: Command, call: SaltCall) -> tuple[MasterReply, str]:
+        """Run a command this master has claimed: its reply, and its outcome for the ledger."""
+        started = time.perf_counter()
         try:
             minions = self._executor.run(call, command.target, self._timeout, command.expires_at)
         except Expired as error:
-            self._memory.finish(command_id, "refused")
             metrics.REFUSALS.labels("expired").inc()
-            return self.refusal("expired", str(error))
+            return self.refusal("expired", str(error)), "refused"
         except Exception as error:  # Salt's client fails too (no salt-master, say): still one answer
-            self._memory.finish(command_id, "failed")
             metrics.EXECUTIONS.labels(command.module, "failed").inc()
             detail = f"Salt failed: {type(error).__name__}: {error}"
-            return MasterReply(status="failed", reason="salt_error", detail=detail, master=self.name)
+            return MasterReply(
+                status="failed", reason="salt_error", detail=detail, master=self.name
+            ), "failed"
         failed = sorted(minion for minion, ret in minions.items() if not ret.ok)
         status = "succeeded" if minions and not failed else "failed"
         detail = "no minion matched the target" if not minions else _failed_minions(failed, len(minions))
@@ -135,9 +189,8 @@ class Master:
             detail += (
                 f"{len(minions)} minions answered, {omitted} of their returns left out to fit the result"
             )
-        self._memory.finish(command_id, status)
         metrics.EXECUTIONS.labels(command.module, status).inc()
-        return MasterReply(
+        reply = MasterReply(
             status=status,
             reason="" if status == "succeeded" else "failed",
             detail=detail,
@@ -147,6 +200,7 @@ class Master:
             truncated=truncated,
             omitted=omitted,
         )
+        return reply, status
 
     def _remember_reply(self, command_id: str, reply: str) -> None:
         with self._guard:

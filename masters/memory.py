@@ -23,7 +23,7 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,21 +66,31 @@ class ClaimLedger:
     def claim(self, command_id: str, expires_at: datetime.datetime) -> Executed | None:
         """None for a command no master of the IDC has started, once it is recorded durably that
         this master starts it now; else what the IDC knows of it (it must not run again)."""
-        with self._guard, self._exclusive():
-            known = self._entries.get(command_id)
-            if known is not None:
-                return known
-            self._append(command_id, Executed(expires_at, STARTED, self._master))
-            self._appended += 1
-            mine = self._appended
-        self._durable(mine)
-        return None
+        return self.claim_many([(command_id, expires_at)])[0]
 
-    def finish(self, command_id: str, status: str) -> None:
+    def claim_many(self, claims: Sequence[tuple[str, datetime.datetime]]) -> list[Executed | None]:
+        """`claim` for each (command id, expiry), with one lock and one fsync for all of them; the
+        same id twice is claimed by its first occurrence."""
+        known: list[Executed | None] = []
         with self._guard, self._exclusive():
-            entry = self._entries.get(command_id)
-            if entry is not None:
-                self._append(command_id, dataclasses.replace(entry, status=status))
+            for command_id, expires_at in claims:
+                prior = self._entries.get(command_id)
+                if prior is None:
+                    self._append(command_id, Executed(expires_at, STARTED, self._master))
+                    self._appended += 1
+                known.append(prior)
+            mine = self._appended
+        if None in known:
+            self._durable(mine)
+        return known
+
+    def finish(self, outcomes: Sequence[tuple[str, str]]) -> None:
+        """Record each (command id, outcome) under one lock, without an fsync (see the module doc)."""
+        with self._guard, self._exclusive():
+            for command_id, status in outcomes:
+                entry = self._entries.get(command_id)
+                if entry is not None:
+                    self._append(command_id, dataclasses.replace(entry, status=status))
 
     def close(self) -> None:
         with self._guard:

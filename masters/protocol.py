@@ -13,7 +13,15 @@ import json
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 Target = str | list[str]
 
@@ -128,6 +136,28 @@ class MasterRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     command: Command
+
+
+# Requests the control service sends a master in one call: their claims share one fsync.
+MAX_BATCH = 64
+_REQUESTS = TypeAdapter(list[str])
+
+
+def encode_batch(items: list[str]) -> str:
+    """Requests (or replies) in one call: a JSON array of their JSON strings, each checked on its own."""
+    return json.dumps(items)
+
+
+def decode_batch(text: str, limit: int) -> list[str]:
+    """The JSON strings of a batch of at most `limit` items; raises CommandRejected (`malformed`) for
+    anything else, before any item is parsed."""
+    try:
+        items = _REQUESTS.validate_json(text)
+    except ValidationError as error:
+        raise CommandRejected("malformed", f"malformed batch: {first_error(error, 'batch')}") from None
+    if not 1 <= len(items) <= limit:
+        raise CommandRejected("malformed", f"a batch holds 1 to {limit} requests, not {len(items)}")
+    return items
 
 
 class MinionReturn(BaseModel):

@@ -20,7 +20,14 @@ from masters.executors import CallerExecutor, Executor, LocalClientExecutor, wri
 from masters.keys import load_registry
 from masters.master import Master, load_allowed
 from masters.memory import ClaimLedger
-from masters.protocol import RPYC_CONFIG
+from masters.protocol import (
+    MAX_BATCH,
+    MAX_COMMAND_BYTES,
+    RPYC_CONFIG,
+    CommandRejected,
+    decode_batch,
+    encode_batch,
+)
 from masters.tls import MutualTlsAuthenticator, TlsFiles, server_context
 
 
@@ -46,8 +53,15 @@ class MasterConfig:
     handshake_burst: int = 40  # and at once
 
 
+# Each request of a batch is checked against its own limit once decoded; this bounds the whole
+# (a JSON string's escaping can double a request's length).
+_MAX_BATCH_CHARS = MAX_BATCH * 2 * (MAX_COMMAND_BYTES + 1024)
+
+
 class MasterService(rpyc.Service):
-    """The whole remote surface: `execute(request_json) -> reply_json`."""
+    """The whole remote surface: `execute(batch_json) -> replies_json`, a batch of requests (a JSON
+    array of their JSON strings, see `encode_batch`) answered by the array of their replies; a batch
+    that is not one is answered by one refusal."""
 
     def __init__(self, master: Master) -> None:
         self._master = master
@@ -59,11 +73,18 @@ class MasterService(rpyc.Service):
     def on_disconnect(self, conn: Any) -> None:
         metrics.CONNECTIONS.dec()
 
-    def exposed_execute(self, request_json: Any) -> str:
-        # A netref (a live object of the client) would call back into the client: strings only.
-        if type(request_json) is not str:
-            return self._master.refusal("malformed", "the request must be a JSON string").model_dump_json()
-        return self._master.execute(request_json)
+    def exposed_execute(self, batch_json: Any) -> str:
+        try:
+            # A netref (a live object of the client) would call back into the client: strings only.
+            if type(batch_json) is not str:
+                raise CommandRejected("malformed", "the request must be a JSON string")
+            if len(batch_json) > _MAX_BATCH_CHARS:
+                raise CommandRejected("too_large", f"a batch is at most {_MAX_BATCH_CHARS} characters")
+            requests = decode_batch(batch_json, MAX_BATCH)
+        except CommandRejected as error:
+            metrics.REFUSALS.labels(error.reason).inc()
+            return self._master.refusal(error.reason, str(error)).model_dump_json()
+        return encode_batch(self._master.execute_many(requests))
 
 
 class HandshakeGate:

@@ -160,6 +160,7 @@ def control_config(settings: Settings, bootstrap: str) -> ControlConfig:
         timeout_s=settings.ops_timeout_s,
         connect_timeout_s=settings.ops_connect_timeout_s,
         idc_concurrency=settings.ops_idc_concurrency,
+        calls_per_master=settings.ops_calls_per_master,
         max_lifetime_s=settings.ops_max_lifetime_s,
     )
 

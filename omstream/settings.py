@@ -177,7 +177,13 @@ class Settings(BaseSettings):
     )
     ops_timeout_s: float = Field(default=30.0, gt=0, description="time an IDC has to return a result set")
     ops_connect_timeout_s: float = Field(default=2.0, gt=0, description="TCP + TLS connect to a master")
-    ops_idc_concurrency: int = Field(default=16, ge=1, description="commands in flight per IDC")
+    ops_idc_concurrency: int = Field(default=64, ge=1, description="commands in flight per IDC")
+    ops_calls_per_master: int = Field(
+        default=4,
+        ge=1,
+        description="calls in flight to one master (each its own connection); the commands queued "
+        "meanwhile go together in the next call, claimed with one fsync",
+    )
     ops_max_lifetime_s: int = Field(
         default=3600, gt=0, description="longest accepted expires_at - issued_at; bounds replay memory"
     )

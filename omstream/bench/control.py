@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from control.client import OpsClient, new_command
+from control.client import OpsClient, signed_command
+from masters.keys import load_private_key
 from omstream.bench import BenchFailed
 from omstream.embedded.control_plane import DEMO_OPERATOR, control_plane
 from omstream.embedded.progress import progress_bar
@@ -31,11 +32,11 @@ class _Pings:
 
     def __init__(self, client: OpsClient, keys_dir: Path) -> None:
         self._client = client
-        self._keys_dir = keys_dir
+        self._key = load_private_key(keys_dir, DEMO_OPERATOR)
 
     async def run(self, count: int, on_complete: Callable[[int], object] | None = None) -> list[float]:
         """Run `count` pings at once; returns when each completed (monotonic s); fails on any failure."""
-        commands = [new_command(self._keys_dir, DEMO_OPERATOR, IDCS, "*", "ping", {}) for _ in range(count)]
+        commands = [signed_command(self._key, DEMO_OPERATOR, IDCS, "*", "ping", {}) for _ in range(count)]
         completed: list[float] = []
 
         def done(_: str) -> None:

@@ -5,6 +5,8 @@ The invocation's `Settings` are built once, on first use, and handed to each com
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from omstream.cli import bench, embedded, ops, pipeline, report, serve
@@ -14,6 +16,9 @@ from omstream.cli import bench, embedded, ops, pipeline, report, serve
 @click.version_option(package_name="omstream", prog_name="omstream", message="%(prog)s %(version)s")
 def main() -> None:
     """OMStream: user-behaviour analytics over Kafka, Faust and ClickHouse."""
+    # Salt, once imported, sets the root logger to its lowest level unless logging has a handler:
+    # then every library's debug call (aiokafka's, once per record sent) builds a record no one wants.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
 
 for command in (

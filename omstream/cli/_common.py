@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -89,6 +90,11 @@ def pass_settings(command: Callable[Concatenate[Settings, P], R]) -> Callable[P,
         return command(root.obj, *args, **kwargs)
 
     return wrapper
+
+
+def configure_logging(level: str) -> None:
+    """Log at `level` to stderr, with the time, for a service that Faust does not set up."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", force=True)
 
 
 def terminate_as_interrupt() -> None:

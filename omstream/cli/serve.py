@@ -10,7 +10,13 @@ from collections.abc import Iterator
 import click
 
 import clickhouse
-from omstream.cli._common import one_line_errors, pass_settings, serve_metrics, terminate_as_interrupt
+from omstream.cli._common import (
+    configure_logging,
+    one_line_errors,
+    pass_settings,
+    serve_metrics,
+    terminate_as_interrupt,
+)
 from omstream.settings import Settings, SettingsConflict
 
 
@@ -78,6 +84,7 @@ def control(settings: Settings) -> None:
     from omstream.embedded.running import resolve_bootstrap
     from omstream.services import control_config
 
+    configure_logging(settings.log_level)
     config = control_config(settings, resolve_bootstrap(settings))
     serve_metrics(f"control: Kafka {config.bootstrap}", settings)
     terminate_as_interrupt()
@@ -96,6 +103,7 @@ def master(settings: Settings, idc: str, name: str, port: int | None) -> None:
     from masters.server import build_master, build_server
     from omstream.services import master_config
 
+    configure_logging(settings.log_level)
     config = master_config(settings, idc, name, port)
     server = build_server(build_master(config), config)
     serve_metrics(f"master {name} ({idc}): rpyc over mTLS on :{server.port}", settings)
@@ -122,13 +130,11 @@ def migrate(settings: Settings) -> None:
 @pass_settings
 def retention(settings: Settings) -> None:
     """Release the embedded broker's record batches that every reader is past (OMSTREAM_STORE_URL)."""
-    import logging
-
     from omstream.embedded.retention import ObjectStore, Plan, run_retention
     from omstream.embedded.running import resolve_bootstrap
     from omstream.embedded.stack import topic_partitions
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(settings.log_level)
     if not settings.store_url:
         raise click.UsageError("retention serves the store of `omstream up`: OMSTREAM_STORE_URL is not set")
     bootstrap = resolve_bootstrap(settings)

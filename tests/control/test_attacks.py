@@ -30,7 +30,7 @@ from control.dispatch import MasterAddress, connect
 from control.pki import CONTROL_CLIENT, Pki, issue
 from control.results import NIL_ID, CommandResult
 from control.signing import SIGNATURE_HEADER, Purpose, signed_headers
-from masters.protocol import MasterReply, MasterRequest
+from masters.protocol import MasterReply, MasterRequest, decode_batch, encode_batch
 from masters.tls import client_context
 from omstream.embedded.supervisor import stop_process
 from omstream.services import control_public_key, ops_topics
@@ -90,9 +90,8 @@ def test_row1_a_certificate_the_ca_signed_for_someone_else_runs_nothing(stack: C
         unsigned = stack.command(idc=["bj"]).model_copy(update={"signature": ""})
         widened = stack.command("limited", idc=["bj"], target="web1").model_copy(update={"target": "*"})
         for forged, reason in ((unsigned, "unsigned"), (widened, "bad_signature")):
-            reply = MasterReply.model_validate_json(
-                stolen.root.execute(MasterRequest(command=forged).model_dump_json())
-            )
+            batch = encode_batch([MasterRequest(command=forged).model_dump_json()])
+            reply = MasterReply.model_validate_json(decode_batch(stolen.root.execute(batch), 1)[0])
             assert (reply.status, reply.reason) == ("refused", reason)
     finally:
         stolen.close()

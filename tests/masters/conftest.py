@@ -170,7 +170,9 @@ def control_client(pki: Pki, address: MasterAddress) -> MasterClient:
 
 def call(client: MasterClient, request_json: str) -> str:
     """One dispatch through the control service's client."""
-    return client.call(request_json, Attempt())
+    reply = client.call([(request_json, Attempt())])[0]
+    assert reply is not None
+    return reply
 
 
 def tmp_pki(directory: Path, masters: list[str]) -> Pki:

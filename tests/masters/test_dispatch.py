@@ -81,7 +81,7 @@ def test_a_master_slower_than_the_timeout_gives_an_unknown_result_not_a_timeout(
             config = control_config(
                 settings.model_copy(update={"masters": {"bj": ["bj-1@127.0.0.1:1"]}}), bootstrap
             )
-            idcs = {"bj": Idc("bj", [slow], 4, pool)}
+            idcs = {"bj": Idc("bj", [slow], 4, pool, 4)}
             service = ControlService(config, admission(), idcs, Ed25519PrivateKey.generate())
             running = asyncio.create_task(service.run())
             ping = signed(command())
@@ -186,7 +186,7 @@ def test_a_dropped_connection_after_sending_is_unknown_and_no_other_master_runs_
     command_id = str(ping.command_id)
     names = ["bj-1", "bj-2"]
     with ThreadPoolExecutor(4) as pool:
-        probe = Idc("bj", [control_client(pki, serve_master(caller, name=n)) for n in names], 4, pool)
+        probe = Idc("bj", [control_client(pki, serve_master(caller, name=n)) for n in names], 4, pool, 4)
         first = probe.in_order(command_id)[0].address.name  # the master this command goes to first
         for name in names:
             serve_master.stop(name)
@@ -198,7 +198,7 @@ def test_a_dropped_connection_after_sending_is_unknown_and_no_other_master_runs_
             control_client(pki, links[0].address if name == first else serve_master(other, name=name))
             for name in names
         ]
-        idc = Idc("bj", clients, 4, pool)
+        idc = Idc("bj", clients, 4, pool, 4)
 
         async def dispatch() -> MasterReply:
             return await idc.dispatch(command_id, MasterRequest(command=ping).model_dump_json(), Attempt())
