@@ -100,10 +100,9 @@ class Emitter:
         assert self._partitioner is not None, "use the emitter as `async with Emitter(...)`"
         return self._partitioner(event.user_id)
 
-    async def send_encoded(self, partition: int, events: list[bytes]) -> asyncio.Future[Any]:
+    async def send_encoded(self, partition: int, events: list[bytes]) -> None:
         """Send events of one partition, already validated, routed and encoded (JSON objects), as one
-        batched message: what a replay whose lines chDB judged and encoded sends. Returns the send's
-        future (its record metadata once acknowledged)."""
+        batched message: what a replay whose lines chDB judged and encoded sends."""
         if len(self._in_flight) >= _MAX_IN_FLIGHT:
             await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
         # the wire format of `encode_events`: one event as an object, several as an array
@@ -111,7 +110,6 @@ class Emitter:
         future = await self._producer.send(self.topic, value, partition=partition)
         count = len(events)
         self._track(future, on_ok=lambda metadata: self._delivered(metadata, count), count=count)
-        return future
 
     async def send_buffered(self) -> None:
         """Send the events waiting for a message to fill (a paced replay does, before it waits)."""

@@ -33,15 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from omstream.embedded.running import QUERY_ENDPOINT_FILE
 from omstream.embedded.store import STORE_DIR
 from omstream.settings import Settings
 from stream.emitter import Emitter
 from stream.events import FixedRange
-from stream.kafka import Partitioner, kafka_options
-from stream.results import decode_results
+from stream.kafka import Partitioner
 
 _TICK_S = 0.05
 _PROBE_USERS = 1 << 50  # probe users are this and above; the load's users are below
@@ -125,17 +123,11 @@ class Clock:
 @dataclass
 class Probe:
     user_id: int
-    partition: int
     ts: int
-    sent_at: float  # wall clock, as Kafka's record timestamps
+    sent_at: float
     minute_count: int  # events sent into its minute, itself included
     raw_s: float | None = None
     window_s: float | None = None
-    offset: int | None = None  # in the events topic, once acknowledged
-
-    def placed(self, sent: asyncio.Future[Any]) -> None:
-        if not sent.cancelled() and sent.exception() is None:
-            self.offset = sent.result().offset
 
 
 class Load:
@@ -172,17 +164,15 @@ class Load:
         for _ in range(count):
             partition, event = self._event(self._random.randrange(1, 1_000_000), ts)
             by_partition.setdefault(partition, []).append(event)
+        made = None
+        if probe is not None:
+            partition, event = self._event(probe, ts)
+            by_partition.setdefault(partition, []).append(event)
+            made = Probe(probe, ts, time.monotonic(), self.per_minute[ts - ts % 60])
         for partition, events in by_partition.items():
             for start in range(0, len(events), self._pack):
                 await self._emitter.send_encoded(partition, events[start : start + self._pack])
-        self.sent += count
-        if probe is None:
-            return None
-        partition, event = self._event(probe, ts)
-        made = Probe(probe, partition, ts, time.time(), self.per_minute[ts - ts % 60])
-        sent = await self._emitter.send_encoded(partition, [event])  # alone: its offset is its message's
-        sent.add_done_callback(made.placed)
-        self.sent += 1
+        self.sent += count + (probe is not None)
         return made
 
 
@@ -213,13 +203,13 @@ async def _steady(
 async def _watch(up: Up, probes: list[Probe], load: Load, stop: asyncio.Event) -> None:
     """Polls the query endpoint for the probes not yet visible, raw and in their minute window. A probe
     counts as visible at the start of the first read that saw it (a read sees what was stored before it
-    started), so the figures include up to one read's duration plus 0.1 s of polling."""
+    started), so the figures include up to 0.1 s of polling but not the reads' own time."""
     while not stop.is_set() or any(p.raw_s is None or p.window_s is None for p in probes):
         waiting_raw = [p for p in probes if p.raw_s is None]
         waiting_window = [p for p in probes if p.window_s is None]
         if waiting_raw:
             ids = ",".join(str(p.user_id) for p in waiting_raw)
-            asked = time.time()
+            asked = time.monotonic()
             rows = await asyncio.to_thread(up.sql, f"SELECT user_id FROM events WHERE user_id IN ({ids})")
             seen = {int(row[0]) for row in rows}
             for probe in waiting_raw:
@@ -227,7 +217,7 @@ async def _watch(up: Up, probes: list[Probe], load: Load, stop: asyncio.Event) -
                     probe.raw_s = asked - probe.sent_at
         if waiting_window:
             minutes = ",".join(str(p.ts - p.ts % 60) for p in waiting_window)
-            asked = time.time()
+            asked = time.monotonic()
             rows = await asyncio.to_thread(
                 up.sql,
                 "SELECT toUnixTimestamp(window_start), sum(pv + fav + cart + buy) "
@@ -238,71 +228,9 @@ async def _watch(up: Up, probes: list[Probe], load: Load, stop: asyncio.Event) -
             for probe in waiting_window:
                 if counted.get(probe.ts - probe.ts % 60, 0) >= probe.minute_count:
                     probe.window_s = asked - probe.sent_at
-        if stop.is_set() and all(time.time() - p.sent_at > 60 for p in probes if p.window_s is None):
+        if stop.is_set() and all(time.monotonic() - p.sent_at > 60 for p in probes if p.window_s is None):
             return  # what is not visible a minute after the load stopped is reported as missing
         await asyncio.sleep(0.1)
-
-
-@dataclass
-class Marks:
-    """When (wall clock) each partition's position first reached each offset, per stage."""
-
-    seen: dict[tuple[str, int], list[tuple[int, float]]] = field(default_factory=dict)
-
-    def reached(self, stage: str, partition: int, offset: int, at: float) -> None:
-        marks = self.seen.setdefault((stage, partition), [])
-        if not marks or offset > marks[-1][0]:
-            marks.append((offset, at))
-
-    def when(self, stage: str, partition: int, offset: int) -> float | None:
-        for reached, at in self.seen.get((stage, partition), []):
-            if reached >= offset:
-                return at
-        return None
-
-
-# Where a probe's time goes, as a plain consumer of the window rows and of the sink's stored positions
-# sees them (when a fetch returned them: within the tracer's 50 ms fetch wait of the truth): its
-# minute's rows sent by the worker (a full flush's positions reach its offset); it stored raw, and its
-# window rows stored, as the sink says on the processed topic (times of receipt: the records'
-# timestamps disagreed with what the query endpoint showed).
-STAGES = ("worker_sent", "raw", "windows")
-
-
-async def _trace(bootstrap: str, marks: Marks, stop: asyncio.Event) -> None:
-    """Follows the window rows' positions and the sink's stored positions from their ends."""
-    settings = Settings()
-    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False, fetch_max_wait_ms=50)
-    await consumer.start()
-    try:
-        windows = TopicPartition(settings.windows_topic, 0)
-        processed = TopicPartition(settings.processed_topic, 0)
-        consumer.assign([windows, processed])
-        await consumer.seek_to_end(windows, processed)
-        while not stop.is_set():
-            fetched = await consumer.getmany(timeout_ms=100)
-            now = time.time()
-            for record in fetched.get(windows, []):
-                for partition, offset in decode_results(record.value or b"").positions.items():
-                    marks.reached("worker_sent", partition, offset, now)
-            for record in fetched.get(processed, []):
-                body = orjson.loads(record.value or b"")
-                if body["topic"] == settings.events_topic:
-                    marks.reached(body["stage"], body["partition"], body["offset"], now)
-    finally:
-        await consumer.stop()
-
-
-def _stage_times(probes: list[Probe], marks: Marks) -> dict[str, dict[str, float]]:
-    """p50/p99/max from send to each stage, over the probes acknowledged."""
-    placed = [probe for probe in probes if probe.offset is not None]
-    times: dict[str, dict[str, float]] = {}
-    for stage in STAGES:
-        reached = [marks.when(stage, p.partition, p.offset or 0) for p in placed]
-        times[stage] = _percentiles(
-            [at - p.sent_at for p, at in zip(placed, reached, strict=True) if at is not None]
-        )
-    return times
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -325,9 +253,6 @@ async def _freshness_at(
         load = Load(emitter, Clock(), emitter.partitions, pack, per_minute)
         stop = asyncio.Event()
         probes: list[Probe] = []
-        marks, watched = Marks(), asyncio.Event()
-        tracer = asyncio.create_task(_trace(up.bootstrap, marks, watched))
-        await asyncio.sleep(1)  # the tracer at the ends of its topics
         watcher = asyncio.create_task(_watch(up, probes, load, stop))
         started = time.monotonic()
         await _steady(load, rate, seconds, probes, probes_per_s=4)
@@ -335,8 +260,6 @@ async def _freshness_at(
         achieved = load.sent / (time.monotonic() - started)
         stop.set()
         await watcher
-        watched.set()
-        await tracer
     return {
         "rate": rate,
         "sent_per_s": round(achieved),
@@ -345,7 +268,6 @@ async def _freshness_at(
         "raw": _percentiles([p.raw_s for p in probes if p.raw_s is not None]),
         "minute_window": _percentiles([p.window_s for p in probes if p.window_s is not None]),
         "not_visible": sum(p.window_s is None or p.raw_s is None for p in probes),
-        "stages": _stage_times(probes, marks),
     }
 
 
