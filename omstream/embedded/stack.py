@@ -134,9 +134,10 @@ def next_epoch(state_dir: Path) -> int:
 
 # What the embedded runtime's services use unless set, for freshness: Tansu holds a fetch of a
 # partition with nothing new for (most of) its wait, where Kafka answers as soon as records arrive, so
-# with Faust's 1.5 s each hop of a caught-up stream waited ~0.4 s on average (measured: FACTS.md); and
-# a take of a topic with few records (the window rows) waits its whole `take_seconds`.
-EMBEDDED_DEFAULTS = {"fetch_wait_ms": 100, "take_seconds": 0.1}
+# with Faust's 1.5 s each hop of a caught-up stream waited ~0.4 s on average (measured: README, How
+# fresh the windows are). Shorter takes (0.1 s) were tried and measured worse: every take writes
+# objects to the store (the sink's stored positions, the worker's rows and checkpoints).
+EMBEDDED_DEFAULTS = {"fetch_wait_ms": 100}
 
 
 def service_env(settings: Settings, bootstrap: str) -> dict[str, str]:

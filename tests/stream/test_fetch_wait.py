@@ -34,13 +34,11 @@ def test_the_worker_and_the_sink_fetch_with_the_configured_wait(tmp_path: Path) 
     assert asyncio.run(build()) == (70, 70)
 
 
-def test_the_embedded_runtime_fetches_and_takes_sooner_unless_told_otherwise(tmp_path: Path) -> None:
+def test_the_embedded_runtime_fetches_sooner_unless_told_otherwise(tmp_path: Path) -> None:
     embedded = Settings(state_dir=tmp_path, kafka_bootstrap="", clickhouse_dsn="")
-    env = service_env(embedded, "127.0.0.1:1")
-    assert (env["OMSTREAM_FETCH_WAIT_MS"], env["OMSTREAM_TAKE_SECONDS"]) == ("100", "0.1")
-    assert EMBEDDED_DEFAULTS == {"fetch_wait_ms": 100, "take_seconds": 0.1}
-    told = Settings(state_dir=tmp_path, kafka_bootstrap="", clickhouse_dsn="", take_seconds=0.3)
-    assert service_env(told, "127.0.0.1:1")["OMSTREAM_TAKE_SECONDS"] == "0.3"
+    assert service_env(embedded, "127.0.0.1:1")["OMSTREAM_FETCH_WAIT_MS"] == "100"
+    assert EMBEDDED_DEFAULTS == {"fetch_wait_ms": 100}
+    told = Settings(state_dir=tmp_path, kafka_bootstrap="", clickhouse_dsn="", fetch_wait_ms=300)
+    assert service_env(told, "127.0.0.1:1")["OMSTREAM_FETCH_WAIT_MS"] == "300"
     kafka = Settings(state_dir=tmp_path, kafka_bootstrap="kafka:9092", clickhouse_dsn="")
-    env = service_env(kafka, "kafka:9092")
-    assert (env["OMSTREAM_FETCH_WAIT_MS"], env["OMSTREAM_TAKE_SECONDS"]) == ("1500", "0.5")
+    assert service_env(kafka, "kafka:9092")["OMSTREAM_FETCH_WAIT_MS"] == "1500"
