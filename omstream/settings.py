@@ -94,7 +94,7 @@ class Settings(BaseSettings):
         default=1500,
         ge=1,
         description="longest a worker's or the sink's fetch waits at the broker for records (Kafka answers "
-        "as soon as some arrive; Tansu waits most of it, so the embedded runtime's default is 100)",
+        "as soon as some arrive; Tansu holds a caught-up fetch for most of it)",
     )
     log_level: str = "WARNING"
     metrics_port: int = Field(

@@ -132,22 +132,8 @@ def next_epoch(state_dir: Path) -> int:
     return epoch
 
 
-# What the embedded runtime's services use unless set, for freshness: Tansu holds a fetch of a
-# partition with nothing new for (most of) its wait, where Kafka answers as soon as records arrive, so
-# with Faust's 1.5 s each hop of a caught-up stream waited ~0.4 s on average (measured: README, How
-# fresh the windows are). Shorter takes (0.1 s) were tried and measured worse: every take writes
-# objects to the store (the sink's stored positions, the worker's rows and checkpoints).
-EMBEDDED_DEFAULTS = {"fetch_wait_ms": 100}
-
-
 def service_env(settings: Settings, bootstrap: str) -> dict[str, str]:
-    """The environment that makes a child process load exactly these settings (with the embedded
-    broker, EMBEDDED_DEFAULTS for what is not set)."""
-    if not settings.kafka_bootstrap:
-        unset = {
-            name: value for name, value in EMBEDDED_DEFAULTS.items() if name not in settings.model_fields_set
-        }
-        settings = settings.model_copy(update=unset)
+    """The environment that makes a child process load exactly these settings."""
     env = dict(os.environ)
     for name, value in settings.model_dump(
         mode="json", exclude={"kafka_bootstrap", "clickhouse_dsn", "query_password"}, exclude_none=True
