@@ -18,7 +18,6 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -27,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from clickhouse import query_rows
 from control.results import CommandResult, UnreadableResult, read_result
-from masters.keys import load_private_key, sign
+from masters.keys import sign
 from masters.protocol import Command, Target
 from stream.kafka import kafka_options
 
@@ -41,19 +40,6 @@ class OpsTopics:
 
 
 def new_command(
-    keys_dir: Path,
-    operator: str,
-    idcs: Sequence[str],
-    target: Target,
-    module: str,
-    args: dict[str, Any],
-    ttl: datetime.timedelta = datetime.timedelta(minutes=5),
-) -> Command:
-    """A command signed with `operator`'s key from `keys_dir`."""
-    return signed_command(load_private_key(keys_dir, operator), operator, idcs, target, module, args, ttl)
-
-
-def signed_command(
     key: Ed25519PrivateKey,
     operator: str,
     idcs: Sequence[str],

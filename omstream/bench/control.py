@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from control.client import OpsClient, signed_command
+from control.client import OpsClient, new_command
 from masters.keys import load_private_key
 from omstream.bench import BenchFailed
 from omstream.embedded.control_plane import DEMO_OPERATOR, control_plane
@@ -36,7 +36,7 @@ class _Pings:
 
     async def run(self, count: int, on_complete: Callable[[int], object] | None = None) -> list[float]:
         """Run `count` pings at once; returns when each completed (monotonic s); fails on any failure."""
-        commands = [signed_command(self._key, DEMO_OPERATOR, IDCS, "*", "ping", {}) for _ in range(count)]
+        commands = [new_command(self._key, DEMO_OPERATOR, IDCS, "*", "ping", {}) for _ in range(count)]
         completed: list[float] = []
 
         def done(_: str) -> None:

@@ -119,13 +119,19 @@ def ops_run(
 ) -> None:
     """Sign a command with the operator's key and publish it to ops.commands."""
     from control.client import new_command, parse_args, parse_target, publish, run_and_wait
+    from masters.keys import load_private_key
     from omstream.embedded.running import resolve_bootstrap
     from omstream.services import control_public_key, ops_topics
 
     bootstrap = resolve_bootstrap(settings)
     topics = ops_topics(settings)
     command = new_command(
-        settings.keys_dir, operator, idcs.split(","), parse_target(target), module, parse_args(args)
+        load_private_key(settings.keys_dir, operator),
+        operator,
+        idcs.split(","),
+        parse_target(target),
+        module,
+        parse_args(args),
     )
     if not wait:
         asyncio.run(publish(bootstrap, topics.commands, [command]))

@@ -9,6 +9,7 @@ from pathlib import Path
 import clickhouse
 from control.client import new_command, run_and_wait
 from control.results import CommandResult
+from masters.keys import load_private_key
 from masters.protocol import Command
 from omstream.embedded.control_plane import DEMO_OPERATOR, control_plane
 from omstream.embedded.progress import generate_with_progress, replay_with_progress
@@ -38,17 +39,14 @@ class DemoResult:
 
 def demo_commands(settings: Settings) -> list[Command]:
     """A few operations across both embedded IDCs, and one unsigned command the control service refuses."""
+    key = load_private_key(settings.keys_dir, DEMO_OPERATOR)
     commands = [
-        new_command(settings.keys_dir, DEMO_OPERATOR, ["bj", "sh"], "*", "ping", {}),
-        new_command(settings.keys_dir, DEMO_OPERATOR, ["bj"], "*", "disk_usage", {}),
-        new_command(settings.keys_dir, DEMO_OPERATOR, ["sh"], "*", "cmd_allowlisted", {"name": "uptime"}),
-        new_command(
-            settings.keys_dir, DEMO_OPERATOR, ["bj", "sh"], "*", "state_apply", {"state": "omstream_probe"}
-        ),
+        new_command(key, DEMO_OPERATOR, ["bj", "sh"], "*", "ping", {}),
+        new_command(key, DEMO_OPERATOR, ["bj"], "*", "disk_usage", {}),
+        new_command(key, DEMO_OPERATOR, ["sh"], "*", "cmd_allowlisted", {"name": "uptime"}),
+        new_command(key, DEMO_OPERATOR, ["bj", "sh"], "*", "state_apply", {"state": "omstream_probe"}),
     ]
-    unsigned = new_command(settings.keys_dir, DEMO_OPERATOR, ["bj"], "*", "grains", {}).model_copy(
-        update={"signature": ""}
-    )
+    unsigned = new_command(key, DEMO_OPERATOR, ["bj"], "*", "grains", {}).model_copy(update={"signature": ""})
     return [*commands, unsigned]
 
 

@@ -108,7 +108,9 @@ class ControlStack:
             await producer.stop()
 
     def command(self, operator: str = "demo", **fields: object) -> Command:
-        base = new_command(self.settings.keys_dir, operator, ["bj", "sh"], "*", "ping", {})
+        base = new_command(
+            load_private_key(self.settings.keys_dir, operator), operator, ["bj", "sh"], "*", "ping", {}
+        )
         return sign(base.model_copy(update=fields), load_private_key(self.settings.keys_dir, operator))
 
     def start_control(self, name: str) -> subprocess.Popen[bytes]:

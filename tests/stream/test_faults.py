@@ -49,7 +49,7 @@ from tests.pipeline import SMALL_TAKES, differences, replay, stored_windows, wai
 
 pytestmark = pytest.mark.integration
 
-CI_SEEDS = (4, 7, 10, 11)  # 7, 10 and 11 lost events on the code before the fix (a stale take)
+CI_SEEDS = (7, 11)  # 7, 10 and 11 lost events on the code before the fix (a stale take); more in the soak
 # (takes, seed): lost events on the code before issue 19's fix (partitions rebuilt without their
 # checkpoints, which the broker's 4-partition checkpoints topic spread beyond partition 0). Small takes
 # live in the soak: with one-message bulks the committed offset was the checkpoint's, and the rebuild
