@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     alert_lean_score: float = Field(
         default=2.0, gt=0, description="score (deviation over spread) a minute needs to count as deviating"
     )
-    alert_up_ratio: float = Field(default=1.3, gt=1, description="and observed/expected at least this (up)")
+    alert_up_ratio: float = Field(default=1.5, gt=1, description="and observed/expected at least this (up)")
     alert_down_ratio: float = Field(
         default=0.7, gt=0, lt=1, description="or observed/expected at most this (down)"
     )

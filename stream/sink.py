@@ -43,8 +43,10 @@ from stream.sinks.clickhouse import (
     insert_events,
     insert_rows,
     insert_window_rows,
+    stored_minute_rows,
 )
 from stream.topics import Topics
+from stream.windows import WindowRow
 
 Headers = Sequence[tuple[str, bytes]]
 _USER = attrgetter("user_id")
@@ -74,15 +76,15 @@ class SinkConfig:
 
 
 class ClickHouseWriter:
-    """Serialises ClickHouse writes: one client, used from a thread so the loop keeps fetching."""
+    """Serialises ClickHouse calls: one client, used from a thread so the loop keeps fetching."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
         self._lock = asyncio.Lock()
 
-    async def run(self, write: Callable[..., Any], *args: Any) -> None:
+    async def run(self, call: Callable[..., Any], *args: Any) -> Any:
         async with self._lock:
-            await asyncio.to_thread(write, self.client, *args)
+            return await asyncio.to_thread(call, self.client, *args)
 
 
 def last_offsets(batch: Sequence[EventT]) -> dict[int, int]:
@@ -180,7 +182,8 @@ def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
     app = create_app(config.faust)
     deliver_in_bulk(app, [config.topics.events], config.faust.fetch_wait_ms)
     topics, takes = config.topics, config.takes
-    sink = ClickHouseSink(config, ClickHouseWriter(client), raw_topic(app, topics.processed))
+    writer = ClickHouseWriter(client)
+    sink = ClickHouseSink(config, writer, raw_topic(app, topics.processed))
 
     async def store_events(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take_events(takes.fetches, within=takes.seconds):  # type: ignore[attr-defined]
@@ -208,7 +211,11 @@ def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
     for feed in config.feeds:
         app.agent(raw_topic(app, feed.topic), name=f"store_{feed.table}")(store_feed(feed))
     if config.alerts is not None:
-        detect_alerts_in(app, config.alerts)
+
+        async def stored_minutes(span: int) -> list[WindowRow]:
+            return cast(list[WindowRow], await writer.run(stored_minute_rows, span))
+
+        detect_alerts_in(app, config.alerts, stored_minutes)
     return app
 
 

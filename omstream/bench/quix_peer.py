@@ -5,15 +5,12 @@ extra). In a consumer group of its own it reads TOPIC from the earliest offset:
 - `loop`: Quix's consumer in a bare poll loop, decoding each message (the framework's floor);
 - `count`: the hourly all-users count a user would write with it: `group_by` a constant key, then a
   1 h tumbling `count().final()` over event time (`ts`).
-Once it has seen EVENTS messages it prints `[seconds, messages so far]` samples as one JSON line
-after `PEER_RESULT_PREFIX`, and exits.
+Once it has seen EVENTS messages it prints its samples (see `_peer`) and exits.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -22,28 +19,9 @@ from typing import Any
 import orjson
 from quixstreams import Application
 
-from omstream.bench.throughput import PEER_RESULT_PREFIX
+from omstream.bench._peer import Samples, print_result
 
 _GRACE = timedelta(minutes=10)  # the worker's default grace
-_SAMPLE_EVERY = 1_000
-
-
-class Samples:
-    """Messages seen so far, sampled every `_SAMPLE_EVERY`, until `expected`."""
-
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.seen = 0
-        self.samples: list[tuple[float, int]] = [(time.monotonic(), 0)]
-
-    def count(self, _: Any = None) -> None:
-        self.seen += 1
-        if self.seen % _SAMPLE_EVERY == 0 or self.seen == self.expected:
-            self.samples.append((time.monotonic(), self.seen))
-
-    @property
-    def done(self) -> bool:
-        return self.seen >= self.expected
 
 
 def bare_loop(app: Application, topic: str, samples: Samples) -> None:
@@ -84,7 +62,7 @@ def main() -> None:
     )
     samples = Samples(int(expected))
     {"loop": bare_loop, "count": hourly_count}[mode](app, topic, samples)
-    print(PEER_RESULT_PREFIX + json.dumps(samples.samples), flush=True)
+    print_result(samples)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 
 import clickhouse
 from omstream.bench import BenchFailed
+from omstream.bench._peer import PEER_RESULT_PREFIX, hour_of
 from omstream.embedded.progress import replay_with_progress
 from omstream.embedded.stack import (
     broker,
@@ -39,15 +40,14 @@ from omstream.embedded.stack import (
 from omstream.embedded.supervisor import all_alive, stop_process
 from omstream.settings import Settings
 from stream.emitter import EmitReport
-from stream.events import BEHAVIORS, EVENT_COLUMNS, FixedRange
+from stream.events import BEHAVIORS, EVENT_COLUMNS, Event, FixedRange
 from stream.metrics import EVENTS_IN_TOTAL, EVENTS_STORED_TOTAL
 from stream.processed import ProcessedWatcher
 from stream.sinks.clickhouse import RAW_EVENTS
 from stream.sources.generator import generate_chunks, generate_csv
-from stream.sources.taobao import TAOBAO_END, TAOBAO_START, sort_by_time
+from stream.sources.taobao import TAOBAO_END, TAOBAO_START, read_csv, sort_by_time
 
 GENERATED_WINDOW = FixedRange(TAOBAO_START, TAOBAO_END)  # the generator's days, as the real file's
-PEER_RESULT_PREFIX = "quix-peer-samples: "  # the peer's stdout may carry terminal codes too
 _POLL_S = 0.2  # how often the end of a run is checked for
 _SCRAPE_S = 1.0  # scraping a service's metrics costs it CPU: not more often than this
 _SINGLE_MAX_EVENTS = 1_000_000  # one event per message: producing them is slower than consuming
@@ -257,21 +257,29 @@ def _batched_run(settings: Settings, data: Path) -> tuple[dict[str, Any], Pipeli
 
 
 def _single_run(settings: Settings, data: Path) -> dict[str, Any]:
-    """One event per message: our pipeline beside the peer, Quix Streams (its bare loop, and the
-    hourly all-users count), each reading the same messages from the start."""
+    """One event per message: our pipeline beside the peers, each reading the same messages from the
+    start: Quix Streams (its bare loop, and the hourly all-users count), and Pathway's and Bytewax's
+    hourly PV/UV, checked exact against the events."""
     with broker(settings) as bootstrap:
         emitted = _produce(data, settings, bootstrap, pack=1)
         peer_loop = _quix_peer(settings, bootstrap, emitted.messages, "loop")
         peer_count = _quix_peer(settings, bootstrap, emitted.messages, "count")
+        pv_uv_peers = {name: _run_peer(settings, bootstrap, name, emitted.messages) for name in PV_UV_PEERS}
         run = _pipeline_run(settings, bootstrap, emitted)
-    rates, peer_rate = run.rates(), first_to_last_rate(peer_count)
+    expected = expected_hourly(data, settings)
+    for name, result in pv_uv_peers.items():
+        check_hourly(name, result, expected, emitted.messages)
+    rates, peer_rate = run.rates(), first_to_last_rate(peer_count.samples)
+    peer_rates = {name: first_to_last_rate(result.samples) for name, result in pv_uv_peers.items()}
     return {
         "events": emitted.sent,
         "messages": emitted.messages,
         **rates,
-        "peer_loop_events_per_s": round(first_to_last_rate(peer_loop)),
+        "peer_loop_events_per_s": round(first_to_last_rate(peer_loop.samples)),
         "peer_events_per_s": round(peer_rate),
         "ratio_to_peer": round(rates["events_per_s"] / peer_rate, 3),
+        **{f"{name}_events_per_s": round(rate) for name, rate in peer_rates.items()},
+        **{f"ratio_to_{name}": round(rates["events_per_s"] / rate, 3) for name, rate in peer_rates.items()},
     }
 
 
@@ -356,31 +364,85 @@ async def _plain_consumer(
     return samples
 
 
-def _quix_peer(
-    settings: Settings, bootstrap: str, messages: int, mode: str, timeout: float = _RUN_TIMEOUT_S
-) -> list[Sample]:
-    """Run `omstream.bench.quix_peer` in `mode` (`loop` or `count`) over the events topic's messages."""
-    if importlib.util.find_spec("quixstreams") is None:
-        raise BenchFailed("the peer of this bench is Quix Streams: pip install -e '.[bench]'")
-    log_path = settings.state_dir / f"quix-{mode}.log"
-    command = [sys.executable, "-m", "omstream.bench.quix_peer", bootstrap, settings.events_topic]
+@dataclass(frozen=True)
+class PeerResult:
+    """What a peer printed: messages seen over time and, from a PV/UV peer, its hourly PV/UV."""
+
+    samples: list[Sample]
+    hourly: dict[int, tuple[int, int]]
+
+
+# a peer's module prefix: its library, and the package that library installs
+PEER_LIBRARIES = {
+    "quix": ("Quix Streams", "quixstreams"),
+    "pathway": ("Pathway", "pathway"),
+    "bytewax": ("Bytewax", "bytewax"),
+}
+PV_UV_PEERS = ("pathway", "bytewax")
+
+
+def _quix_peer(settings: Settings, bootstrap: str, messages: int, mode: str) -> PeerResult:
+    """Quix Streams in `mode` (`loop` or `count`) over the events topic's messages."""
+    return _run_peer(settings, bootstrap, "quix", messages, mode, str(settings.state_dir / "quix"))
+
+
+def _run_peer(
+    settings: Settings, bootstrap: str, name: str, messages: int, *args: str, timeout: float = _RUN_TIMEOUT_S
+) -> PeerResult:
+    """Run `omstream.bench.{name}_peer` over the events topic's `messages` and read what it printed."""
+    library, package = PEER_LIBRARIES[name]
+    if importlib.util.find_spec(package) is None:
+        raise BenchFailed(f"a peer of this bench is {library}: pip install -e '.[bench]'")
+    label = " ".join((library, *args))
+    log_path = settings.state_dir / f"{'-'.join((name, *args[:1]))}.log"  # e.g. quix-loop.log
+    command = [sys.executable, "-m", f"omstream.bench.{name}_peer", bootstrap, settings.events_topic]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [*command, str(messages), mode, str(settings.state_dir / "quix")],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
+            [*command, str(messages), *args], stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL
         )
         try:
             out, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as error:
-            raise BenchFailed(f"the Quix peer ({mode}) did not read every message in time") from error
+            raise BenchFailed(f"the {label} peer did not read every message in time") from error
         finally:
             stop_process(process)
     found = re.search(rf"{PEER_RESULT_PREFIX}(.+)$", out.decode(errors="replace"), re.MULTILINE)
     if found is None:
-        raise BenchFailed(f"the Quix peer exited with code {process.returncode}: {_last_line(log_path)}")
-    return [Sample(at, count) for at, count in json.loads(found.group(1))]
+        raise BenchFailed(f"the {label} peer exited with code {process.returncode}: {_last_line(log_path)}")
+    result = json.loads(found.group(1))
+    hourly = {int(hour): (pv, uv) for hour, (pv, uv) in result.get("hourly", {}).items()}
+    return PeerResult([Sample(at, count) for at, count in result["samples"]], hourly)
+
+
+def expected_hourly(data: Path, settings: Settings) -> dict[int, tuple[int, int]]:
+    """The hourly PV/UV of the events a replay of `data` sends, counted here with plain Python."""
+    users: dict[int, set[int]] = {}
+    views: dict[int, int] = {}
+    for row in read_csv(data, settings.accept_range):
+        if isinstance(row, Event):
+            hour = hour_of(row.ts)
+            users.setdefault(hour, set()).add(row.user_id)
+            views[hour] = views.get(hour, 0) + 1
+    return {hour: (views[hour], len(users[hour])) for hour in sorted(views)}
+
+
+def check_hourly(name: str, result: PeerResult, expected: dict[int, tuple[int, int]], messages: int) -> None:
+    """A peer's hourly PV must add up to every message, and each hour's PV/UV be the expected one."""
+    library = PEER_LIBRARIES[name][0]
+    counted = sum(pv for pv, _ in result.hourly.values())
+    if counted != messages:
+        raise BenchFailed(f"{library}'s hourly PV add up to {counted} events, not {messages}")
+    wrong = sorted(
+        hour
+        for hour in expected.keys() | result.hourly.keys()
+        if result.hourly.get(hour) != expected.get(hour)
+    )
+    if wrong:
+        hour = wrong[0]
+        raise BenchFailed(
+            f"{library}'s PV/UV differ in {len(wrong)} hours, first at {hour}: "
+            f"{result.hourly.get(hour)} instead of {expected.get(hour)}"
+        )
 
 
 def _last_line(path: Path) -> str:

@@ -49,7 +49,8 @@ def bench_ingest(settings: Settings, events: int, as_json: bool) -> None:
 @one_line_errors
 @pass_settings
 def bench_stream(settings: Settings, events: int, as_json: bool) -> None:
-    """End-to-end rates: batched beside a plain consumer, one event per message beside Quix Streams."""
+    """End-to-end rates: batched beside a plain consumer, one event per message beside Quix Streams,
+    Pathway and Bytewax."""
     from omstream.bench.throughput import run_stream_bench
 
     terminate_as_interrupt()

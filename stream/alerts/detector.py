@@ -1,14 +1,16 @@
 """The alert detector: per metric, each complete global minute against its baseline.
 
-A minute leans up (down) when its score, observed minus expected in units of the baseline's spread,
-is at least `lean_score` (at most minus it) and the observed value is at least `up_ratio` times the
-expected one (at most `down_ratio` times): the score alone would flag tiny relative changes of large
-counts, the ratio alone noise in small ones. Leaning minutes in a row make a run, whose score is
-their summed deviation over their combined spread: a run of at least `confirm_minutes` minutes
-scoring `score` or more raises an alert, and so does a single minute scoring `strong_score` with
-`strong_ratio` (or its inverse). Once raised, a minute keeps the alert going at half the lean
-(half the score, half the ratio's distance from 1), so a deviation that hovers near the thresholds
-is one alert, not many; `close_minutes` minutes in a row that do not keep it going close it.
+A minute leans up (down) when its score, observed minus expected in units of the baseline's spread
+(see `deviation`), is at least `lean_score` (at most minus it) and the observed value is at least
+`up_ratio` times the expected one (at most `down_ratio` times): the score alone would flag tiny
+relative changes of large counts, the ratio alone noise in small ones. A leaning minute starts a
+run, which the next minutes go on at half the lean (half the score, half the ratio's distance from
+1): a drop of a few events a minute leans fully only now and then, while the run gathers the
+evidence of all its minutes. A run's score is its summed deviation over its combined spread: a run
+of at least `confirm_minutes` minutes scoring `score` or more raises an alert, and so does a single
+minute scoring `strong_score` with `strong_ratio` (or its inverse). Once raised, a minute keeps the
+alert going at half the lean too, so a deviation that hovers near the thresholds is one alert, not
+many; `close_minutes` minutes in a row that do not keep it going close it.
 
 An alert is identified by its metric, direction and first minute, so the same minutes always give
 the same alerts with the same ids: a detector rebuilt from the same window rows raises nothing new,
@@ -19,10 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from stream.alerts.baseline import DAY_MINUTES, BaselineRules, Expectation, Series, expectation
+from stream.alerts.baseline import BaselineRules, Expectation, Series, expectation
 from stream.alerts.minutes import METRICS, MINUTE, MinuteTotals
 
 UP, DOWN = "up", "down"
@@ -68,6 +69,17 @@ class Alert:
     version: int  # 0 open, 1 closed
 
 
+def deviation(observed: float, expected: float, sigma: float) -> float:
+    """Observed minus expected in units of the spread, scaled as their square roots differ (for a
+    count, 2(√o - √e) is the variance-stabilised difference): a count's right tail is longer and its
+    left tail shorter than a normal one, so a small count's excess is less rare, and its fall rarer,
+    than the plain score says."""
+    score = (observed - expected) / sigma
+    if expected > 0 and observed >= 0:
+        return score * 2 / (1 + math.sqrt(observed / expected))
+    return score
+
+
 def alert_id(metric: str, direction: str, window_start: int) -> str:
     return hashlib.sha256(f"{metric}/{direction}/{window_start}".encode()).hexdigest()[:16]
 
@@ -88,12 +100,12 @@ class _Run:
         self.last = start
         self.observed.append(observed)
         self.expected.append(found.expected)
-        self.scores.append((observed - found.expected) / found.sigma)
+        self.scores.append(deviation(observed, found.expected, found.sigma))
         self.variance += found.sigma**2
 
     @property
     def score(self) -> float:
-        return (sum(self.observed) - sum(self.expected)) / math.sqrt(self.variance)
+        return deviation(sum(self.observed), sum(self.expected), math.sqrt(self.variance))
 
     def alert(self, metric: str, status: str, raised_at: int) -> Alert:
         return Alert(
@@ -117,7 +129,7 @@ class MetricWatch:
     def __init__(self, metric: str, rules: AlertRules) -> None:
         self.metric = metric
         self.rules = rules
-        self.series = Series(keep=(rules.baseline.days + 1) * DAY_MINUTES)
+        self.series = Series(keep=rules.baseline.history_minutes)
         self.run: _Run | None = None  # leaning minutes not (yet) raised
         self.open: _Run | None = None  # the raised alert
         self.raised_at = 0
@@ -126,31 +138,33 @@ class MetricWatch:
     def observe(self, minute: MinuteTotals) -> list[Alert]:
         t = self.series.length
         observed = minute.value(self.metric)
-        found, seasonal = expectation(self.series, t, self.rules.baseline, self._floor(minute))
-        self.series.append(observed, seasonal)
+        found = expectation(self.series, t, self.rules.baseline, self._noise, minute.uv)
+        self.series.append(observed, found.seasonal if found else math.nan, minute.uv)
         buyers = max(found.expected * minute.uv, minute.buy) if found else 0.0
         if self.metric == "pay_rate" and buyers < _PAY_EVIDENCE:
             found = None  # too few buyers, expected or seen, to judge a rate: the buy count's own noise
-        direction = self._lean(observed, found, 1.0 if self.open is None else 0.5)
+        # a run under way, like a raised alert, goes on at half the lean
+        direction = self._lean(observed, found, 1.0 if self.open is None and self.run is None else 0.5)
         if direction is not None:
             self.series.mark_deviating(t)
         if self.open is not None:
             return self._follow(minute, direction, observed, found)
         return self._watch(minute, direction, observed, found)
 
-    def _floor(self, minute: MinuteTotals) -> Callable[[float], float]:
-        """The spread sampling alone gives: Poisson for a count, binomial over the minute's users
-        for the pay rate (which a handful of users makes noisy, whatever its history)."""
+    def _noise(self, value: float, users: float) -> float:
+        """Sampling variance: Poisson for a count, binomial over the minute's users for the pay rate
+        (which a handful of users makes noisy, whatever its history)."""
         if self.metric == "pay_rate":
-            return lambda rate: math.sqrt(min(max(rate, 0.0), 1.0) * (1 - min(rate, 1.0)) / max(minute.uv, 1))
-        return lambda count: math.sqrt(max(count, 1.0))
+            rate = min(max(value, 0.0), 1.0)
+            return rate * (1 - rate) / max(users, 1.0)
+        return max(value, 1.0)
 
     def _lean(self, observed: float, found: Expectation | None, share: float) -> str | None:
         """The way the minute leans by `share` of the lean thresholds, if it does."""
         if found is None:
             return None
         rules = self.rules
-        score = (observed - found.expected) / found.sigma
+        score = deviation(observed, found.expected, found.sigma)
         up_ratio, down_ratio = (1 + share * (ratio - 1) for ratio in (rules.up_ratio, rules.down_ratio))
         if score >= share * rules.lean_score and observed >= up_ratio * found.expected:
             return UP
@@ -172,6 +186,9 @@ class MetricWatch:
             self.run = None
             return []
         if self.run is None or self.run.direction != direction:
+            if self._lean(observed, found, 1.0) != direction:
+                self.run = None
+                return []
             self.run = _Run(direction, minute.start, minute.start)
         run = self.run
         run.add(minute.start, observed, found)
@@ -202,6 +219,7 @@ class Detector:
     """Every watched metric over the sequence of complete global minutes."""
 
     def __init__(self, rules: AlertRules) -> None:
+        self.rules = rules
         self.watches = [MetricWatch(metric, rules) for metric in rules.metrics]
         self.next_minute: int | None = None
 

@@ -11,7 +11,9 @@ function of the topic's messages in order, so re-reading the topic rebuilds it e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import groupby
 
 from stream.results import WindowResults
 from stream.windows import WindowRow
@@ -61,6 +63,23 @@ class MinuteAssembler:
         for partition, through in results.written_through.items():
             self.written_through[partition] = max(through, self.written_through.get(partition, through))
         return self._complete()
+
+    def add_stored(self, rows: Sequence[WindowRow]) -> list[MinuteTotals]:
+        """Rows the sink stored (each partition's latest per minute, in minute order), before any of
+        the topic: a partition is written through the end of its latest final minute row, since a
+        worker closes its minutes in order. The minutes complete there are yielded each complete at
+        its own end, as if the stream had just brought it; the rows of later minutes stay to be
+        completed by the topic's rows (a row of the topic replaces a stored one of no higher version,
+        and the topic's rows of minutes yielded here are skipped: no minute counts twice)."""
+        through: dict[int, int] = {}
+        for row in rows:
+            if row.final:
+                through[row.partition] = max(through.get(row.partition, 0), row.window_start + MINUTE)
+        done: list[MinuteTotals] = []
+        for start, minute_rows in groupby(rows, key=lambda row: row.window_start):
+            reached = {partition: min(start, end) for partition, end in through.items()}
+            done += self.add(WindowResults(list(minute_rows), [], {}, reached))
+        return done + self.add(WindowResults([], [], {}, through))
 
     def _complete(self) -> list[MinuteTotals]:
         if len(self.written_through) < self.partitions:

@@ -16,6 +16,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from clickhouse import query_rows
 from stream.events import EVENT_COLUMNS, DeadLetter, EventFields
 from stream.metrics import INSERT_ROWS, INSERT_SECONDS
 from stream.windows import FUNNEL_TABLE, WINDOWS_TABLE, FunnelRow, WindowRow
@@ -82,3 +83,11 @@ def insert_dead_letters(client: Client, rows: Sequence[DeadLetter]) -> None:
 def insert_window_rows(client: Client, windows: Sequence[WindowRow], funnels: Sequence[FunnelRow]) -> None:
     insert_rows(client, WINDOWS_TABLE, windows)
     insert_rows(client, FUNNEL_TABLE, funnels)
+
+
+def stored_minute_rows(client: Client, span: int) -> list[WindowRow]:
+    """Each partition's latest stored minute row over the last `span` seconds of event time stored."""
+    return [
+        WindowRow("minute", int(row.pop("window_start").timestamp()), **row)
+        for row in query_rows(client, "realtime_minute_rows", span=span)
+    ]

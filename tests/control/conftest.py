@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ operators:
   dave: [not_vault]
 """
 MASTERS = ("bj-1", "bj-2", "sh-1", "sh-2")
+Headers = Sequence[tuple[str, bytes | None]]
 PING_BOTH_IDCS = shlex.split("ops run --operator demo --idc bj,sh --target * --module ping --wait --json")
 
 
@@ -86,7 +88,7 @@ class ControlStack:
         self,
         topic: str,
         payloads: Sequence[bytes | None],
-        headers: Sequence[tuple[str, bytes | None]] | None = None,
+        headers: Headers | None = None,
         keyed: bool = False,
         partition: int | None = None,
     ) -> list[str]:
@@ -140,6 +142,28 @@ class ControlStack:
             text=True,
             timeout=60,
         )
+
+    def ping_both_while_spraying(
+        self,
+        topic: str,
+        payloads: Sequence[bytes | None],
+        headers: Sequence[tuple[str, bytes | None]] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """`ops run --wait` of a ping to both IDCs while `payloads` keep landing on `topic` (one that
+        the operator's client, the control service or the sink reads)."""
+        spraying = threading.Event()
+
+        def spray() -> None:
+            while not spraying.is_set():
+                asyncio.run(self.publish(topic, payloads, headers=headers))
+
+        sprayer = threading.Thread(target=spray)
+        sprayer.start()
+        try:
+            return self.cli(*PING_BOTH_IDCS)
+        finally:
+            spraying.set()
+            sprayer.join()
 
     def history(self) -> list[dict[str, Any]]:
         """`omstream ops history --json` once the sink has stored every result: the sink is stopped

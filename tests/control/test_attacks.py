@@ -12,7 +12,6 @@ import base64
 import json
 import re
 import socket
-import threading
 import time
 import urllib.request
 import uuid
@@ -36,7 +35,6 @@ from omstream.embedded.supervisor import stop_process
 from omstream.services import control_public_key, ops_topics
 from tests.control.conftest import (
     MASTERS,
-    PING_BOTH_IDCS,
     ControlStack,
     by_stage,
     control_stack,
@@ -175,19 +173,7 @@ def test_row5_garbage_on_the_ops_topics_stops_no_consumer(stack: ControlStack) -
     _, per_idc = by_stage(stack.run(encoded(ping), {str(ping.command_id): 3}, timeout=60))
     assert {idc: r.status for idc, r in per_idc.items()} == {"bj": "succeeded", "sh": "succeeded"}
 
-    spraying = threading.Event()
-
-    def spray() -> None:  # garbage on ops.results while `ops run --wait` reads it
-        while not spraying.is_set():
-            asyncio.run(stack.publish(topics.ops_results_topic, garbage[:3]))
-
-    sprayer = threading.Thread(target=spray)
-    sprayer.start()
-    try:
-        done = stack.cli(*PING_BOTH_IDCS)
-    finally:
-        spraying.set()
-        sprayer.join()
+    done = stack.ping_both_while_spraying(topics.ops_results_topic, garbage[:3])
     assert done.returncode == 0, done.stderr
     assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == [
         "accepted",

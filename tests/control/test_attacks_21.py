@@ -13,7 +13,6 @@ import json
 import re
 import shlex
 import socket
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from omstream.embedded.stack import service_process
 from omstream.embedded.supervisor import stop_process
 from omstream.services import control_public_key, ops_topics
 from stream.kafka import TOPIC_CONFIGS
-from tests.control.conftest import MASTERS, PING_BOTH_IDCS, ControlStack, by_stage, control_stack
+from tests.control.conftest import MASTERS, ControlStack, by_stage, control_stack
 from tests.control.test_attacks import encoded, group_members, master_address, wait_for
 from tests.masters.test_outputs import depth_of
 
@@ -226,19 +225,7 @@ def test_row3_null_header_values_stop_no_reader(stack: ControlStack) -> None:
         asyncio.run(stack.publish(topic, records, headers=nulls))
     stack.start_control("control")
 
-    spraying = threading.Event()
-
-    def spray() -> None:  # NULL headers on ops.results while `ops run --wait` reads it
-        while not spraying.is_set():
-            asyncio.run(stack.publish(settings.ops_results_topic, records, headers=nulls))
-
-    sprayer = threading.Thread(target=spray)
-    sprayer.start()
-    try:
-        done = stack.cli(*PING_BOTH_IDCS)
-    finally:
-        spraying.set()
-        sprayer.join()
+    done = stack.ping_both_while_spraying(settings.ops_results_topic, records, headers=nulls)
     assert done.returncode == 0, done.stderr
     assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == [
         "accepted",

@@ -41,12 +41,14 @@ def test_end_to_end_runs_from_the_worker_s_first_event_until_everything_is_store
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(150)  # five peers and the pipeline, each starting up
 def test_a_tiny_stream_bench_reports_every_figure(settings: Settings) -> None:
     result = run_stream_bench(settings, 5_000)
     batched, single = result["batched"], result["single"]
     assert {"events_per_s", "baseline_events_per_s", "ratio"} <= set(batched)
     assert {"events_per_s", "peer_loop_events_per_s", "peer_events_per_s", "ratio_to_peer"} <= set(single)
+    for peer in ("pathway", "bytewax"):
+        assert {f"{peer}_events_per_s", f"ratio_to_{peer}"} <= set(single)
     figures = [*batched.values(), *single.values(), result["start_to_first_event_s"], result["peak_rss_mb"]]
     assert all(figure > 0 for figure in figures), result
     assert batched["events"] == single["events"] == 5_000

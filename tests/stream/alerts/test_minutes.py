@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from stream.alerts import MinuteAssembler, MinuteTotals
 from stream.results import WindowResults, decode_results, encode_results
 from stream.windows import WindowRow
@@ -57,3 +59,16 @@ def test_a_partition_written_through_less_than_before_does_not_hold_minutes_back
 def test_results_of_an_older_worker_without_written_through_times_are_read() -> None:
     legacy = b'{"windows": [], "funnels": [], "positions": {"0": 5}}'
     assert decode_results(legacy) == WindowResults([], [], {0: 5}, {})
+
+
+def test_stored_rows_complete_the_minutes_every_partition_closed_and_the_topic_the_rest() -> None:
+    final = [
+        replace(r, final=1) for r in (row(0, 0, 5, 1), row(1, 0, 6, 1), row(0, 1, 7, 2), row(0, 3, 1, 3))
+    ]
+    open_row = row(1, 1, 3, 2)  # partition 1 is inside minute 1: its row there is not final
+    minutes = MinuteAssembler(partitions=2)
+    done = minutes.add_stored([*final[:3], open_row, final[3]])
+    assert [(m.start - T, m.pv, m.watermark - T) for m in done] == [(0, 11, 60)]
+    # the topic brings minute 0 again (skipped), partition 1's later row of minute 1, an older one
+    done = minutes.add(results([row(0, 0, 5, 1), row(1, 1, 8, 4), row(1, 1, 2, 1)], {0: 240, 1: 120}))
+    assert [(m.start - T, m.pv) for m in done] == [(60, 15)]
