@@ -48,6 +48,7 @@ def faust_config(settings: Settings, app_id: str, bootstrap: str) -> FaustConfig
         datadir=settings.state_dir / f"faust-{app_id}",
         timings=GroupTimings(settings.session_timeout_s),
         log_level=settings.log_level,
+        fetch_wait_ms=settings.fetch_wait_ms,
     )
 
 

@@ -81,12 +81,20 @@ class Settings(BaseSettings):
         description="fetches of the events topic per take (each a partition's records of one fetch)",
     )
     take_seconds: float = Field(
-        default=0.5, gt=0, description="max wait for a take to fill before it is processed"
+        default=0.5,
+        gt=0,
+        description="max wait for a take to fill before it is processed (0.1 in the embedded runtime)",
     )
     grace_seconds: int = Field(default=600, ge=0, description="allowed lateness of the real-time windows")
     funnel_conversion_seconds: int = Field(default=86_400, gt=0, description="pv -> buy conversion window")
     window_flush_seconds: float = Field(
         default=2.0, gt=0, description="how often open windows are written (longer when that is costly)"
+    )
+    fetch_wait_ms: int = Field(
+        default=1500,
+        ge=1,
+        description="longest a worker's or the sink's fetch waits at the broker for records (Kafka answers "
+        "as soon as some arrive; Tansu holds a caught-up fetch for most of it)",
     )
     log_level: str = "WARNING"
     metrics_port: int = Field(

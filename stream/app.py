@@ -23,6 +23,7 @@ class FaustConfig:
     datadir: Path
     timings: GroupTimings
     log_level: str
+    fetch_wait_ms: int = 1500  # longest a fetch waits at the broker for records (Faust's own)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,10 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
+import aiokafka
 import faust
+from faust.transport.consumer import ConsumerThread
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 from faust.types import TP, Message
 from faust.types.tuples import ConsumerMessage
@@ -56,10 +59,25 @@ class Bulk:
         self.offsets = []
 
 
+class _ConsumerThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread, its fetches waiting at the broker for the consumer's `fetch_wait_ms`."""
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.consumer.fetch_wait_ms  # type: ignore[attr-defined]  # Faust fixes 1500
+        return consumer
+
+
 class BulkConsumer(FaustConsumer):
     """Faust's aiokafka consumer, delivering `bulk_topics` one fetch of a partition at a time."""
 
     bulk_topics: frozenset[str] = frozenset()
+    # Kafka answers a fetch as soon as records arrive; Tansu waits out the whole of it whenever the
+    # partition has nothing new, so the wait is a delay every caught-up consumer pays
+    fetch_wait_ms: int = 1500
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def _reset_state(self) -> None:  # Faust calls it from __init__ too
         super()._reset_state()
@@ -183,7 +201,9 @@ def bulk_buffer(fetches_per_take: int) -> int:
     return 2 * fetches_per_take
 
 
-def deliver_in_bulk(app: faust.App, topics: Iterable[str]) -> None:
-    """Make `app` read `topics` one fetch of a partition at a time (before the app starts)."""
-    consumer = type("BulkConsumer", (BulkConsumer,), {"bulk_topics": frozenset(topics)})
+def deliver_in_bulk(app: faust.App, topics: Iterable[str], fetch_wait_ms: int) -> None:
+    """Make `app` read `topics` one fetch of a partition at a time, its fetches waiting at most
+    `fetch_wait_ms` at the broker (before the app starts)."""
+    options = {"bulk_topics": frozenset(topics), "fetch_wait_ms": fetch_wait_ms}
+    consumer = type("BulkConsumer", (BulkConsumer,), options)
     app.transport.Consumer = consumer  # type: ignore[misc]  # the transport creates its consumer from it

@@ -180,7 +180,7 @@ class ClickHouseSink:
 
 def build_sink_app(config: SinkConfig, client: Client) -> faust.App:
     app = create_app(config.faust)
-    deliver_in_bulk(app, [config.topics.events])
+    deliver_in_bulk(app, [config.topics.events], config.faust.fetch_wait_ms)
     topics, takes = config.topics, config.takes
     writer = ClickHouseWriter(client)
     sink = ClickHouseSink(config, writer, raw_topic(app, topics.processed))

@@ -380,7 +380,7 @@ class WindowWorker:
 
 def build_worker_app(config: WorkerConfig) -> faust.App:
     app = create_app(config.faust)
-    deliver_in_bulk(app, [config.topics.events])
+    deliver_in_bulk(app, [config.topics.events], config.faust.fetch_wait_ms)
     names = config.topics
     topics = WorkerTopics(
         raw_topic(app, names.events, buffered=bulk_buffer(config.takes.fetches)),

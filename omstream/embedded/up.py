@@ -9,13 +9,16 @@ are (`<state>/broker.json`, `<state>/clickhouse.json`).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
 
@@ -30,11 +33,14 @@ from omstream.embedded.stack import (
 )
 from omstream.embedded.store import STORE_DIR, DiskWatch, start_durable_broker
 from omstream.embedded.supervisor import NotReady, Supervisor, claim_state_dir
-from omstream.settings import Settings
-from stream.kafka import ensure_topics
+from omstream.settings import Settings, SettingsConflict
+from stream.kafka import ensure_topics, high_water_marks, read_to_end
+from stream.results import decode_results
 from stream.sources.taobao import file_window
 
 _ENDPOINT_TIMEOUT_S = 60.0
+ACCEPT_FILE = "accept.json"  # the accepted range of the last run on the state directory
+_LAST_RECORDS = 50  # of the window rows' topic: the last flushes of every worker
 
 # What a restart of `omstream up` keeps: said at start.
 KEEPS = (
@@ -64,6 +70,7 @@ def run_up(settings: Settings, say: Callable[[str], None]) -> None:
 def _start(supervisor: Supervisor, settings: Settings, say: Callable[[str], None]) -> None:
     store, bootstrap = start_durable_broker(supervisor, settings.state_dir, broker_port(settings.broker_port))
     asyncio.run(ensure_topics(bootstrap, topic_partitions(settings)))
+    changed = _accept_range_change(settings, bootstrap)
     # the broker is restarted on the same port when it exits: it is there while `up` runs
     announce_broker(settings.state_dir, bootstrap, os.getpid())
     # With the embedded ClickHouse, the sink (its one owner) answers the readers' queries.
@@ -90,6 +97,8 @@ def _start(supervisor: Supervisor, settings: Settings, say: Callable[[str], None
         "Ctrl-C to stop"
     )
     say(f"accepting events of {_describe_accept(settings)}; {KEEPS}")
+    if changed:
+        say(changed)
 
 
 def _wait_for_endpoint(supervisor: Supervisor, port: int) -> None:
@@ -112,6 +121,47 @@ def _accept_settings(settings: Settings) -> dict[str, object]:
     """The settings that say which event times the services accept, for `omstream replay` to read."""
     names = {"accept_from", "accept_to", "accept_days_back", "accept_seconds_ahead"}
     return settings.model_dump(mode="json", include=names)
+
+
+def _accept_range_change(settings: Settings, bootstrap: str) -> str | None:
+    """What to say when this run accepts another range than the last run on the state directory did;
+    SettingsConflict, before any service reads an event, when every event of the new range would be
+    behind the windows the state directory already holds (they would all be late for them)."""
+    path = settings.state_dir / ACCEPT_FILE
+    accept = _accept_settings(settings)
+    before = json.loads(path.read_text()) if path.is_file() else accept
+    if before == accept:
+        path.write_text(json.dumps(accept))
+        return None
+    reached = asyncio.run(_windows_reached(bootstrap, settings.windows_topic))
+    if reached is not None and settings.accept_range.bounds()[1] <= reached - settings.grace_seconds:
+        when = datetime.fromtimestamp(reached, ZoneInfo(settings.timezone)).strftime("%Y-%m-%d %H:%M")
+        raise SettingsConflict(
+            f"the windows in {settings.state_dir} have reached {when} ({settings.timezone}), after every "
+            f"event of {_describe_accept(settings)}, which would all be too late for them: start this "
+            "range on another state directory (OMSTREAM_STATE_DIR)"
+        )
+    path.write_text(json.dumps(accept))
+    previous = _describe_accept(type(settings)(**before))
+    return (
+        f"the accepted range changed (it was {previous}): the events already stored and their windows "
+        "stay; events the services read from now on are judged by the new range"
+    )
+
+
+async def _windows_reached(bootstrap: str, topic: str) -> int | None:
+    """The latest event time the workers said their windows are written through (on the last records
+    of the window rows' topic, which retention never releases); None before any."""
+    end = (await high_water_marks(bootstrap, topic, 1))[0]
+    reached = None
+    async for record in read_to_end(bootstrap, topic, start=max(0, end - _LAST_RECORDS)):
+        try:
+            through = decode_results(record.value or b"").written_through.values()
+        except (ValueError, KeyError, TypeError, AttributeError):  # not a worker's record
+            continue
+        for event_time in through:
+            reached = event_time if reached is None else max(reached, event_time)
+    return reached
 
 
 def _describe_accept(settings: Settings) -> str:

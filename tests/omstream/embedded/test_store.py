@@ -103,6 +103,7 @@ def test_a_full_disk_refuses_events_says_so_and_keeps_what_it_acknowledged(tmp_p
 
 
 @pytest.mark.integration
+@pytest.mark.soak  # a limitation of SeaweedFS on record, not a guard of our code: out of the CI run
 @pytest.mark.xfail(
     strict=True,
     reason="SeaweedFS restarted after its disk filled never finds its volume again (`volume 1 not found`), "
