@@ -106,6 +106,7 @@ class Store:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             weed_binary(),
+            f"-logdir={self.data_dir}",  # its own log files, which it would leave in /tmp
             "mini",
             f"-dir={self.data_dir}",
             "-ip=127.0.0.1",
