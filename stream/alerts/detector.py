@@ -23,7 +23,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 
-from stream.alerts.baseline import BaselineRules, Expectation, Series, expectation
+from stream.alerts.baseline import BaselineRules, Expectation, History, expectations
 from stream.alerts.minutes import METRICS, MINUTE, MinuteTotals
 
 UP, DOWN = "up", "down"
@@ -124,34 +124,30 @@ class _Run:
 
 
 class MetricWatch:
-    """One metric's history and its alert state."""
+    """One metric's alert state (its history is a row of the detector's)."""
 
     def __init__(self, metric: str, rules: AlertRules) -> None:
         self.metric = metric
         self.rules = rules
-        self.series = Series(keep=rules.baseline.history_minutes)
         self.run: _Run | None = None  # leaning minutes not (yet) raised
         self.open: _Run | None = None  # the raised alert
         self.raised_at = 0
         self.calm = 0  # minutes in a row that did not lean the open alert's way
 
-    def observe(self, minute: MinuteTotals) -> list[Alert]:
-        t = self.series.length
-        observed = minute.value(self.metric)
-        found = expectation(self.series, t, self.rules.baseline, self._noise, minute.uv)
-        self.series.append(observed, found.seasonal if found else math.nan, minute.uv)
+    def observe(
+        self, minute: MinuteTotals, observed: float, found: Expectation | None
+    ) -> tuple[list[Alert], bool]:
+        """The alerts this minute raises or closes, and whether it deviated."""
         buyers = max(found.expected * minute.uv, minute.buy) if found else 0.0
         if self.metric == "pay_rate" and buyers < _PAY_EVIDENCE:
             found = None  # too few buyers, expected or seen, to judge a rate: the buy count's own noise
         # a run under way, like a raised alert, goes on at half the lean
         direction = self._lean(observed, found, 1.0 if self.open is None and self.run is None else 0.5)
-        if direction is not None:
-            self.series.mark_deviating(t)
         if self.open is not None:
-            return self._follow(minute, direction, observed, found)
-        return self._watch(minute, direction, observed, found)
+            return self._follow(minute, direction, observed, found), direction is not None
+        return self._watch(minute, direction, observed, found), direction is not None
 
-    def _noise(self, value: float, users: float) -> float:
+    def noise(self, value: float, users: float) -> float:
         """Sampling variance: Poisson for a count, binomial over the minute's users for the pay rate
         (which a handful of users makes noisy, whatever its history)."""
         if self.metric == "pay_rate":
@@ -221,6 +217,7 @@ class Detector:
     def __init__(self, rules: AlertRules) -> None:
         self.rules = rules
         self.watches = [MetricWatch(metric, rules) for metric in rules.metrics]
+        self.history = History(len(self.watches), keep=rules.baseline.history_minutes)
         self.next_minute: int | None = None
 
     def observe(self, minute: MinuteTotals) -> list[Alert]:
@@ -234,7 +231,18 @@ class Detector:
 
     def _each(self, minute: MinuteTotals) -> list[Alert]:
         self.next_minute = minute.start + MINUTE
-        return [alert for watch in self.watches for alert in watch.observe(minute)]
+        history, t = self.history, self.history.length
+        observed = [minute.value(watch.metric) for watch in self.watches]
+        noises = [watch.noise for watch in self.watches]
+        found = expectations(history, t, self.rules.baseline, noises, minute.uv)
+        history.append(observed, [e.seasonal if e else math.nan for e in found], minute.uv)
+        alerts: list[Alert] = []
+        for metric, watch in enumerate(self.watches):
+            raised, deviated = watch.observe(minute, observed[metric], found[metric])
+            if deviated:
+                history.mark_deviating(metric, t)
+            alerts += raised
+        return alerts
 
     def open_alerts(self) -> list[Alert]:
         return [watch.open.alert(watch.metric, OPEN, watch.raised_at) for watch in self.watches if watch.open]
