@@ -91,14 +91,15 @@ def _start(supervisor: Supervisor, settings: Settings, say: Callable[[str], None
         _wait_for_endpoint(supervisor, query[0])
         endpoint = announce_query_endpoint(settings.state_dir, *query)
         clickhouse = f"ClickHouse (read-only HTTP) at 127.0.0.1:{query[0]}, user and password in {endpoint}"
+    say(f"accepting events of {_describe_accept(settings)}; {KEEPS}")
+    if changed:
+        say(changed)
+    # last: the banner says the stack is ready, so what a reader of the banner waits for is said before it
     say(
         f"omstream up: Kafka at {bootstrap}; {clickhouse}; IDCs bj and sh with two masters each, operator "
         f"key `demo` in {settings.keys_dir}; services and PIDs in {settings.state_dir / 'up.json'}; "
         "Ctrl-C to stop"
     )
-    say(f"accepting events of {_describe_accept(settings)}; {KEEPS}")
-    if changed:
-        say(changed)
 
 
 def _wait_for_endpoint(supervisor: Supervisor, port: int) -> None:
