@@ -9,14 +9,13 @@ IDC consults (`ClaimLedger`), so no retry, restart or failover runs a command a 
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import yaml
@@ -82,10 +81,6 @@ class Master:
         self._guard = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=MAX_BATCH, thread_name_prefix="salt")
 
-    def execute(self, request_json: str) -> str:
-        """The reply to one request: a batch of one."""
-        return self.execute_many([request_json])[0]
-
     def execute_many(self, requests: list[str]) -> list[str]:
         """A reply per request, in order. The batch's new commands are claimed under one lock with
         one fsync (what makes a batch cheaper than its requests one by one), then run side by side:
@@ -115,7 +110,7 @@ class Master:
         with self._guard:
             locks = [self._running.setdefault(command_id, threading.Lock()) for command_id in command_ids]
         try:
-            with contextlib.ExitStack() as held:
+            with ExitStack() as held:
                 for lock in locks:
                     held.enter_context(lock)
                 yield
