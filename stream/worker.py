@@ -211,8 +211,9 @@ class WindowWorker:
                 self.last_message[partition] = (time.monotonic(), self.windows[partition].watermark)
             # a take that reached the end of its partitions has caught up with the topic: write every
             # open window now, not up to a flush interval later (what a live dashboard, or a replay,
-            # waits for)
-            await self._write_windows(everything=self._flush_due() or caught_up)
+            # waits for); open funnels, which cost far more, wait for the full flush
+            full = self._flush_due()
+            await self._write_windows(open_windows=full or caught_up, open_funnels=full)
             metrics.EVENTS_IN.inc(sum(len(into.events) for into in inputs.values()))
 
     async def flush(self) -> None:
@@ -220,8 +221,9 @@ class WindowWorker:
         changed is written (so an idle stream is written out, and its windows close, too)."""
         async with self._lock:
             followed = self._follow_clock(time.monotonic())
-            if followed or self._flush_due():
-                await self._write_windows(everything=True)
+            full = self._flush_due()
+            if followed or full:
+                await self._write_windows(open_windows=True, open_funnels=full)
 
     def _flush_due(self) -> bool:
         interval = full_flush_interval(self.config.flush_seconds, self.last_flush_cost)
@@ -320,24 +322,27 @@ class WindowWorker:
                     letter, f"{self.config.topics.events}/{partition}/{offset}/late/{position}"
                 )
 
-    async def _write_windows(self, everything: bool) -> None:
+    async def _write_windows(self, open_windows: bool, open_funnels: bool) -> None:
+        """Every closed window's rows, and the open windows' and funnels' that changed when asked:
+        a full flush is both."""
         windows, funnels, checkpoints = [], [], []
+        full = open_windows and open_funnels
         started = time.perf_counter()
         for partition, state in self.windows.items():
-            rows, funnel_rows = state.collect(everything)
+            rows, funnel_rows = state.collect(open_windows, open_funnels)
             windows += rows
             funnels += funnel_rows
             checkpoints.append(state.checkpoint())
             self._observe(partition, state)
-        if everything:
+        if full:
             self.last_flush_cost = time.perf_counter() - started
-        # only a full flush writes every open window, so only it may claim the offsets are stored
-        positions = {p: state.last_offset for p, state in self.windows.items()} if everything else {}
-        through = {p: s.watermark if everything else s.close_point for p, s in self.windows.items()}
-        if windows or funnels or (everything and (positions, through) != self.sent_positions):
+        # only a full flush writes every open row, so only it may claim the offsets are stored
+        positions = {p: state.last_offset for p, state in self.windows.items()} if full else {}
+        through = {p: s.watermark if open_windows else s.close_point for p, s in self.windows.items()}
+        if windows or funnels or (open_windows and (positions, through) != self.sent_positions):
             for payload in encode_results(windows, funnels, positions, through):
                 await self._send(self.topics.windows, payload)
-            self.sent_positions = (positions, through) if everything else self.sent_positions
+            self.sent_positions = (positions, through) if open_windows else self.sent_positions
         # The rows (and re-routed events, dead letters) are on Kafka before a checkpoint says their
         # windows are final, and the checkpoint before any message is acknowledged: a crash in between
         # re-delivers the messages, and the next owner writes the rows again.
@@ -352,7 +357,7 @@ class WindowWorker:
             metrics.WINDOW_ROWS.labels(kind, str(final)).inc(count)
         for checkpoint in checkpoints:
             self._release(checkpoint)
-        if everything:
+        if full:
             self.last_flush = time.monotonic()
 
     async def _open_new_partitions(self, partitions: set[int]) -> None:

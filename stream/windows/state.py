@@ -23,20 +23,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stream.events import BEHAVIORS
+from stream.events import BEHAVIORS, FAV
 from stream.windows.buckets import Bools, Bucketer, Int64s
-from stream.windows.funnel import funnel_users
+from stream.windows.dedup import RecentKeys
+from stream.windows.funnel import funnel_users, settle
 from stream.windows.kinds import FUNNEL_KINDS, ROLLING, ROLLING_SIZE, ROLLING_SOURCE, ROLLING_STEP, TUMBLING
 
 NO_TIME = -(1 << 62)
 _BEHAVIOR_COUNT = len(BEHAVIORS)  # a tally's counts: one per behaviour code
-# An event's natural key, as the columns of `PartitionWindows.recent` (exact duplicates count once)
-_KEY_COLUMNS = ("user", "item", "category", "code", "ts")
-_KEY_TS = _KEY_COLUMNS.index("ts")
-_MIX = np.array(  # odd 64-bit multipliers, one per key column: a cheap hash of a natural key
-    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5, 0xFF51AFD7ED558CCD],
-    dtype=np.uint64,
-)
 # A row's version orders its writes: later offsets win within one broker's life, and a final row wins
 # over the last open one at its offset. Rows of an earlier broker epoch (see `stream.checkpoints`)
 # rank above a later one's: an embedded broker starts again from offset 0 with only what arrives
@@ -98,7 +92,8 @@ class Tally:
     users: set[int] = field(default_factory=set)
     funnel: list[tuple[Int64s, Int64s, Int64s]] = field(default_factory=list)
     closed: bool = False
-    dirty: bool = True
+    dirty: bool = True  # its window row changed since it was last written
+    funnel_dirty: bool = True  # its funnel row, likewise
 
 
 class SlidingMinutes:
@@ -172,7 +167,7 @@ class PartitionWindows:
         self.next_rolling: int | None = None
         # natural keys of the events counted per second of event time, back to the close point: an
         # exact duplicate is one event (as in the raw table); older duplicates would be late anyway
-        self.recent = np.empty((0, len(_KEY_COLUMNS)), dtype=np.int64)
+        self.recent = RecentKeys()
         self.sliding = SlidingMinutes()
 
     @property
@@ -192,32 +187,12 @@ class PartitionWindows:
         return late
 
     def _first_sightings(self, batch: Batch, candidates: Bools) -> Bools:
-        """False for events whose natural key was counted before (in this take or a recent one).
-
-        Vectorised: keys are hashed, sorted together with the recent ones, and only rows whose hash
-        repeats are compared exactly, so a hash collision can never drop an event.
-        """
+        """False for events whose natural key was counted before (in this take or a recent one)."""
         first = np.ones(batch.ts.size, dtype=bool)
         positions = np.flatnonzero(candidates)
-        columns = (batch.users, batch.items, batch.categories, batch.codes, batch.ts)  # as _KEY_COLUMNS
-        keys = (
-            np.column_stack([column[positions] for column in columns]) if positions.size else self.recent[:0]
-        )
-        known = len(self.recent)
-        everything = np.concatenate([self.recent, keys])
-        hashes = (everything.astype(np.uint64) * _MIX).sum(axis=1, dtype=np.uint64)
-        order = np.argsort(hashes, kind="stable")  # recent rows first, then the take in its order
-        sorted_hashes = hashes[order]
-        duplicate = np.zeros(len(keys), dtype=bool)
-        for index in (np.flatnonzero(sorted_hashes[1:] == sorted_hashes[:-1]) + 1).tolist():
-            row, earlier = order[index], index - 1
-            while earlier >= 0 and sorted_hashes[earlier] == sorted_hashes[index]:
-                if np.array_equal(everything[order[earlier]], everything[row]):
-                    duplicate[row - known] = row >= known
-                    break
-                earlier -= 1
-        first[positions[duplicate]] = False
-        self.recent = np.concatenate([self.recent, keys[~duplicate]])
+        columns = (batch.users, batch.items, batch.categories, batch.codes, batch.ts)  # as KEY_COLUMNS
+        keys = np.column_stack([column[positions] for column in columns])
+        first[positions] = self.recent.first_sightings(keys)
         return first
 
     def follow_clock(self, floor: int) -> None:
@@ -268,7 +243,9 @@ class PartitionWindows:
                 tally.users.update(users_by_window[begin:end])
                 if kind in FUNNEL_KINDS:
                     rows = order[begin:end]
+                    rows = rows[codes[rows] != FAV]  # the funnel never reads them
                     tally.funnel.append((users[rows], ts[rows], codes[rows]))
+                    tally.funnel_dirty = True
                 tally.dirty = True
                 begin = end
 
@@ -280,25 +257,33 @@ class PartitionWindows:
             self.next_rolling = first_rolling if current is None else min(current, first_rolling)
         return tally
 
-    def collect(self, everything: bool) -> tuple[list[WindowRow], list[FunnelRow]]:
-        """Rows to write: every window that closed, and (when `everything`) open windows that changed."""
+    def collect(self, open_windows: bool, open_funnels: bool) -> tuple[list[WindowRow], list[FunnelRow]]:
+        """Rows to write: every window that closed, and the open windows (`open_windows`) and open
+        funnels (`open_funnels`) that changed. A funnel costs far more than a window's counts (it
+        sorts the window's events), so the worker writes open funnels less often than open windows."""
         windows: list[WindowRow] = []
         funnels: list[FunnelRow] = []
         for (kind, start), tally in sorted(self.tallies.items()):
+            if tally.closed:
+                continue
             end = start + TUMBLING[kind]
             final = end <= self.close_point
-            if tally.closed or not (final or (everything and tally.dirty)):
+            window = final or (open_windows and tally.dirty)
+            funnel = kind in FUNNEL_KINDS and (final or (open_funnels and tally.funnel_dirty))
+            if not (window or funnel):
                 continue
-            tally.dirty = False
             tally.closed = final
+            tally.dirty &= not window
+            tally.funnel_dirty &= not funnel
             if end <= self.closed_before:
                 continue  # already final in ClickHouse before a restart; rebuilt only to feed others
-            windows.append(self._window_row(kind, start, tally.counts, len(tally.users), final))
-            if kind in FUNNEL_KINDS:
+            if window:
+                windows.append(self._window_row(kind, start, tally.counts, len(tally.users), final))
+            if funnel:
                 funnels.append(self._funnel_row(kind, start, tally, final))
         windows += list(self._close_rolling())
         self._forget_closed()
-        self.recent = self.recent[self.recent[:, _KEY_TS] >= self.close_point]
+        self.recent.forget_before(self.close_point)
         return windows, funnels
 
     def _window_row(self, kind: str, start: int, counts: Int64s, uv: int, final: bool) -> WindowRow:
@@ -308,7 +293,9 @@ class PartitionWindows:
 
     def _funnel_row(self, kind: str, start: int, tally: Tally, final: bool) -> FunnelRow:
         users, ts, codes = (np.concatenate(parts) for parts in zip(*tally.funnel, strict=True))
-        tally.funnel = [(users, ts, codes)]  # compacted: later flushes concatenate less
+        if not final:  # compacted: later flushes concatenate and sort less
+            users, ts, codes = settle(users, ts, codes, self.conversion, before=self.close_point)
+            tally.funnel = [(users, ts, codes)]
         reached = funnel_users(users, ts, codes, self.conversion)
         version = row_version(self.epoch, self.last_offset, final)
         return FunnelRow(kind, start, self.partition, *reached, int(final), version)

@@ -2,6 +2,7 @@
 
 import random
 from collections import defaultdict
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from stream.windows import (
     Batch,
     Bucketer,
     Checkpoint,
+    FunnelRow,
     PartitionWindows,
     WindowRow,
     WindowRules,
@@ -23,6 +25,7 @@ UTC_RULES = WindowRules(Bucketer("UTC"), GRACE, CONVERSION)
 START = 1_511_539_200  # 2017-11-25 00:00 China time
 SIZES = {"minute": 60, "hour": 3_600, "day": 86_400}
 Event = tuple[int, int, int]  # user, ts, behaviour code
+Row = TypeVar("Row", WindowRow, FunnelRow)
 
 
 def make_messages(seed: int, count: int = 3_000, per_message: int = 5) -> list[list[Event]]:
@@ -46,27 +49,39 @@ def batch_of(messages: list[list[Event]], first_offset: int) -> Batch:
     )
 
 
+def keep_newest(table: dict[tuple[str, int], Row], rows: list[Row]) -> None:
+    """As ReplacingMergeTree(version): the highest version of a window wins."""
+    for row in rows:
+        key = (row.kind, row.window_start)
+        if key not in table or table[key].version <= row.version:
+            table[key] = row
+
+
 def run(
-    messages: list[list[Event]], crash_after: list[int], take: int = 7
+    messages: list[list[Event]],
+    crash_after: list[int],
+    take: int = 7,
+    funnels: dict[tuple[str, int], FunnelRow] | None = None,
+    rules: WindowRules = RULES,
 ) -> dict[tuple[str, int], WindowRow]:
-    """Process in takes; after each take in `crash_after`, lose the state and rebuild from the checkpoint."""
+    """Process in takes; after each take in `crash_after`, lose the state and rebuild from the checkpoint.
+    Funnel rows go to `funnels` (the highest version wins there too)."""
     stored: dict[tuple[str, int], WindowRow] = {}
+    funnels = {} if funnels is None else funnels
     checkpoint: Checkpoint | None = None
-    windows = PartitionWindows(0, RULES, None)
+    windows = PartitionWindows(0, rules, None)
     offset, takes = 0, 0
     while offset < len(messages):
         windows.add(batch_of(messages[offset : offset + take], offset))
         offset += take
-        rows, _ = windows.collect(everything=True)
-        for row in rows:  # ReplacingMergeTree(version): the highest version wins
-            if (row.kind, row.window_start) not in stored or stored[
-                (row.kind, row.window_start)
-            ].version <= row.version:
-                stored[(row.kind, row.window_start)] = row
+        everything = takes % 3 == 0 or offset >= len(messages)  # the last take writes every funnel
+        rows, funnel_rows = windows.collect(open_windows=True, open_funnels=everything)
+        keep_newest(stored, rows)
+        keep_newest(funnels, funnel_rows)
         checkpoint = windows.checkpoint()
         takes += 1
         if takes in crash_after:
-            windows = PartitionWindows(0, RULES, checkpoint)
+            windows = PartitionWindows(0, rules, checkpoint)
             offset = max(0, checkpoint.offset - takes % 4)
     return stored
 
@@ -103,6 +118,40 @@ def test_time_ordered_input_gives_exact_windows() -> None:
 def test_rebuilding_from_checkpoints_after_crashes_changes_nothing(crash_after: list[int]) -> None:
     messages = make_messages(2)
     assert values(run(messages, crash_after)) == expected(messages)
+
+
+def test_funnel_rows_are_exact_with_open_funnels_written_every_third_take() -> None:
+    rng = random.Random(3)  # few users, out of order within the grace: never late, often not last
+    events = [
+        (rng.randrange(6), START + second - rng.randrange(GRACE), rng.choice([0, 0, 1, 2, 3]))
+        for second in range(0, 30_000, 10)
+    ]
+    messages = [events[i : i + 5] for i in range(0, len(events), 5)]
+    funnels: dict[tuple[str, int], FunnelRow] = {}
+    rules = WindowRules(RULES.bucketer, GRACE, conversion=300)
+    run(messages, crash_after=[4, 30], funnels=funnels, rules=rules)
+    events = [event for message in messages for event in message]
+    starts = {"hour": lambda ts: ts - ts % 3_600, "day": lambda ts: ts - (ts + 8 * 3_600) % 86_400}
+    want = {}
+    for kind, start_of in starts.items():
+        for start in {start_of(ts) for _, ts, _ in events}:
+            users, ts, codes = (
+                np.array(column, dtype=np.int64)
+                for column in zip(*(e for e in events if start_of(e[1]) == start), strict=True)
+            )
+            want[(kind, start)] = funnel_users(users, ts, codes, rules.conversion)
+    assert {key: (row.pv_users, row.cart_users, row.buy_users) for key, row in funnels.items()} == want
+
+
+def test_an_open_funnel_keeps_its_events_after_the_close_point_for_earlier_ones_to_join() -> None:
+    windows = PartitionWindows(0, UTC_RULES, None)
+    hour = START - START % 3_600
+    windows.add(batch_of([[(9, hour + 1_000, 0)], [(1, hour + 420, 2)]], 0))  # close point: hour + 400
+    windows.collect(open_windows=True, open_funnels=True)
+    windows.add(batch_of([[(1, hour + 410, 0)]], 2))  # before the cart, after the close point
+    _, funnels = windows.collect(open_windows=True, open_funnels=True)
+    hourly = next(row for row in funnels if row.kind == "hour")
+    assert (hourly.pv_users, hourly.cart_users) == (2, 1)
 
 
 def test_late_events_are_flagged_and_excluded() -> None:
@@ -146,7 +195,7 @@ def test_exact_duplicates_count_once_within_and_across_takes() -> None:
 
     take([twin, twin, (8, START + 10, 0)], 0)
     take([twin, (7, START + 11, 0)], 1)
-    rows, _ = windows.collect(everything=True)
+    rows, _ = windows.collect(open_windows=True, open_funnels=True)
     [minute] = [row for row in rows if row.kind == "minute"]
     assert (minute.pv, minute.uv) == (3, 2)
 
@@ -158,10 +207,10 @@ def single(user: int, ts: int, offset: int) -> Batch:
 def test_an_idle_partition_following_the_clock_closes_its_windows() -> None:
     windows = PartitionWindows(0, UTC_RULES, None)
     windows.add(single(1, START + 30, 0))
-    rows, _ = windows.collect(everything=True)
+    rows, _ = windows.collect(open_windows=True, open_funnels=True)
     assert {row.kind: row.final for row in rows} == {"minute": 0, "hour": 0, "day": 0}
     windows.follow_clock(START + 3_600 + GRACE)  # the clock has passed the hour and its grace
-    rows, _ = windows.collect(everything=True)
+    rows, _ = windows.collect(open_windows=True, open_funnels=True)
     assert {(row.kind, row.final) for row in rows} >= {("minute", 1), ("hour", 1), ("rolling_1h", 1)}
     assert windows.checkpoint().closed_before == START + 3_600
 
@@ -172,15 +221,15 @@ def test_a_rebuild_judges_the_messages_after_a_clock_floor_as_they_were_judged()
     messages = [[(1, START + 30, 0)], [(2, START + 3_500, 0)], [(3, START + 3_550, 2)]]
     live = PartitionWindows(0, UTC_RULES, None)
     live.add(batch_of(messages[:2], 0))
-    live.collect(everything=True)
+    live.collect(open_windows=True, open_funnels=True)
     live.follow_clock(START + 2 * 3_600 + GRACE)  # idle: the day window stays open
-    live.collect(everything=True)
+    live.collect(open_windows=True, open_funnels=True)
     checkpoint = live.checkpoint()
     assert checkpoint.offset == 0 and checkpoint.floors == ((1, START + 2 * 3_600 + GRACE),)
     assert live.add(batch_of(messages[2:], 2)).tolist() == [True]
     rebuilt = PartitionWindows(0, UTC_RULES, checkpoint)
     assert rebuilt.add(batch_of(messages, 0)).tolist() == [False, False, True]
-    rebuilt_rows, _ = rebuilt.collect(everything=True)
+    rebuilt_rows, _ = rebuilt.collect(open_windows=True, open_funnels=True)
     assert {row.kind: (row.pv, row.cart, row.uv) for row in rebuilt_rows}["day"] == (2, 0, 2)
 
 
