@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+import numpy as np
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
 from stream import _fetch
+from stream._murmur import murmur2_partitions
 
 _fetch.install()  # every consumer of the process skips past record batches it cannot decode
 
@@ -185,10 +187,16 @@ class Partitioner:
         return partition
 
     def all_to(self, user_ids: Sequence[int], partition: int) -> bool:
-        """Whether every user hashes to `partition` (the hot path: one call per message, not per user)."""
-        partitions = set(map(self._memo.get, user_ids))  # C-level loops: a message has hundreds of users
+        """Whether every user hashes to `partition` (the hot path: one call per bulk of messages or
+        per message of many events, not per user). Users the memo misses, as in a stream of many
+        users, are hashed all at once."""
+        partitions = set(map(self._memo.get, user_ids))  # C-level loops
         if None in partitions:
-            partitions = set(map(self, user_ids))
+            computed = murmur2_partitions(np.asarray(user_ids, dtype=np.int64), self.partitions).tolist()
+            if len(self._memo) + len(computed) > self.memo_limit:
+                self._memo.clear()
+            self._memo.update(zip(user_ids, computed, strict=True))
+            partitions = set(computed)
         return partitions <= {partition}
 
 

@@ -1,10 +1,13 @@
 import asyncio
+import random
 from pathlib import Path
 
 import faust
+import numpy as np
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
+from stream._murmur import murmur2_partitions
 from stream.app import FaustConfig, create_app
 from stream.kafka import BrokerAccess, GroupTimings, Partitioner, kafka_options, redacted
 
@@ -14,6 +17,22 @@ def test_users_go_where_kafka_s_default_partitioner_puts_their_key() -> None:
     partitions = list(range(6))
     for user in [*range(500), 2**63 - 1]:
         assert partitioner(user) == kafka(str(user).encode(), partitions, partitions)
+
+
+@pytest.mark.parametrize("partitions", [1, 4, 6, 7])
+def test_many_users_hashed_at_once_go_where_kafka_puts_each(partitions: int) -> None:
+    rng, kafka, all_partitions = random.Random(partitions), DefaultPartitioner(), list(range(partitions))
+    users = [0, 9, 10, 999, 1_000, 2**63 - 1]
+    users += [rng.randrange(2 ** rng.randrange(1, 64)) for _ in range(3_000)]
+    hashed = murmur2_partitions(np.array(users, dtype=np.int64), partitions).tolist()
+    assert hashed == [kafka(str(user).encode(), all_partitions, all_partitions) for user in users]
+
+
+def test_a_bulk_of_new_users_is_checked_whole() -> None:
+    partitioner, other = Partitioner(6), Partitioner(6)
+    users = list(range(10**9, 10**9 + 2_000))
+    assert not partitioner.all_to(users, 2)
+    assert partitioner.all_to([user for user in users if other(user) == 2], 2)
 
 
 def test_a_message_is_checked_against_its_partition_whatever_the_memo_holds() -> None:
