@@ -67,6 +67,7 @@ def worker_config(settings: Settings, bootstrap: str) -> WorkerConfig:
         grace_seconds=settings.grace_seconds,
         funnel_conversion_seconds=settings.funnel_conversion_seconds,
         flush_seconds=settings.window_flush_seconds,
+        snapshot_seconds=settings.window_snapshot_seconds,
     )
 
 

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     window_flush_seconds: float = Field(
         default=2.0, gt=0, description="how often open windows are written (longer when that is costly)"
     )
+    window_snapshot_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="how often a worker's checkpoints carry its open windows, letting the broker release "
+        "the events before them (0: never; a restart then rebuilds the open day from its first event)",
+    )
     fetch_wait_ms: int = Field(
         default=1500,
         ge=1,

@@ -11,7 +11,7 @@ from faust.tables import TableManager
 from mode import CrashingSupervisor
 
 from stream._heap import fix_mmap_threshold, return_free_memory
-from stream.kafka import SASL_MECHANISM, BrokerAccess, GroupTimings
+from stream.kafka import MAX_MESSAGE_BYTES, SASL_MECHANISM, BrokerAccess, GroupTimings
 
 _RETURN_MEMORY_SECONDS = 2.0  # how often freed heap memory goes back to the system (see stream._heap)
 
@@ -89,6 +89,7 @@ def create_app(config: FaustConfig) -> faust.App:
         broker_max_poll_records=5_000,
         stream_buffer_maxsize=65_536,
         producer_linger_ms=5,
+        producer_max_request_size=MAX_MESSAGE_BYTES,  # a checkpoint carrying a partition's open windows
     )
 
 

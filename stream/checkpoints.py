@@ -33,14 +33,20 @@ class Checkpoints:
     epoch: int = 0  # the broker's epoch; 0: one broker for ever
 
 
+_STATE_MARK = b"\0"  # after the JSON fields (which never hold a raw NUL), the window state's bytes
+
+
 def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
-    return orjson.dumps(dataclasses.asdict(checkpoint))
+    fields = dataclasses.asdict(dataclasses.replace(checkpoint, state=b""))
+    del fields["state"]
+    return orjson.dumps(fields) + (_STATE_MARK + checkpoint.state if checkpoint.state else b"")
 
 
 def decode_checkpoint(value: bytes) -> Checkpoint:
-    body = orjson.loads(value)
+    fields, _, state = value.partition(_STATE_MARK)
+    body = orjson.loads(fields)
     floors = tuple((int(offset), int(floor)) for offset, floor in body.pop("floors", ()))
-    return Checkpoint(**body, floors=floors)
+    return Checkpoint(**body, floors=floors, state=state)
 
 
 async def latest_checkpoints(bootstrap: str, topic: str) -> Checkpoints:

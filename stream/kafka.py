@@ -136,7 +136,9 @@ def require_broker(bootstrap: str) -> None:
 
 # Every topic is created with its retention stated: clients such as Quix Streams read it back, and
 # Tansu reports only what was set.
-TOPIC_CONFIGS = {"retention.ms": "-1"}
+# the largest message: a checkpoint that carries a partition's open windows (`stream.windows.snapshot`)
+MAX_MESSAGE_BYTES = 64 << 20
+TOPIC_CONFIGS = {"retention.ms": "-1", "max.message.bytes": str(MAX_MESSAGE_BYTES)}
 
 
 async def ensure_topics(bootstrap: str, partitions: dict[str, int]) -> None:
@@ -227,7 +229,13 @@ async def read_every_partition(
     exist. A topic a broker created with its defaults on a first produce (Tansu: 4 partitions) spreads
     keyed records over all its partitions. A partition no fetch has answered for yet is not taken for
     empty: the read waits for its answer, up to `timeout` seconds."""
-    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False, fetch_max_wait_ms=50)
+    consumer = AIOKafkaConsumer(
+        **kafka_options(bootstrap),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+        fetch_max_bytes=MAX_MESSAGE_BYTES,
+        max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+    )
     await consumer.start()
     try:
         await consumer.topics()  # metadata of every topic, so that its partitions are known

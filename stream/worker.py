@@ -73,6 +73,7 @@ class WorkerConfig:
     grace_seconds: int  # allowed lateness
     funnel_conversion_seconds: int
     flush_seconds: float  # how often open windows are written
+    snapshot_seconds: float = 0.0  # how often checkpoints carry the open windows (0: never)
 
 
 class PartitionInput:
@@ -167,7 +168,8 @@ class WindowWorker:
         self.last_flush = 0.0
         self.last_flush_cost = 0.0  # seconds the last full flush took to compute its rows
         self.sent_positions: tuple[dict[int, int], dict[int, int]] = ({}, {})  # and written through
-        self.sent_checkpoints: dict[int, Checkpoint] = {}
+        self.sent_checkpoints: dict[int, Checkpoint] = {}  # or the one a partition was rebuilt from
+        self.snapshot_at: dict[int, float] = {}  # per partition, when its open windows were last saved
         self._lock = asyncio.Lock()  # a take and the flush timer never interleave
         self._in_flight: list[Awaitable[Any]] = []  # sends to wait for before acknowledging
         self._accept_range = config.accept_range
@@ -189,6 +191,7 @@ class WindowWorker:
                 self.windows.pop(partition, None)
                 self.held.pop(partition, None)
                 self.sent_checkpoints.pop(partition, None)
+                self.snapshot_at.pop(partition, None)
                 self.last_message.pop(partition, None)
 
     async def process(self, batch: Sequence[EventT]) -> None:
@@ -332,7 +335,7 @@ class WindowWorker:
             rows, funnel_rows = state.collect(open_windows, open_funnels)
             windows += rows
             funnels += funnel_rows
-            checkpoints.append(state.checkpoint())
+            checkpoints.append(self._checkpoint(partition, state))
             self._observe(partition, state)
         if full:
             self.last_flush_cost = time.perf_counter() - started
@@ -360,6 +363,17 @@ class WindowWorker:
         if full:
             self.last_flush = time.monotonic()
 
+    def _checkpoint(self, partition: int, state: PartitionWindows) -> Checkpoint:
+        """Every `snapshot_seconds` the open windows themselves, so that the broker can let go of
+        what came before (see `stream.windows.snapshot`); between them the last one stands: one
+        without them would point back to the first event of the open day."""
+        now = time.monotonic()
+        if self.config.snapshot_seconds and now - self.snapshot_at[partition] >= self.config.snapshot_seconds:
+            self.snapshot_at[partition] = now
+            return state.checkpoint(with_state=True)
+        last = self.sent_checkpoints.get(partition)
+        return last if last is not None and last.state else state.checkpoint()
+
     async def _open_new_partitions(self, partitions: set[int]) -> None:
         """State for newly assigned partitions, from their checkpoints (one read of the topic for all)."""
         if not partitions:
@@ -368,8 +382,12 @@ class WindowWorker:
         checkpoints = await latest_checkpoints(config.faust.bootstrap, config.topics.checkpoints)
         rules = dataclasses.replace(self.rules, epoch=checkpoints.epoch)
         for partition in partitions:
-            self.windows[partition] = PartitionWindows(partition, rules, checkpoints.latest.get(partition))
+            checkpoint = checkpoints.latest.get(partition)
+            self.windows[partition] = PartitionWindows(partition, rules, checkpoint)
             self.last_message.setdefault(partition, (time.monotonic(), self.windows[partition].watermark))
+            self.snapshot_at[partition] = time.monotonic()
+            if checkpoint is not None and checkpoint.state:
+                self.sent_checkpoints[partition] = checkpoint
 
     def _observe(self, partition: int, state: PartitionWindows) -> None:
         metrics.WATERMARK.labels(str(partition)).set(state.watermark)

@@ -28,7 +28,13 @@ from stream.sources.taobao import sort_by_time
 from tests.expected import WindowKey, behavior_totals, distinct_valid_rows, funnel_daily, hourly_activity
 
 # Small messages and takes: a kill lands with windows open and messages held
-SMALL_TAKES = {"pack_size": 20, "take_fetches": 1, "take_messages": 25, "window_flush_seconds": 0.3}
+SMALL_TAKES = {
+    "pack_size": 20,
+    "take_fetches": 1,
+    "take_messages": 25,
+    "window_flush_seconds": 0.3,
+    "window_snapshot_seconds": 0.5,
+}
 
 
 def ordered_sample(folder: Path) -> Path:

@@ -9,6 +9,7 @@ newest key is behind the close point: an event that old is late, never offered a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,17 @@ class _Chunk:
 class RecentKeys:
     def __init__(self) -> None:
         self._chunks: list[_Chunk] = []
+
+    @classmethod
+    def of(cls, chunks: Iterable[tuple[Int64s, int, int]]) -> RecentKeys:
+        """Keys kept before, as `chunks` gave them."""
+        recent = cls()
+        recent._chunks = [_Chunk(keys, oldest, newest) for keys, oldest, newest in chunks]
+        return recent
+
+    def chunks(self) -> Iterator[tuple[Int64s, int, int]]:
+        """(keys, oldest, newest event time) per chunk."""
+        return ((chunk.keys, chunk.oldest, chunk.newest) for chunk in self._chunks)
 
     def __len__(self) -> int:
         return sum(len(chunk.keys) for chunk in self._chunks)

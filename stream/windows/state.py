@@ -28,6 +28,7 @@ from stream.windows.buckets import Bools, Bucketer, Int64s
 from stream.windows.dedup import RecentKeys
 from stream.windows.funnel import funnel_users, settle
 from stream.windows.kinds import FUNNEL_KINDS, ROLLING, ROLLING_SIZE, ROLLING_SOURCE, ROLLING_STEP, TUMBLING
+from stream.windows.snapshot import encode_state, restore_state
 
 NO_TIME = -(1 << 62)
 _BEHAVIOR_COUNT = len(BEHAVIORS)  # a tally's counts: one per behaviour code
@@ -56,6 +57,9 @@ class Checkpoint:
     closed_before: int  # every window ending at or before this is final in ClickHouse
     version: int  # the last offset processed when it was taken
     floors: tuple[Floor, ...] = ()  # the clock's floors recorded at or after `offset`
+    # the open windows as they were after `version` (`stream.windows.snapshot`), or empty: then they
+    # are rebuilt from `offset`, the first event of the oldest open window
+    state: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,8 @@ class PartitionWindows:
         # exact duplicate is one event (as in the raw table); older duplicates would be late anyway
         self.recent = RecentKeys()
         self.sliding = SlidingMinutes()
+        if checkpoint and checkpoint.state:
+            restore_state(self, checkpoint.state)
 
     @property
     def close_point(self) -> int:
@@ -337,13 +343,19 @@ class PartitionWindows:
             if tally.closed and keep_until <= self.close_point:
                 del self.tallies[key]
 
-    def checkpoint(self) -> Checkpoint:
+    def checkpoint(self, with_state: bool = False) -> Checkpoint:
+        """Where this partition resumes: after its last event with the open windows' state, or
+        from the first event of its oldest open window without it."""
+        closed_before = max(self.close_point, self.closed_before)
+        if with_state:
+            self.floors = []  # all in the watermark
+            last, state = self.last_offset, encode_state(self)
+            return Checkpoint(self.partition, last + 1, self.watermark, closed_before, last, (), state)
         if self.tallies:
             first = min(self.tallies.values(), key=lambda tally: tally.first_offset)
             offset, watermark = first.first_offset, first.watermark_before
         else:
             offset, watermark = self.last_offset + 1, self.watermark
-        closed_before = max(self.close_point, self.closed_before)
         self.floors = [floor for floor in self.floors if floor[0] >= offset]  # the rest is in `watermark`
         return Checkpoint(
             self.partition, offset, watermark, closed_before, self.last_offset, tuple(self.floors)

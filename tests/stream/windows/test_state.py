@@ -1,6 +1,7 @@
 """PartitionWindows against an independent computation, including crashes rebuilt from checkpoints."""
 
 import random
+import zlib
 from collections import defaultdict
 from typing import TypeVar
 
@@ -18,6 +19,7 @@ from stream.windows import (
     funnel_users,
     row_version,
 )
+from stream.windows.snapshot import BadSnapshot
 
 GRACE, CONVERSION = 600, 86_400
 RULES = WindowRules(Bucketer("Asia/Shanghai"), GRACE, CONVERSION)
@@ -63,9 +65,11 @@ def run(
     take: int = 7,
     funnels: dict[tuple[str, int], FunnelRow] | None = None,
     rules: WindowRules = RULES,
+    snapshot_every: int = 0,
 ) -> dict[tuple[str, int], WindowRow]:
     """Process in takes; after each take in `crash_after`, lose the state and rebuild from the checkpoint.
-    Funnel rows go to `funnels` (the highest version wins there too)."""
+    Funnel rows go to `funnels` (the highest version wins there too). Every `snapshot_every` takes the
+    checkpoint carries the open windows, and stands until the next one (as the worker does)."""
     stored: dict[tuple[str, int], WindowRow] = {}
     funnels = {} if funnels is None else funnels
     checkpoint: Checkpoint | None = None
@@ -78,7 +82,10 @@ def run(
         rows, funnel_rows = windows.collect(open_windows=True, open_funnels=everything)
         keep_newest(stored, rows)
         keep_newest(funnels, funnel_rows)
-        checkpoint = windows.checkpoint()
+        if snapshot_every and takes % snapshot_every == snapshot_every - 1:
+            checkpoint = windows.checkpoint(with_state=True)
+        elif checkpoint is None or not checkpoint.state:
+            checkpoint = windows.checkpoint()
         takes += 1
         if takes in crash_after:
             windows = PartitionWindows(0, rules, checkpoint)
@@ -120,7 +127,8 @@ def test_rebuilding_from_checkpoints_after_crashes_changes_nothing(crash_after: 
     assert values(run(messages, crash_after)) == expected(messages)
 
 
-def test_funnel_rows_are_exact_with_open_funnels_written_every_third_take() -> None:
+@pytest.mark.parametrize("snapshot_every", [0, 5])
+def test_funnel_rows_are_exact_with_open_funnels_written_every_third_take(snapshot_every: int) -> None:
     rng = random.Random(3)  # few users, out of order within the grace: never late, often not last
     events = [
         (rng.randrange(6), START + second - rng.randrange(GRACE), rng.choice([0, 0, 1, 2, 3]))
@@ -129,7 +137,7 @@ def test_funnel_rows_are_exact_with_open_funnels_written_every_third_take() -> N
     messages = [events[i : i + 5] for i in range(0, len(events), 5)]
     funnels: dict[tuple[str, int], FunnelRow] = {}
     rules = WindowRules(RULES.bucketer, GRACE, conversion=300)
-    run(messages, crash_after=[4, 30], funnels=funnels, rules=rules)
+    run(messages, crash_after=[4, 30, 31, 77], funnels=funnels, rules=rules, snapshot_every=snapshot_every)
     events = [event for message in messages for event in message]
     starts = {"hour": lambda ts: ts - ts % 3_600, "day": lambda ts: ts - (ts + 8 * 3_600) % 86_400}
     want = {}
@@ -152,6 +160,42 @@ def test_an_open_funnel_keeps_its_events_after_the_close_point_for_earlier_ones_
     _, funnels = windows.collect(open_windows=True, open_funnels=True)
     hourly = next(row for row in funnels if row.kind == "hour")
     assert (hourly.pv_users, hourly.cart_users) == (2, 1)
+
+
+@pytest.mark.parametrize("crash_after", [[1], [5, 6], [40], [3, 50, 51, 90], [12, 13, 14, 15]])
+def test_rebuilding_from_checkpoints_with_the_open_windows_changes_nothing(crash_after: list[int]) -> None:
+    messages = make_messages(2)
+    assert values(run(messages, crash_after, snapshot_every=4)) == expected(messages)
+
+
+def test_a_checkpoint_with_the_open_windows_resumes_after_the_last_event() -> None:
+    windows = PartitionWindows(0, RULES, None)
+    windows.add(batch_of(make_messages(4, count=200)[:30], 0))
+    windows.collect(open_windows=True, open_funnels=True)
+    light, full = windows.checkpoint(), windows.checkpoint(with_state=True)
+    assert light.offset < full.offset == 30 and not light.state
+    rebuilt = PartitionWindows(0, RULES, full)
+    assert (rebuilt.watermark, rebuilt.last_offset, len(rebuilt.recent)) == (
+        windows.watermark,
+        windows.last_offset,
+        len(windows.recent),
+    )
+    assert rebuilt.tallies.keys() == windows.tallies.keys()
+    again = batch_of(make_messages(4, count=200)[25:31], 30)  # five messages seen before, then one new
+    again.items[:] = again.categories[:] = np.arange(125, 125 + again.items.size)  # as first given
+    for state in (rebuilt, windows):
+        state.add(again)
+    assert minute_counts(rebuilt) == minute_counts(windows)
+
+
+def minute_counts(windows: PartitionWindows) -> list[int]:
+    return [tally.counts.tolist() for (kind, _), tally in sorted(windows.tallies.items()) if kind == "minute"]
+
+
+def test_a_forged_window_state_is_one_clear_error() -> None:
+    for state in (b"garbage", zlib.compress(b"\0\0\0\2{}"), zlib.compress(b"\0\0\0\2[]")):
+        with pytest.raises(BadSnapshot, match="snapshot"):
+            PartitionWindows(0, RULES, Checkpoint(0, 10, START, START, 9, (), state))
 
 
 def test_late_events_are_flagged_and_excluded() -> None:
