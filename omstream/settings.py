@@ -92,9 +92,9 @@ class Settings(BaseSettings):
     )
     window_snapshot_seconds: float = Field(
         default=30.0,
-        ge=0,
-        description="how often a worker's checkpoints carry its open windows, letting the broker release "
-        "the events before them (0: never; a restart then rebuilds the open day from its first event)",
+        gt=0,
+        description="how often a worker's checkpoint carries its open windows, so that the events before "
+        "it need not be kept to rebuild them",
     )
     fetch_wait_ms: int = Field(
         default=1500,

@@ -48,6 +48,15 @@ WATERMARK_LAG = Gauge(
 HELD_MESSAGES = Gauge(
     "omstream_held_messages", "Fetches of a partition not yet acknowledged: they feed open windows"
 )
+SNAPSHOT_BYTES = Gauge(
+    "omstream_window_snapshot_bytes",
+    "Size of a partition's last checkpoint carrying its open windows",
+    ["partition"],
+)
+SNAPSHOTS_TOO_LARGE = Counter(
+    "omstream_window_snapshots_too_large_total",
+    "Checkpoints with the open windows not written: larger than a message may be",
+)
 ALERTS = Counter("omstream_alerts_total", "Anomaly alerts raised", ["metric", "direction"])
 ALERT_MINUTE = Gauge(
     "omstream_alerts_minute_seconds", "Start of the last complete global minute the alert detector judged"

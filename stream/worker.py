@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Iterable, Sequence
@@ -41,7 +42,7 @@ from stream.events import (
     decode_singles,
     encode_events,
 )
-from stream.kafka import Partitioner
+from stream.kafka import MAX_MESSAGE_BYTES, Partitioner
 from stream.results import encode_results
 from stream.topics import Topics
 from stream.windows import Batch, Bucketer, Checkpoint, PartitionWindows, WindowRules
@@ -49,6 +50,8 @@ from stream.windows import Batch, Bucketer, Checkpoint, PartitionWindows, Window
 _USER, _ITEM, _CATEGORY, _BEHAVIOR, _TS = (
     attrgetter(name) for name in ("user_id", "item_id", "category_id", "behavior", "ts")
 )
+_CHECKPOINT_FIELDS_BYTES = 4_096  # a checkpoint's fields around its window state, generously
+log = logging.getLogger(__name__)
 FULL_FLUSH_SHARE = 0.1  # at most this share of a worker's time goes to rewriting open windows
 
 
@@ -73,7 +76,7 @@ class WorkerConfig:
     grace_seconds: int  # allowed lateness
     funnel_conversion_seconds: int
     flush_seconds: float  # how often open windows are written
-    snapshot_seconds: float = 0.0  # how often checkpoints carry the open windows (0: never)
+    snapshot_seconds: float  # how often a checkpoint carries the open windows
 
 
 class PartitionInput:
@@ -368,9 +371,16 @@ class WindowWorker:
         what came before (see `stream.windows.snapshot`); between them the last one stands: one
         without them would point back to the first event of the open day."""
         now = time.monotonic()
-        if self.config.snapshot_seconds and now - self.snapshot_at[partition] >= self.config.snapshot_seconds:
+        if now - self.snapshot_at[partition] >= self.config.snapshot_seconds:
             self.snapshot_at[partition] = now
-            return state.checkpoint(with_state=True)
+            snapshot = state.checkpoint(with_state=True)
+            metrics.SNAPSHOT_BYTES.labels(str(partition)).set(len(snapshot.state))
+            if len(snapshot.state) < MAX_MESSAGE_BYTES - _CHECKPOINT_FIELDS_BYTES:
+                return snapshot
+            # too large to write: the last checkpoint stands, and the broker keeps what it needs
+            metrics.SNAPSHOTS_TOO_LARGE.inc()
+            size = len(snapshot.state)
+            log.warning("partition %d: open windows of %d bytes, over a message's limit", partition, size)
         last = self.sent_checkpoints.get(partition)
         return last if last is not None and last.state else state.checkpoint()
 

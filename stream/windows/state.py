@@ -348,7 +348,6 @@ class PartitionWindows:
         from the first event of its oldest open window without it."""
         closed_before = max(self.close_point, self.closed_before)
         if with_state:
-            self.floors = []  # all in the watermark
             last, state = self.last_offset, encode_state(self)
             return Checkpoint(self.partition, last + 1, self.watermark, closed_before, last, (), state)
         if self.tallies:
