@@ -334,11 +334,12 @@ class WindowWorker:
         windows, funnels, checkpoints = [], [], []
         full = open_windows and open_funnels
         started = time.perf_counter()
+        snapshot = self._snapshot_due()
         for partition, state in self.windows.items():
             rows, funnel_rows = state.collect(open_windows, open_funnels)
             windows += rows
             funnels += funnel_rows
-            checkpoints.append(self._checkpoint(partition, state))
+            checkpoints.append(self._checkpoint(partition, state, partition == snapshot))
             self._observe(partition, state)
         if full:
             self.last_flush_cost = time.perf_counter() - started
@@ -366,13 +367,20 @@ class WindowWorker:
         if full:
             self.last_flush = time.monotonic()
 
-    def _checkpoint(self, partition: int, state: PartitionWindows) -> Checkpoint:
+    def _snapshot_due(self) -> int | None:
+        """The partition whose open windows are saved at this write: the longest unsaved of those
+        due. One at a time, since saving a busy partition's windows takes a good part of a second."""
+        oldest = min(self.snapshot_at, key=self.snapshot_at.__getitem__, default=None)
+        if oldest is None or time.monotonic() - self.snapshot_at[oldest] < self.config.snapshot_seconds:
+            return None
+        return oldest
+
+    def _checkpoint(self, partition: int, state: PartitionWindows, with_state: bool) -> Checkpoint:
         """Every `snapshot_seconds` the open windows themselves, so that the broker can let go of
         what came before (see `stream.windows.snapshot`); between them the last one stands: one
         without them would point back to the first event of the open day."""
-        now = time.monotonic()
-        if now - self.snapshot_at[partition] >= self.config.snapshot_seconds:
-            self.snapshot_at[partition] = now
+        if with_state:
+            self.snapshot_at[partition] = time.monotonic()
             snapshot = state.checkpoint(with_state=True)
             metrics.SNAPSHOT_BYTES.labels(str(partition)).set(len(snapshot.state))
             if len(snapshot.state) < MAX_MESSAGE_BYTES - _CHECKPOINT_FIELDS_BYTES:

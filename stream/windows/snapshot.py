@@ -2,113 +2,159 @@
 
 A checkpoint without them says where to rebuild the open windows from: the first event of the open
 day, so the broker must keep a day of events. One with them resumes after the last event processed,
-and the broker may let go of everything before it. Nothing here is pickled: the bytes come from a
-topic, and are read as numbers only.
+and the broker may let go of everything before it.
+
+What makes a snapshot large is the grace period: every event counted since the close point is kept,
+as a duplicate key and, unless a fav, in its hour's and day's funnel. It is written once, as the
+duplicate keys; each funnel keeps only its settled part (at most four events per user, see
+`stream.windows.funnel.settle`) and takes its events after the close point back from the keys on
+restore. Columns are stored as their offset from their minimum in the narrowest unsigned type that
+holds them, then zstd-compressed. Nothing is pickled: the bytes come from a topic, and are read as
+numbers only.
 """
 
 from __future__ import annotations
 
-import zlib
 from typing import TYPE_CHECKING, Any
 
+import cramjam
 import numpy as np
 import orjson
 
+from stream.events import FAV
 from stream.windows.buckets import Int64s
 from stream.windows.dedup import KEY_COLUMNS, RecentKeys
+from stream.windows.funnel import settle
+from stream.windows.kinds import FUNNEL_KINDS, TUMBLING
 
 if TYPE_CHECKING:
     from stream.windows.state import PartitionWindows
 
 _FORMAT = 1
 _LENGTH_BYTES = 4
+_WIDTHS = tuple(np.dtype(kind) for kind in (np.uint8, np.uint16, np.uint32, np.uint64))
+_WIDTH_TOPS = tuple((1 << (8 * kind.itemsize)) - 1 for kind in _WIDTHS)
+_USER, _TS, _CODE = (KEY_COLUMNS.index(name) for name in ("user", "ts", "code"))
+_UNREADABLE = (cramjam.DecompressionError, KeyError, IndexError, TypeError, ValueError)  # JSON: ValueError
 
 
 class BadSnapshot(ValueError):
-    """Bytes that are not a snapshot of this format."""
+    """Bytes that are not a window snapshot of this format."""
 
 
-class _Arrays:
+class _Columns:
+    """int64 columns, each stored as (minimum, width, length) and its narrowed bytes."""
+
     def __init__(self) -> None:
-        self.arrays: list[Int64s] = []
+        self.layout: list[tuple[int, int, int]] = []
+        self.parts: list[bytes] = []
 
-    def put(self, values: Any) -> int:
-        self.arrays.append(np.ascontiguousarray(values, dtype="<i8"))
-        return len(self.arrays) - 1
+    def put(self, values: Int64s) -> int:
+        values = np.asarray(values, dtype=np.int64)
+        low = int(values.min()) if values.size else 0
+        span = (values - low).astype(np.uint64)
+        top = int(span.max()) if span.size else 0
+        width = next(index for index, most in enumerate(_WIDTH_TOPS) if top <= most)
+        self.layout.append((low, width, values.size))
+        self.parts.append(span.astype(_WIDTHS[width]).tobytes())
+        return len(self.layout) - 1
 
 
 def encode_state(windows: PartitionWindows) -> bytes:
-    arrays = _Arrays()
-    tallies = [
-        {
-            "kind": kind,
-            "start": start,
-            "first_offset": tally.first_offset,
-            "watermark_before": tally.watermark_before,
-            "counts": arrays.put(tally.counts),
-            "users": arrays.put(np.fromiter(tally.users, dtype=np.int64, count=len(tally.users))),
-            "funnel": [arrays.put(np.concatenate(column)) for column in zip(*tally.funnel, strict=True)],
-            "flags": [tally.closed, tally.dirty, tally.funnel_dirty],
-        }
-        for (kind, start), tally in windows.tallies.items()
-    ]
-    recent = [
-        [oldest, newest, arrays.put(keys.reshape(-1))] for keys, oldest, newest in windows.recent.chunks()
-    ]
-    header = orjson.dumps(
-        {
-            "format": _FORMAT,
-            "watermark": windows.watermark,
-            "last_offset": windows.last_offset,
-            "closed_before": windows.closed_before,
-            "next_rolling": windows.next_rolling,
-            "tallies": tallies,
-            "recent": recent,
-            "lengths": [array.size for array in arrays.arrays],
-        }
-    )
-    body = b"".join(array.tobytes() for array in arrays.arrays)
-    return zlib.compress(len(header).to_bytes(_LENGTH_BYTES, "big") + header + body, 1)
+    columns = _Columns()
+    close_point = windows.close_point
+    tallies = []
+    for (kind, start), tally in windows.tallies.items():
+        funnel: list[int] = []
+        if tally.funnel:
+            users, ts, codes = (np.concatenate(column) for column in zip(*tally.funnel, strict=True))
+            users, ts, codes = settle(users, ts, codes, windows.conversion, before=close_point)
+            tally.funnel = [(users, ts, codes)]
+            settled = ts < close_point  # the rest are among the duplicate keys
+            funnel = [columns.put(column[settled]) for column in (users, ts, codes)]
+        tallies.append(
+            {
+                "kind": kind,
+                "start": start,
+                "first_offset": tally.first_offset,
+                "watermark_before": tally.watermark_before,
+                "counts": columns.put(tally.counts),
+                "users": columns.put(np.fromiter(tally.users, dtype=np.int64, count=len(tally.users))),
+                "funnel": funnel,
+                "flags": [tally.closed, tally.dirty, tally.funnel_dirty],
+            }
+        )
+    chunks = list(windows.recent.chunks())
+    keys = np.concatenate([chunk for chunk, _, _ in chunks]) if chunks else np.zeros((0, 5), dtype=np.int64)
+    header = {
+        "format": _FORMAT,
+        "watermark": windows.watermark,
+        "last_offset": windows.last_offset,
+        "closed_before": windows.closed_before,
+        "close_point": close_point,
+        "next_rolling": windows.next_rolling,
+        "tallies": tallies,
+        "recent": [[oldest, newest, len(chunk)] for chunk, oldest, newest in chunks],
+        "keys": [columns.put(keys[:, index]) for index in range(len(KEY_COLUMNS))],
+        "layout": columns.layout,
+    }
+    encoded = orjson.dumps(header)
+    body = len(encoded).to_bytes(_LENGTH_BYTES, "big") + encoded + b"".join(columns.parts)
+    return bytes(cramjam.zstd.compress(body, level=1))
 
 
 def restore_state(windows: PartitionWindows, data: bytes) -> None:
     """Put the snapshot's windows into freshly made `windows` (whose checkpoint carried it). The
     rolling window's sliding minutes need no saving: every minute a rolling window still needs is
     kept among the tallies, and the first rolling window to close gathers them again."""
-    from stream.windows.state import Tally  # state imports this module
-
     try:
-        raw = zlib.decompress(data)
-        header = orjson.loads(raw[_LENGTH_BYTES : _LENGTH_BYTES + int.from_bytes(raw[:_LENGTH_BYTES], "big")])
-        arrays = _split(raw[_LENGTH_BYTES + int.from_bytes(raw[:_LENGTH_BYTES], "big") :], header["lengths"])
+        header, columns = _read(data)
         if header["format"] != _FORMAT:
-            raise BadSnapshot(f"snapshot format {header['format']}, this worker reads {_FORMAT}")
-        windows.watermark = int(header["watermark"])
-        windows.last_offset = int(header["last_offset"])
-        windows.closed_before = int(header["closed_before"])
-        windows.next_rolling = header["next_rolling"]
-        windows.floors = []  # every floor so far is in the watermark
-        for entry in header["tallies"]:
-            tally = Tally(int(entry["first_offset"]), int(entry["watermark_before"]), arrays[entry["counts"]])
-            tally.users = set(arrays[entry["users"]].tolist())
-            if entry["funnel"]:
-                users, ts, codes = (arrays[index] for index in entry["funnel"])
-                tally.funnel = [(users, ts, codes)]
-            tally.closed, tally.dirty, tally.funnel_dirty = (bool(flag) for flag in entry["flags"])
-            windows.tallies[(str(entry["kind"]), int(entry["start"]))] = tally
-        windows.recent = RecentKeys.of(
-            (arrays[keys].reshape(-1, len(KEY_COLUMNS)), int(oldest), int(newest))
-            for oldest, newest, keys in header["recent"]
-        )
+            raise BadSnapshot(f"window snapshot format {header['format']}, this worker reads {_FORMAT}")
+        _restore(windows, header, columns)
     except BadSnapshot:
         raise
-    except (zlib.error, orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as error:
-        raise BadSnapshot(f"a checkpoint's window snapshot is unreadable: {error}") from error
+    except _UNREADABLE as error:
+        raise BadSnapshot(f"a checkpoint's window snapshot is unreadable: {error!r}") from error
 
 
-def _split(body: bytes, lengths: list[int]) -> list[Int64s]:
-    if sum(lengths) * 8 != len(body):
-        raise BadSnapshot("a checkpoint's window snapshot is cut short")
-    values = np.frombuffer(body, dtype="<i8").astype(np.int64)
-    ends = np.cumsum(lengths).tolist()
-    return [values[end - length : end] for end, length in zip(ends, lengths, strict=True)]
+def _read(data: bytes) -> tuple[dict[str, Any], list[Int64s]]:
+    raw = bytes(cramjam.zstd.decompress(data))
+    size = int.from_bytes(raw[:_LENGTH_BYTES], "big")
+    header = orjson.loads(raw[_LENGTH_BYTES : _LENGTH_BYTES + size])
+    position, columns = _LENGTH_BYTES + size, []
+    for low, width, length in header["layout"]:
+        kind = _WIDTHS[width]
+        end = position + length * kind.itemsize
+        if end > len(raw):
+            raise BadSnapshot("a checkpoint's window snapshot is cut short")
+        columns.append(np.frombuffer(raw, dtype=kind, count=length, offset=position).astype(np.int64) + low)
+        position = end
+    return header, columns
+
+
+def _restore(windows: PartitionWindows, header: dict[str, Any], columns: list[Int64s]) -> None:
+    from stream.windows.state import Tally  # state imports this module
+
+    windows.watermark = int(header["watermark"])
+    windows.last_offset = int(header["last_offset"])
+    windows.closed_before = int(header["closed_before"])
+    windows.next_rolling = header["next_rolling"]
+    windows.floors = []  # every floor so far is in the watermark
+    keys = np.column_stack([columns[index] for index in header["keys"]])
+    bounds = np.cumsum([0] + [length for _, _, length in header["recent"]]).tolist()
+    windows.recent = RecentKeys.of(
+        (keys[bounds[index] : bounds[index + 1]], int(oldest), int(newest))
+        for index, (oldest, newest, _) in enumerate(header["recent"])
+    )
+    unsettled = keys[(keys[:, _TS] >= int(header["close_point"])) & (keys[:, _CODE] != FAV)]
+    for entry in header["tallies"]:
+        kind, start = str(entry["kind"]), int(entry["start"])
+        tally = Tally(int(entry["first_offset"]), int(entry["watermark_before"]), columns[entry["counts"]])
+        tally.users = set(columns[entry["users"]].tolist())
+        if kind in FUNNEL_KINDS and entry["funnel"]:
+            inside = unsettled[(unsettled[:, _TS] >= start) & (unsettled[:, _TS] < start + TUMBLING[kind])]
+            users, ts, codes = (columns[index] for index in entry["funnel"])
+            tally.funnel = [(users, ts, codes), (inside[:, _USER], inside[:, _TS], inside[:, _CODE])]
+        tally.closed, tally.dirty, tally.funnel_dirty = (bool(flag) for flag in entry["flags"])
+        windows.tallies[(kind, start)] = tally
