@@ -3,11 +3,13 @@
 Workers do not open ClickHouse (in embedded mode only the sink may), so a worker that is assigned a
 partition finds where to rebuild its windows from here: the latest checkpoint of that partition
 (records keyed by source partition; the topic can be compacted). A checkpoint that carries the open
-windows (`stream.windows.snapshot`) is its JSON fields, a NUL byte, then the snapshot's bytes. Every partition of the topic is
-read: a topic that a broker created on a first produce (Tansu, for services started by hand) has
-several, and the keys spread over them. A checkpoint missed there is no small loss: the partition
-would be rebuilt from its committed offset as if it had no history, and its recount of windows that
-were already final, short of their events before that offset, would replace their rows.
+windows (`stream.windows.snapshot`) is its JSON fields, a NUL byte, then the snapshot's bytes.
+
+Every partition of the topic is read: a topic that a broker created on a first produce (Tansu, for
+services started by hand) has several, and the keys spread over them. A checkpoint missed there is
+no small loss: the partition would be rebuilt from its committed offset as if it had no history, and
+its recount of windows that were already final, short of their events before that offset, would
+replace their rows.
 
 The topic also carries the broker's epoch (key `epoch`), written by the embedded runtime when it
 starts a fresh broker: rows of an earlier broker then win over a later one's (see

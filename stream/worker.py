@@ -173,6 +173,7 @@ class WindowWorker:
         self.sent_positions: tuple[dict[int, int], dict[int, int]] = ({}, {})  # and written through
         self.sent_checkpoints: dict[int, Checkpoint] = {}  # or the one a partition was rebuilt from
         self.snapshot_at: dict[int, float] = {}  # per partition, when its open windows were last saved
+        self.snapshots: dict[int, asyncio.Future[Checkpoint]] = {}  # being encoded
         self._lock = asyncio.Lock()  # a take and the flush timer never interleave
         self._in_flight: list[Awaitable[Any]] = []  # sends to wait for before acknowledging
         self._accept_range = config.accept_range
@@ -195,6 +196,7 @@ class WindowWorker:
                 self.held.pop(partition, None)
                 self.sent_checkpoints.pop(partition, None)
                 self.snapshot_at.pop(partition, None)
+                self.snapshots.pop(partition, None)
                 self.last_message.pop(partition, None)
 
     async def process(self, batch: Sequence[EventT]) -> None:
@@ -334,13 +336,15 @@ class WindowWorker:
         windows, funnels, checkpoints = [], [], []
         full = open_windows and open_funnels
         started = time.perf_counter()
-        snapshot = self._snapshot_due()
         for partition, state in self.windows.items():
             rows, funnel_rows = state.collect(open_windows, open_funnels)
             windows += rows
             funnels += funnel_rows
-            checkpoints.append(self._checkpoint(partition, state, partition == snapshot))
+            checkpoint = self._checkpoint(partition, state)
+            if checkpoint is not None:
+                checkpoints.append(checkpoint)
             self._observe(partition, state)
+        self._start_snapshot()
         if full:
             self.last_flush_cost = time.perf_counter() - started
         # only a full flush writes every open row, so only it may claim the offsets are stored
@@ -367,21 +371,32 @@ class WindowWorker:
         if full:
             self.last_flush = time.monotonic()
 
-    def _snapshot_due(self) -> int | None:
-        """The partition whose open windows are saved at this write: the longest unsaved of those
-        due. One at a time, since saving a busy partition's windows takes a good part of a second."""
-        oldest = min(self.snapshot_at, key=self.snapshot_at.__getitem__, default=None)
-        if oldest is None or time.monotonic() - self.snapshot_at[oldest] < self.config.snapshot_seconds:
-            return None
-        return oldest
+    def _start_snapshot(self) -> None:
+        """Start saving the open windows of the partition longest unsaved, if it is due: encoded in
+        another thread, as it takes a busy partition a good part of a second, and one partition at a
+        time. Its checkpoint goes out with a later write, once ready (see `_checkpoint`)."""
+        partition = min(self.snapshot_at, key=self.snapshot_at.__getitem__, default=None)
+        if partition is None or time.monotonic() - self.snapshot_at[partition] < self.config.snapshot_seconds:
+            return
+        self.snapshot_at[partition] = time.monotonic()
+        checkpoint, encode = self.windows[partition].snapshot()
+        self.snapshots[partition] = asyncio.ensure_future(
+            asyncio.to_thread(lambda: dataclasses.replace(checkpoint, state=encode()))
+        )
 
-    def _checkpoint(self, partition: int, state: PartitionWindows, with_state: bool) -> Checkpoint:
-        """Every `snapshot_seconds` the open windows themselves, so that the broker can let go of
-        what came before (see `stream.windows.snapshot`); between them the last one stands: one
-        without them would point back to the first event of the open day."""
-        if with_state:
-            self.snapshot_at[partition] = time.monotonic()
-            snapshot = state.checkpoint(with_state=True)
+    def _checkpoint(self, partition: int, state: PartitionWindows) -> Checkpoint | None:
+        """The partition's snapshot once ready, so that the broker can let go of what came before it
+        (see `stream.windows.snapshot`); until the next one, the last stands: a checkpoint without
+        the open windows would point back to the first event of the open day. While a snapshot is
+        being encoded no newer checkpoint goes out, since the newest (by version) is the one a
+        restart takes."""
+        pending = self.snapshots.get(partition)
+        last = self.sent_checkpoints.get(partition)
+        if pending is not None and not pending.done():
+            return last
+        if pending is not None:
+            del self.snapshots[partition]
+            snapshot = pending.result()
             metrics.SNAPSHOT_BYTES.labels(str(partition)).set(len(snapshot.state))
             if len(snapshot.state) < MAX_MESSAGE_BYTES - _CHECKPOINT_FIELDS_BYTES:
                 return snapshot
@@ -389,7 +404,6 @@ class WindowWorker:
             metrics.SNAPSHOTS_TOO_LARGE.inc()
             size = len(snapshot.state)
             log.warning("partition %d: open windows of %d bytes, over a message's limit", partition, size)
-        last = self.sent_checkpoints.get(partition)
         return last if last is not None and last.state else state.checkpoint()
 
     async def _open_new_partitions(self, partitions: set[int]) -> None:

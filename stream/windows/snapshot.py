@@ -15,6 +15,9 @@ numbers only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import cramjam
@@ -60,40 +63,74 @@ class _Columns:
         return len(self.layout) - 1
 
 
-def encode_state(windows: PartitionWindows) -> bytes:
-    columns = _Columns()
-    close_point = windows.close_point
-    tallies = []
-    for (kind, start), tally in windows.tallies.items():
-        funnel: list[int] = []
-        if tally.funnel:
-            users, ts, codes = (np.concatenate(column) for column in zip(*tally.funnel, strict=True))
-            users, ts, codes = settle(users, ts, codes, windows.conversion, before=close_point)
-            tally.funnel = [(users, ts, codes)]
-            settled = ts < close_point  # the rest are among the duplicate keys
-            funnel = [columns.put(column[settled]) for column in (users, ts, codes)]
-        tallies.append(
-            {
-                "kind": kind,
-                "start": start,
-                "first_offset": tally.first_offset,
-                "watermark_before": tally.watermark_before,
-                "counts": columns.put(tally.counts),
-                "users": columns.put(np.fromiter(tally.users, dtype=np.int64, count=len(tally.users))),
-                "funnel": funnel,
-                "flags": [tally.closed, tally.dirty, tally.funnel_dirty],
-            }
+@dataclass(frozen=True)
+class _TallyCopy:
+    kind: str
+    start: int
+    first_offset: int
+    watermark_before: int
+    counts: Int64s
+    users: set[int]
+    funnel: list[tuple[Int64s, Int64s, Int64s]]
+    flags: tuple[bool, bool, bool]  # closed, dirty, funnel_dirty
+
+
+def capture_state(windows: PartitionWindows) -> Callable[[], bytes]:
+    """The open windows as they are now, copied where later takes change them (a set's copy costs a
+    fraction of its encoding); the call returned encodes them, in another thread if need be, while
+    takes go on."""
+    tallies = [
+        _TallyCopy(
+            kind,
+            start,
+            tally.first_offset,
+            tally.watermark_before,
+            tally.counts.copy(),
+            tally.users.copy(),
+            list(tally.funnel),  # its arrays are replaced, never changed in place
+            (tally.closed, tally.dirty, tally.funnel_dirty),
         )
-    chunks = list(windows.recent.chunks())
-    keys = np.concatenate([chunk for chunk, _, _ in chunks]) if chunks else np.zeros((0, 5), dtype=np.int64)
+        for (kind, start), tally in windows.tallies.items()
+    ]
     header = {
         "format": _FORMAT,
         "watermark": windows.watermark,
         "last_offset": windows.last_offset,
         "closed_before": windows.closed_before,
-        "close_point": close_point,
+        "close_point": windows.close_point,
         "next_rolling": windows.next_rolling,
-        "tallies": tallies,
+    }
+    return partial(_encode, header, tallies, list(windows.recent.chunks()), windows.conversion)
+
+
+def _encode(
+    header: dict[str, Any], tallies: list[_TallyCopy], chunks: list[tuple[Int64s, int, int]], conversion: int
+) -> bytes:
+    columns = _Columns()
+    close_point = header["close_point"]
+    encoded_tallies = []
+    for tally in tallies:
+        funnel: list[int] = []
+        if tally.funnel:
+            users, ts, codes = (np.concatenate(column) for column in zip(*tally.funnel, strict=True))
+            users, ts, codes = settle(users, ts, codes, conversion, before=close_point)
+            settled = ts < close_point  # the rest are among the duplicate keys
+            funnel = [columns.put(column[settled]) for column in (users, ts, codes)]
+        encoded_tallies.append(
+            {
+                "kind": tally.kind,
+                "start": tally.start,
+                "first_offset": tally.first_offset,
+                "watermark_before": tally.watermark_before,
+                "counts": columns.put(tally.counts),
+                "users": columns.put(np.fromiter(tally.users, dtype=np.int64, count=len(tally.users))),
+                "funnel": funnel,
+                "flags": tally.flags,
+            }
+        )
+    keys = np.concatenate([chunk for chunk, _, _ in chunks]) if chunks else np.zeros((0, 5), dtype=np.int64)
+    header |= {
+        "tallies": encoded_tallies,
         "recent": [[oldest, newest, len(chunk)] for chunk, oldest, newest in chunks],
         "keys": [columns.put(keys[:, index]) for index in range(len(KEY_COLUMNS))],
         "layout": columns.layout,

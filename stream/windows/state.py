@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +28,7 @@ from stream.windows.buckets import Bools, Bucketer, Int64s
 from stream.windows.dedup import RecentKeys
 from stream.windows.funnel import funnel_users, settle
 from stream.windows.kinds import FUNNEL_KINDS, ROLLING, ROLLING_SIZE, ROLLING_SOURCE, ROLLING_STEP, TUMBLING
-from stream.windows.snapshot import encode_state, restore_state
+from stream.windows.snapshot import capture_state, restore_state
 
 NO_TIME = -(1 << 62)
 _BEHAVIOR_COUNT = len(BEHAVIORS)  # a tally's counts: one per behaviour code
@@ -343,13 +343,15 @@ class PartitionWindows:
             if tally.closed and keep_until <= self.close_point:
                 del self.tallies[key]
 
-    def checkpoint(self, with_state: bool = False) -> Checkpoint:
-        """Where this partition resumes: after its last event with the open windows' state, or
-        from the first event of its oldest open window without it."""
+    def snapshot(self) -> tuple[Checkpoint, Callable[[], bytes]]:
+        """A checkpoint after the last event processed, and the call that encodes the open windows
+        it must carry (`stream.windows.snapshot`): cheap to get, while the call does the work."""
+        last, closed_before = self.last_offset, max(self.close_point, self.closed_before)
+        return Checkpoint(self.partition, last + 1, self.watermark, closed_before, last), capture_state(self)
+
+    def checkpoint(self) -> Checkpoint:
+        """Where this partition resumes without a snapshot: the first event of its oldest open window."""
         closed_before = max(self.close_point, self.closed_before)
-        if with_state:
-            last, state = self.last_offset, encode_state(self)
-            return Checkpoint(self.partition, last + 1, self.watermark, closed_before, last, (), state)
         if self.tallies:
             first = min(self.tallies.values(), key=lambda tally: tally.first_offset)
             offset, watermark = first.first_offset, first.watermark_before
