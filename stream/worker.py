@@ -393,18 +393,18 @@ class WindowWorker:
         pending = self.snapshots.get(partition)
         last = self.sent_checkpoints.get(partition)
         if pending is not None and not pending.done():
-            return last
+            return state.with_floors(last) if last is not None and last.state else last
         if pending is not None:
             del self.snapshots[partition]
             snapshot = pending.result()
             metrics.SNAPSHOT_BYTES.labels(str(partition)).set(len(snapshot.state))
             if len(snapshot.state) < MAX_MESSAGE_BYTES - _CHECKPOINT_FIELDS_BYTES:
-                return snapshot
+                return state.with_floors(snapshot)
             # too large to write: the last checkpoint stands, and the broker keeps what it needs
             metrics.SNAPSHOTS_TOO_LARGE.inc()
             size = len(snapshot.state)
             log.warning("partition %d: open windows of %d bytes, over a message's limit", partition, size)
-        return last if last is not None and last.state else state.checkpoint()
+        return state.with_floors(last) if last is not None and last.state else state.checkpoint()
 
     async def _open_new_partitions(self, partitions: set[int]) -> None:
         """State for newly assigned partitions, from their checkpoints (one read of the topic for all)."""

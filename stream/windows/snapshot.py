@@ -177,7 +177,6 @@ def _restore(windows: PartitionWindows, header: dict[str, Any], columns: list[In
     windows.last_offset = int(header["last_offset"])
     windows.closed_before = int(header["closed_before"])
     windows.next_rolling = header["next_rolling"]
-    windows.floors = []  # every floor so far is in the watermark
     keys = np.column_stack([columns[index] for index in header["keys"]])
     bounds = np.cumsum([0] + [length for _, _, length in header["recent"]]).tolist()
     windows.recent = RecentKeys.of(

@@ -17,6 +17,7 @@ Every result is a deterministic function of the partition's messages in offset o
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -348,6 +349,14 @@ class PartitionWindows:
         it must carry (`stream.windows.snapshot`): cheap to get, while the call does the work."""
         last, closed_before = self.last_offset, max(self.close_point, self.closed_before)
         return Checkpoint(self.partition, last + 1, self.watermark, closed_before, last), capture_state(self)
+
+    def with_floors(self, snapshot: Checkpoint) -> Checkpoint:
+        """`snapshot` with the clock's floors recorded since it was taken: a rebuild from it must
+        judge the messages after it as they were judged (see `follow_clock`). Its version stays, so
+        that a later snapshot, even one taken before these floors, still wins over it."""
+        self.floors = [floor for floor in self.floors if floor[0] >= snapshot.version]  # older: in it
+        floors = tuple(self.floors)
+        return snapshot if floors == snapshot.floors else dataclasses.replace(snapshot, floors=floors)
 
     def checkpoint(self) -> Checkpoint:
         """Where this partition resumes without a snapshot: the first event of its oldest open window."""

@@ -199,6 +199,16 @@ def minute_counts(windows: PartitionWindows) -> list[int]:
     return [tally.counts.tolist() for (kind, _), tally in sorted(windows.tallies.items()) if kind == "minute"]
 
 
+def test_a_snapshot_carries_the_clock_s_floors_recorded_after_it() -> None:
+    windows = PartitionWindows(0, UTC_RULES, None)
+    windows.add(batch_of([[(1, START, 0)]], 0))
+    snapshot = saved(windows)
+    windows.follow_clock(START + 5_000)  # idle: the clock moved the watermark on
+    rebuilt = PartitionWindows(0, UTC_RULES, windows.with_floors(snapshot))
+    behind_the_floor = batch_of([[(2, START + 100, 0)]], 1)
+    assert windows.add(behind_the_floor).tolist() == rebuilt.add(behind_the_floor).tolist() == [True]
+
+
 def test_a_forged_window_state_is_one_clear_error() -> None:
     headers = (b"\0\0\0\2{}", b"\0\0\0\2[]", b"\0\0\0\xff{", b'\0\0\0\x1a{"layout": [[0, 3, 99]]}')
     for state in (b"garbage", *(bytes(cramjam.zstd.compress(header)) for header in headers)):
