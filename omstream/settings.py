@@ -211,6 +211,11 @@ class Settings(BaseSettings):
         default="",
         description="the embedded broker S3 store, whose batches retention releases (`omstream up` sets it)",
     )
+    store_master_url: str = Field(
+        default="",
+        description="the embedded store's master, asked by retention to reclaim the disk of what it "
+        "released (`omstream up` sets it)",
+    )
     broker_release_s: float = Field(
         default=60.0,
         ge=0,

@@ -140,5 +140,5 @@ def retention(settings: Settings) -> None:
     bootstrap = resolve_bootstrap(settings)
     serve_metrics(f"retention: Kafka {bootstrap}, store {settings.store_url}", settings)
     plan = Plan.of(settings, topic_partitions(settings))
-    store = ObjectStore(settings.store_url)
+    store = ObjectStore(settings.store_url, settings.store_master_url)
     asyncio.run(run_retention(bootstrap, store, plan, settings.broker_release_s, settings.retention_every_s))

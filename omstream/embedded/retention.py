@@ -63,6 +63,10 @@ REWRITTEN = Counter(
 )
 
 
+_RECLAIM_EVERY_S = 60.0
+_GARBAGE_SHARE = 0.3
+
+
 @dataclass(frozen=True)
 class Batch:
     key: str  # the object's name
@@ -72,10 +76,24 @@ class Batch:
 
 
 class ObjectStore:
-    """The few S3 calls retention needs, on the embedded store (which needs no signature)."""
+    """The few S3 calls retention needs, on the embedded store (which needs no signature), and the
+    call that gives the disk of deleted objects back (`master_url`: the store's master)."""
 
-    def __init__(self, endpoint: str, bucket: str = BUCKET) -> None:
+    def __init__(self, endpoint: str, master_url: str = "", bucket: str = BUCKET) -> None:
         self._base = f"{endpoint.rstrip('/')}/{bucket}"
+        self._master = master_url.rstrip("/")
+        self._vacuumed = 0.0
+
+    def reclaim(self) -> None:
+        """Compact the volumes whose deleted objects are at least `_GARBAGE_SHARE` of them, at most
+        every `_RECLAIM_EVERY_S`. A deleted object frees its disk only then, and SeaweedFS's own
+        sweep is taken over by its maintenance worker, which did not sweep within minutes here."""
+        if not self._master or time.monotonic() - self._vacuumed < _RECLAIM_EVERY_S:
+            return
+        self._vacuumed = time.monotonic()
+        query = urllib.parse.urlencode({"garbageThreshold": _GARBAGE_SHARE})
+        with urllib.request.urlopen(f"{self._master}/vol/vacuum?{query}", timeout=300):
+            pass
 
     def batches(self, topic: str, partition: int) -> list[Batch]:
         """The partition's record batches, by base offset."""
@@ -204,6 +222,8 @@ class Retention:
                 kept += batches[len(doomed) :]  # the released ones are a prefix
             KEPT.labels(topic).set(len(kept))
             KEPT_BYTES.labels(topic).set(sum(batch.size for batch in kept))
+        if released:
+            await asyncio.to_thread(self._store.reclaim)
         return released
 
     def _delete(self, topic: str, batches: list[Batch]) -> None:

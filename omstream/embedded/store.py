@@ -31,7 +31,6 @@ STORE_MEMORY_LIMIT = "128MiB"
 # Tansu signs its S3 requests; the local store has no identities and so accepts any signature, which is
 # why it listens on loopback only (as does the broker).
 _S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "omstream", "AWS_SECRET_ACCESS_KEY": "omstream"}
-VACUUM_EVERY_S = 60
 META_OBJECT = "clusters/tansu_cluster/meta.json"  # Tansu's cluster metadata, read by every broker start
 _SERVERS = ("master", "volume", "filer", "s3")  # and the admin server, whose ports are chosen apart
 _GRPC_OFFSET = 10_000  # SeaweedFS dials some gRPC ports at the HTTP port + 10000 whatever it was told
@@ -100,6 +99,10 @@ class Store:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.ports['s3.port']}"
 
+    @property
+    def master_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['master.port']}"
+
     def service(self) -> Service:
         """`weed mini` with every listener on loopback and on a port of ours, no UI, WebDAV, catalogs or
         telemetry; its heap bounded."""
@@ -118,8 +121,6 @@ class Store:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-master.telemetry=false",
-            # deleted batches free their disk only when a volume is vacuumed (default: every 14 min)
-            f"-master.vacuumIntervalSeconds={VACUUM_EVERY_S}",
         ]
         env = dict(os.environ, GOMEMLIMIT=STORE_MEMORY_LIMIT)
         return Service("store", argv, env, self.data_dir.parent / "store.log")

@@ -80,7 +80,8 @@ def _start(supervisor: Supervisor, settings: Settings, say: Callable[[str], None
         sink = settings.model_copy(update={"query_port": query[0], "query_password": SecretStr(query[1])})
     supervisor.start(omstream_service(sink, bootstrap, "sink", "sink"))
     supervisor.start(omstream_service(settings, bootstrap, "worker", "worker"))
-    retention = settings.model_copy(update={"store_url": store.endpoint})
+    store_urls = {"store_url": store.endpoint, "store_master_url": store.master_url}
+    retention = settings.model_copy(update=store_urls)
     supervisor.start(omstream_service(retention, bootstrap, "retention", "retention"))
     plane = control_plane_services(settings, bootstrap)
     masters = [supervisor.start(service) for service in plane.masters]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from omstream.embedded.retention import Batch, LatestPerKey, ObjectStore, releasable
+from omstream.embedded.store import BUCKET, Store
+from omstream.embedded.supervisor import Supervisor
 from tests.expected import TAOBAO_WINDOW, behavior_totals, distinct_valid_rows, funnel_daily, hourly_activity
 from tests.omstream.embedded.test_up import TIMEZONE, halves, replay, report
 from tests.up import omstream_up, services, until
@@ -106,3 +109,33 @@ def test_released_batches_leave_what_readers_need(
         until(lambda: services(state)["worker"]["pid"] != doomed, 30, "the worker was not restarted")
         replay(state, second)
         until(lambda: stored(report(state)) == expected, 180, "the windows were not exact")
+
+
+def volume_bytes(store_dir: Path) -> int:
+    return sum(volume.stat().st_blocks * 512 for volume in store_dir.glob("*.dat"))
+
+
+@pytest.mark.integration
+def test_released_batches_give_their_disk_back(tmp_path: Path) -> None:
+    """SeaweedFS frees a deleted object's disk only when its volume is compacted, and its own sweep
+    is taken over by a maintenance worker that did not sweep within minutes: retention asks for it."""
+    supervisor = Supervisor(tmp_path, "test", lambda _: None)
+    try:
+        store = Store.on_free_ports(tmp_path)
+        store.wait_until_serving(supervisor.start(store.service()))
+        objects = ObjectStore(store.endpoint)
+        keys = [f"clusters/test/{number}.batch" for number in range(40)]
+        for key in keys:
+            url, body = f"{store.endpoint}/{BUCKET}/{key}", os.urandom(1 << 20)
+            urllib.request.urlopen(urllib.request.Request(url, data=body, method="PUT"), timeout=30).close()
+        written = volume_bytes(store.data_dir)
+        for key in keys[4:]:
+            objects.delete(key)
+
+        def reclaimed() -> bool:  # once the volume server has told its master of the deletions
+            ObjectStore(store.endpoint, store.master_url).reclaim()
+            return volume_bytes(store.data_dir) < written / 2
+
+        until(reclaimed, 60, "the deleted objects' disk was not given back")
+    finally:
+        supervisor.stop()
