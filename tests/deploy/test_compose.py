@@ -20,7 +20,7 @@ from omstream.cli import main
 from omstream.embedded.control_plane import bootstrap_embedded, bootstrap_pki
 from omstream.embedded.stack import topic_partitions
 from omstream.settings import Settings
-from stream.kafka import BrokerAccess
+from stream.kafka import MAX_MESSAGE_BYTES, BrokerAccess
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "omstream:latest"
@@ -167,6 +167,8 @@ def test_topic_init_creates_the_projects_topics_with_the_workers_partition_count
     script = init["command"][0].replace("$$", "$")  # Compose's escape for a literal `$`
     syntax = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True, check=False)
     assert syntax.returncode == 0, syntax.stderr
+    # every topic, existing ones too, takes a checkpoint carrying a partition's open windows
+    assert re.findall(r"--add-config max\.message\.bytes=(\d+)", script) == [str(MAX_MESSAGE_BYTES)]
 
 
 def mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
