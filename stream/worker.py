@@ -169,6 +169,7 @@ class WindowWorker:
         self.last_message: dict[int, tuple[float, int]] = {}
         self.held: dict[int, deque[EventT]] = defaultdict(deque)
         self.last_flush = 0.0
+        self.caught_up = False  # whether the last take reached the end of its partitions
         self.last_flush_cost = 0.0  # seconds the last full flush took to compute its rows
         self.sent_positions: tuple[dict[int, int], dict[int, int]] = ({}, {})  # and written through
         self.sent_checkpoints: dict[int, Checkpoint] = {}  # or the one a partition was rebuilt from
@@ -218,9 +219,11 @@ class WindowWorker:
             for partition in inputs:
                 self.last_message[partition] = (time.monotonic(), self.windows[partition].watermark)
             # a take that reached the end of its partitions has caught up with the topic: write every
-            # open window now, not up to a flush interval later (what a live dashboard, or a replay,
-            # waits for); open funnels, which cost far more, wait for the full flush
-            full = self._flush_due()
+            # open window now, not up to a flush interval later (what a live dashboard waits for).
+            # Open funnels, which cost far more, wait for the full flush, unless the take has just
+            # caught up (the end of a replay, which waits for everything).
+            full = self._flush_due() or (caught_up and not self.caught_up)
+            self.caught_up = caught_up
             await self._write_windows(open_windows=full or caught_up, open_funnels=full)
             metrics.EVENTS_IN.inc(sum(len(into.events) for into in inputs.values()))
 
