@@ -169,7 +169,7 @@ class WindowWorker:
         self.last_message: dict[int, tuple[float, int]] = {}
         self.held: dict[int, deque[EventT]] = defaultdict(deque)
         self.last_flush = 0.0
-        self.caught_up = False  # whether the last take reached the end of its partitions
+        self.behind_since: float | None = None  # since when takes have not reached the topic's end
         self.last_flush_cost = 0.0  # seconds the last full flush took to compute its rows
         self.sent_positions: tuple[dict[int, int], dict[int, int]] = ({}, {})  # and written through
         self.sent_checkpoints: dict[int, Checkpoint] = {}  # or the one a partition was rebuilt from
@@ -220,10 +220,11 @@ class WindowWorker:
                 self.last_message[partition] = (time.monotonic(), self.windows[partition].watermark)
             # a take that reached the end of its partitions has caught up with the topic: write every
             # open window now, not up to a flush interval later (what a live dashboard waits for).
-            # Open funnels, which cost far more, wait for the full flush, unless the take has just
-            # caught up (the end of a replay, which waits for everything).
-            full = self._flush_due() or (caught_up and not self.caught_up)
-            self.caught_up = caught_up
+            # Open funnels, which cost far more, wait for the full flush, unless the take ends a
+            # stretch behind the topic (a replay or a backlog, whose end waits for everything); a
+            # live stream's takes miss the end now and then, which is no such stretch.
+            full = self._flush_due() or (caught_up and self._ends_backlog())
+            self.behind_since = None if caught_up else (self.behind_since or time.monotonic())
             await self._write_windows(open_windows=full or caught_up, open_funnels=full)
             metrics.EVENTS_IN.inc(sum(len(into.events) for into in inputs.values()))
 
@@ -235,6 +236,10 @@ class WindowWorker:
             full = self._flush_due()
             if followed or full:
                 await self._write_windows(open_windows=True, open_funnels=full)
+
+    def _ends_backlog(self) -> bool:
+        since = self.behind_since
+        return since is not None and time.monotonic() - since >= self.config.flush_seconds
 
     def _flush_due(self) -> bool:
         interval = full_flush_interval(self.config.flush_seconds, self.last_flush_cost)
