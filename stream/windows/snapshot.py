@@ -128,7 +128,8 @@ def _encode(
                 "flags": tally.flags,
             }
         )
-    keys = np.concatenate([chunk for chunk, _, _ in chunks]) if chunks else np.zeros((0, 5), dtype=np.int64)
+    no_keys = np.zeros((0, len(KEY_COLUMNS)), dtype=np.int64)
+    keys = np.concatenate([chunk for chunk, _, _ in chunks]) if chunks else no_keys
     header |= {
         "tallies": encoded_tallies,
         "recent": [[oldest, newest, len(chunk)] for chunk, oldest, newest in chunks],

@@ -170,7 +170,7 @@ class PartitionWindows:
         self.last_offset = self.resume_offset - 1
         self.tallies: dict[tuple[str, int], Tally] = {}
         self.next_rolling: int | None = None
-        # natural keys of the events counted per second of event time, back to the close point: an
+        # natural keys of the events counted, back to the close point (`stream.windows.dedup`): an
         # exact duplicate is one event (as in the raw table); older duplicates would be late anyway
         self.recent = RecentKeys()
         self.sliding = SlidingMinutes()
