@@ -45,7 +45,7 @@ from prometheus_client import Counter, Gauge
 
 from omstream.embedded.store import BUCKET
 from omstream.settings import Settings
-from stream.kafka import kafka_options
+from stream.kafka import MAX_MESSAGE_BYTES, kafka_options
 
 log = logging.getLogger("omstream.retention")
 
@@ -273,7 +273,8 @@ class Retention:
             await self._write_again(followed.topic, stale)
 
     async def _write_again(self, topic: str, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        producer = AIOKafkaProducer(**kafka_options(self._bootstrap))
+        # a checkpoint carries its partition's open windows: tens of MB on a busy one
+        producer = AIOKafkaProducer(**kafka_options(self._bootstrap), max_request_size=MAX_MESSAGE_BYTES)
         await producer.start()
         try:
             for record in records:

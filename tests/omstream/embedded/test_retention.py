@@ -3,18 +3,30 @@ and nothing a reader still needs is: windows rebuilt after a worker is killed st
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from omstream.embedded.retention import Batch, LatestPerKey, ObjectStore, releasable
-from omstream.embedded.store import BUCKET, Store
+from omstream.embedded.retention import (
+    Batch,
+    LatestPerKey,
+    ObjectStore,
+    Plan,
+    Retention,
+    record_key,
+    releasable,
+)
+from omstream.embedded.stack import free_port
+from omstream.embedded.store import BUCKET, Store, start_durable_broker
 from omstream.embedded.supervisor import Supervisor
+from stream.kafka import MAX_MESSAGE_BYTES, ensure_topics, read_every_partition
 from tests.expected import TAOBAO_WINDOW, behavior_totals, distinct_valid_rows, funnel_daily, hourly_activity
 from tests.omstream.embedded.test_up import TIMEZONE, halves, replay, report
 from tests.up import omstream_up, services, until
@@ -139,3 +151,43 @@ def test_released_batches_give_their_disk_back(tmp_path: Path) -> None:
         until(reclaimed, 60, "the deleted objects' disk was not given back")
     finally:
         supervisor.stop()
+
+
+@pytest.mark.integration
+def test_a_stale_latest_record_of_megabytes_is_written_again_and_older_batches_go(tmp_path: Path) -> None:
+    """A partition that falls idle leaves its last checkpoint, with its open windows, as the oldest
+    latest record of the checkpoints topic: written again at the end, it stops holding every batch."""
+    supervisor = Supervisor(tmp_path, "test", lambda _: None)
+    try:
+        store, bootstrap = start_durable_broker(supervisor, tmp_path, free_port())
+        topic = "checkpoints"
+        asyncio.run(ensure_topics(bootstrap, {topic: 1}))
+        idle = os.urandom(12 << 20)
+        asyncio.run(produce(bootstrap, topic, [(b"idle", idle)]))
+        time.sleep(1.5)  # the idle partition's record is now older than the release delay
+        asyncio.run(produce(bootstrap, topic, [(b"busy", str(n).encode()) for n in range(3)]))
+        plan = Plan({topic: 1}, {}, {topic: record_key}, {})
+        retention = Retention(bootstrap, ObjectStore(store.endpoint), plan, release_s=1.0)
+        asyncio.run(retention.run_pass())  # writes the idle record again
+        asyncio.run(retention.run_pass())  # releases what is below it
+        assert first_offsets(ObjectStore(store.endpoint), topic, 1) == [3]  # the latest "busy" record
+        assert asyncio.run(latest_values(bootstrap, topic)) == {b"idle": idle, b"busy": b"2"}
+    finally:
+        supervisor.stop()
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=MAX_MESSAGE_BYTES)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def latest_values(bootstrap: str, topic: str) -> dict[bytes | None, bytes | None]:
+    found: dict[bytes | None, bytes | None] = {}
+    async for record in read_every_partition(bootstrap, topic):
+        found[record.key] = record.value
+    return found
