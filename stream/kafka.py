@@ -266,7 +266,13 @@ async def read_to_end(
     """Every record of a one-partition topic from offset `start` until the reader reaches the
     high-water mark of its latest fetch. Each call reads with a consumer of its own: a long-lived
     consumer's buffered fetch would give a high-water mark from before the call."""
-    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False, fetch_max_wait_ms=50)
+    consumer = AIOKafkaConsumer(
+        **kafka_options(bootstrap),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+        fetch_max_bytes=MAX_MESSAGE_BYTES,
+        max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+    )
     await consumer.start()
     try:
         partition = TopicPartition(topic, 0)

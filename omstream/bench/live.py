@@ -34,7 +34,9 @@ from typing import Any
 
 import orjson
 
+from omstream.embedded.retention import ObjectStore
 from omstream.embedded.running import QUERY_ENDPOINT_FILE
+from omstream.embedded.stack import topic_partitions
 from omstream.embedded.store import STORE_DIR
 from omstream.settings import Settings
 from stream.emitter import Emitter
@@ -66,6 +68,15 @@ class Up:
         with urllib.request.urlopen(request, timeout=30) as reply:
             text = reply.read().decode()
         return [line.split("\t") for line in text.splitlines() if line]
+
+    def topics_mb(self) -> dict[str, float]:
+        """What the store holds of each topic, in MB."""
+        store = ObjectStore(json.loads((self.state / "up.json").read_text())["store"])
+        held = {
+            topic: sum(batch.size for p in range(partitions) for batch in store.batches(topic, p))
+            for topic, partitions in topic_partitions(Settings()).items()
+        }
+        return {topic: round(size / 1e6, 1) for topic, size in held.items() if size}
 
     def services(self) -> dict[str, int]:
         """PIDs of `up` and of each of its services."""
@@ -337,6 +348,7 @@ def run_soak_bench(rate: float, minutes: float, speedup: float, sample_s: float)
                     "event_time": datetime.fromtimestamp(clock.now(), UTC).isoformat(timespec="minutes"),
                     "rss_mb": {name: _rss_mb(pid) for name, pid in up.services().items()},
                     "store_mb": _disk_mb(up.state / STORE_DIR),
+                    "topics_mb": up.topics_mb(),
                     "clickhouse_mb": _disk_mb(up.state / "clickhouse"),
                 }
             )

@@ -38,14 +38,14 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from omstream.embedded.store import BUCKET
 from omstream.settings import Settings
-from stream.kafka import MAX_MESSAGE_BYTES, kafka_options
+from stream.kafka import MAX_MESSAGE_BYTES, kafka_options, read_to_end
 
 log = logging.getLogger("omstream.retention")
 
@@ -255,19 +255,8 @@ class Retention:
     async def _follow(self, followed: LatestPerKey, now: float) -> None:
         """Read what was written since the last pass, then write again the latest records that would
         hold the topic longer than the release delay."""
-        consumer = AIOKafkaConsumer(**kafka_options(self._bootstrap), enable_auto_commit=False)
-        await consumer.start()
-        try:
-            partition = TopicPartition(followed.topic, 0)
-            consumer.assign([partition])
-            consumer.seek(partition, followed.read_to)
-            while True:
-                for record in (await consumer.getmany(partition, timeout_ms=300)).get(partition, []):
-                    followed.learn(record)
-                if await consumer.position(partition) >= (consumer.highwater(partition) or 0):
-                    break
-        finally:
-            await consumer.stop()
+        async for record in read_to_end(self._bootstrap, followed.topic, followed.read_to):
+            followed.learn(record)
         stale = followed.stale(now - self._release_s)
         if stale and len(stale) < len(followed.latest):  # when all are stale, nothing newer needs room
             await self._write_again(followed.topic, stale)

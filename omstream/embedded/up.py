@@ -69,6 +69,7 @@ def run_up(settings: Settings, say: Callable[[str], None]) -> None:
 
 def _start(supervisor: Supervisor, settings: Settings, say: Callable[[str], None]) -> None:
     store, bootstrap = start_durable_broker(supervisor, settings.state_dir, broker_port(settings.broker_port))
+    supervisor.details["store"] = store.endpoint  # its S3 API, for a look at what each topic holds
     asyncio.run(ensure_topics(bootstrap, topic_partitions(settings)))
     changed = _accept_range_change(settings, bootstrap)
     # the broker is restarted on the same port when it exits: it is there while `up` runs
