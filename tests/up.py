@@ -44,7 +44,7 @@ def omstream_up(state: Path, log: Path, *options: str, **env: str) -> Iterator[s
         yield up
     finally:
         if up.poll() is None:
-            up.send_signal(signal.SIGINT)
+            up.send_signal(signal.SIGTERM)  # as Ctrl-C, even where SIGINT was handed down ignored
             try:
                 up.wait(60)
             except subprocess.TimeoutExpired:

@@ -86,7 +86,8 @@ class Up:
 
 @contextlib.contextmanager
 def running_up(state: Path, env: dict[str, str]) -> Iterator[Up]:
-    """`omstream up` on `state` until its banner; stopped with SIGINT (as Ctrl-C) after the block."""
+    """`omstream up` on `state` until its banner; stopped with SIGTERM after the block (not SIGINT: a
+    bench started in the background of a shell would hand down SIGINT ignored, and `up` kept running)."""
     environment = {
         **os.environ,
         "OMSTREAM_STATE_DIR": str(state),
@@ -110,7 +111,7 @@ def running_up(state: Path, env: dict[str, str]) -> Iterator[Up]:
         yield Up(process, state, broker, query)
     finally:
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM)
             try:
                 process.wait(120)
             except subprocess.TimeoutExpired:

@@ -31,9 +31,10 @@ from stream.windows.funnel import settle
 from stream.windows.kinds import FUNNEL_KINDS, TUMBLING
 
 if TYPE_CHECKING:
-    from stream.windows.state import PartitionWindows
+    from stream.windows.state import CoveredMinute, PartitionWindows
 
-_FORMAT = 1
+_FORMAT = 2
+_READS = (1, 2)  # format 1 kept the rolling window's minutes among the tallies: none covered yet
 _LENGTH_BYTES = 4
 _WIDTHS = tuple(np.dtype(kind) for kind in (np.uint8, np.uint16, np.uint32, np.uint64))
 _WIDTH_TOPS = tuple((1 << (8 * kind.itemsize)) - 1 for kind in _WIDTHS)
@@ -75,6 +76,12 @@ class _TallyCopy:
     flags: tuple[bool, bool, bool]  # closed, dirty, funnel_dirty
 
 
+@dataclass(frozen=True)
+class _CoveredCopy:
+    minute: CoveredMinute
+    users: set[int]  # those last seen in it
+
+
 def capture_state(windows: PartitionWindows) -> Callable[[], bytes]:
     """The open windows as they are now, copied where later takes change them (a set's copy costs a
     fraction of its encoding); the call returned encodes them, in another thread if need be, while
@@ -100,11 +107,18 @@ def capture_state(windows: PartitionWindows) -> Callable[[], bytes]:
         "close_point": windows.close_point,
         "next_rolling": windows.next_rolling,
     }
-    return partial(_encode, header, tallies, list(windows.recent.chunks()), windows.conversion)
+    sliding = windows.sliding
+    covered = [_CoveredCopy(minute, set(sliding.last_seen_in[minute.start])) for minute in sliding.minutes]
+    chunks = list(windows.recent.chunks())
+    return partial(_encode, header, tallies, covered, chunks, windows.conversion)
 
 
 def _encode(
-    header: dict[str, Any], tallies: list[_TallyCopy], chunks: list[tuple[Int64s, int, int]], conversion: int
+    header: dict[str, Any],
+    tallies: list[_TallyCopy],
+    covered: list[_CoveredCopy],
+    chunks: list[tuple[Int64s, int, int]],
+    conversion: int,
 ) -> bytes:
     columns = _Columns()
     close_point = header["close_point"]
@@ -132,6 +146,16 @@ def _encode(
     keys = np.concatenate([chunk for chunk, _, _ in chunks]) if chunks else no_keys
     header |= {
         "tallies": encoded_tallies,
+        "covered": [
+            {
+                "start": copy.minute.start,
+                "first_offset": copy.minute.first_offset,
+                "watermark_before": copy.minute.watermark_before,
+                "counts": columns.put(copy.minute.counts),
+                "users": columns.put(np.fromiter(copy.users, dtype=np.int64, count=len(copy.users))),
+            }
+            for copy in covered
+        ],
         "recent": [[oldest, newest, len(chunk)] for chunk, oldest, newest in chunks],
         "keys": [columns.put(keys[:, index]) for index in range(len(KEY_COLUMNS))],
         "layout": columns.layout,
@@ -142,13 +166,11 @@ def _encode(
 
 
 def restore_state(windows: PartitionWindows, data: bytes) -> None:
-    """Put the snapshot's windows into freshly made `windows` (whose checkpoint carried it). The
-    rolling window's sliding minutes need no saving: every minute a rolling window still needs is
-    kept among the tallies, and the first rolling window to close gathers them again."""
+    """Put the snapshot's windows into freshly made `windows` (whose checkpoint carried it)."""
     try:
         header, columns = _read(data)
-        if header["format"] != _FORMAT:
-            raise BadSnapshot(f"window snapshot format {header['format']}, this worker reads {_FORMAT}")
+        if header["format"] not in _READS:
+            raise BadSnapshot(f"window snapshot format {header['format']}, this worker reads {_READS}")
         _restore(windows, header, columns)
     except BadSnapshot:
         raise
@@ -172,7 +194,7 @@ def _read(data: bytes) -> tuple[dict[str, Any], list[Int64s]]:
 
 
 def _restore(windows: PartitionWindows, header: dict[str, Any], columns: list[Int64s]) -> None:
-    from stream.windows.state import Tally  # state imports this module
+    from stream.windows.state import CoveredMinute, Tally  # state imports this module
 
     windows.watermark = int(header["watermark"])
     windows.last_offset = int(header["last_offset"])
@@ -195,3 +217,7 @@ def _restore(windows: PartitionWindows, header: dict[str, Any], columns: list[In
             tally.funnel = [(users, ts, codes), (inside[:, _USER], inside[:, _TS], inside[:, _CODE])]
         tally.closed, tally.dirty, tally.funnel_dirty = (bool(flag) for flag in entry["flags"])
         windows.tallies[(kind, start)] = tally
+    for entry in header.get("covered", []):
+        first_offset, watermark_before = int(entry["first_offset"]), int(entry["watermark_before"])
+        minute = CoveredMinute(int(entry["start"]), columns[entry["counts"]], first_offset, watermark_before)
+        windows.sliding.add(minute, columns[entry["users"]].tolist())

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,37 +101,56 @@ class Tally:
     funnel_dirty: bool = True  # its funnel row, likewise
 
 
+@dataclass(frozen=True)
+class CoveredMinute:
+    """A closed minute inside the rolling window: its counts, and where its events begin (a
+    checkpoint without the open windows must reach back to it)."""
+
+    start: int
+    counts: Int64s
+    first_offset: int
+    watermark_before: int
+
+
 class SlidingMinutes:
-    """Users and behaviour counts over a sliding run of closed minutes: moving the rolling window by
-    a minute adds one minute and drops one, instead of re-uniting sixty."""
+    """Users and behaviour counts over a sliding run of closed minutes. Each user is held once, at
+    the latest minute they were seen in: moving the rolling window by a minute adds one minute and
+    drops the users last seen before its new start. A minute's own users are not kept, so an hour
+    of minutes costs the hour's distinct users, not sixty sets of them."""
 
     def __init__(self) -> None:
-        self.users: Counter[int] = Counter()
+        self.latest: dict[int, int] = {}  # user -> the latest covered minute they were seen in
+        self.last_seen_in: dict[int, set[int]] = {}  # minute -> the users whose latest it is
         self.counts: Int64s = np.zeros(_BEHAVIOR_COUNT, dtype=np.int64)
-        self.minutes: deque[tuple[int, Tally]] = deque()
+        self.minutes: deque[CoveredMinute] = deque()
 
     @property
     def newest(self) -> int:
-        return self.minutes[-1][0] if self.minutes else NO_TIME
+        return self.minutes[-1].start if self.minutes else NO_TIME
 
     def cover(self, start: int, newer: list[tuple[int, Tally]]) -> None:
         """Drop the minutes before `start`, add the `newer` ones (sorted, after every covered minute)."""
-        while self.minutes and self.minutes[0][0] < start:
-            self._drop(self.minutes.popleft()[1])
+        while self.minutes and self.minutes[0].start < start:
+            dropped = self.minutes.popleft()
+            self.counts -= dropped.counts
+            for user in self.last_seen_in.pop(dropped.start, ()):
+                del self.latest[user]
         for minute, tally in newer:
-            self.minutes.append((minute, tally))
-            self.users.update(tally.users)
-            self.counts += tally.counts
+            covered = CoveredMinute(minute, tally.counts.copy(), tally.first_offset, tally.watermark_before)
+            self.add(covered, tally.users)
 
-    def _drop(self, tally: Tally) -> None:
-        self.counts -= tally.counts
-        users = self.users
-        for user in tally.users:
-            remaining = users[user] - 1
-            if remaining:
-                users[user] = remaining
-            else:
-                del users[user]
+    def add(self, minute: CoveredMinute, users: Iterable[int]) -> None:
+        """Cover `minute`, later than every covered one, where `users` were seen."""
+        self.minutes.append(minute)
+        self.counts += minute.counts
+        latest, last_seen_in = self.latest, self.last_seen_in
+        seen = set(users)
+        for user in seen:
+            before = latest.get(user)
+            if before is not None:
+                last_seen_in[before].discard(user)
+            latest[user] = minute.start
+        last_seen_in[minute.start] = seen
 
 
 @dataclass
@@ -308,25 +327,22 @@ class PartitionWindows:
         return FunnelRow(kind, start, self.partition, *reached, int(final), version)
 
     def _close_rolling(self) -> Iterator[WindowRow]:
-        minutes = sorted(start for kind, start in self.tallies if kind == ROLLING_SOURCE)
+        sliding = self.sliding
+        # minutes not covered yet; the covered ones are all before the next window's end
+        minutes = sorted(
+            start for kind, start in self.tallies if kind == ROLLING_SOURCE and start > sliding.newest
+        )
         while self.next_rolling is not None and self.next_rolling + ROLLING_SIZE <= self.close_point:
             start = self.next_rolling
             end = start + ROLLING_SIZE
             inside = minutes[bisect.bisect_left(minutes, start) : bisect.bisect_left(minutes, end)]
-            if inside and end > self.closed_before:
-                newest = self.sliding.newest
-                self.sliding.cover(
-                    start,
-                    [
-                        (minute, self.tallies[(ROLLING_SOURCE, minute)])
-                        for minute in inside
-                        if minute > newest
-                    ],
-                )
-                yield self._window_row(
-                    ROLLING, start, self.sliding.counts, len(self.sliding.users), final=True
-                )
-            self.next_rolling = self._next_rolling_after(start, minutes, bool(inside))
+            had_data = bool(inside) or sliding.newest >= start
+            if had_data and end > self.closed_before:
+                newest = sliding.newest
+                newer = [minute for minute in inside if minute > newest]
+                sliding.cover(start, [(minute, self.tallies[(ROLLING_SOURCE, minute)]) for minute in newer])
+                yield self._window_row(ROLLING, start, sliding.counts, len(sliding.latest), final=True)
+            self.next_rolling = self._next_rolling_after(start, minutes, had_data)
 
     @staticmethod
     def _next_rolling_after(start: int, minutes: list[int], had_data: bool) -> int | None:
@@ -337,11 +353,17 @@ class PartitionWindows:
         return later[0] - ROLLING_SIZE + ROLLING_STEP if later else None
 
     def _forget_closed(self) -> None:
-        """Drop closed windows; a minute stays until the last rolling window over it has closed."""
+        """Drop closed windows; a minute stays until the rolling window has covered it (or the last
+        rolling window over it has closed: one already final before a restart is not covered)."""
         for key, tally in list(self.tallies.items()):
             kind, start = key
-            keep_until = start + (ROLLING_SIZE if kind == ROLLING_SOURCE else TUMBLING[kind])
-            if tally.closed and keep_until <= self.close_point:
+            if not tally.closed:
+                continue
+            if kind == ROLLING_SOURCE:
+                gone = start <= self.sliding.newest or start + ROLLING_SIZE <= self.close_point
+            else:
+                gone = start + TUMBLING[kind] <= self.close_point
+            if gone:
                 del self.tallies[key]
 
     def snapshot(self) -> tuple[Checkpoint, Callable[[], bytes]]:
@@ -361,11 +383,10 @@ class PartitionWindows:
     def checkpoint(self) -> Checkpoint:
         """Where this partition resumes without a snapshot: the first event of its oldest open window."""
         closed_before = max(self.close_point, self.closed_before)
-        if self.tallies:
-            first = min(self.tallies.values(), key=lambda tally: tally.first_offset)
-            offset, watermark = first.first_offset, first.watermark_before
-        else:
-            offset, watermark = self.last_offset + 1, self.watermark
+        # the covered minutes too: the rolling windows still to close need their users again
+        starts = [(tally.first_offset, tally.watermark_before) for tally in self.tallies.values()]
+        starts += [(minute.first_offset, minute.watermark_before) for minute in self.sliding.minutes]
+        offset, watermark = min(starts) if starts else (self.last_offset + 1, self.watermark)
         self.floors = [floor for floor in self.floors if floor[0] >= offset]  # the rest is in `watermark`
         return Checkpoint(
             self.partition, offset, watermark, closed_before, self.last_offset, tuple(self.floors)

@@ -128,8 +128,10 @@ def test_time_ordered_input_gives_exact_windows() -> None:
     assert values(run(messages, crash_after=[])) == expected(messages)
 
 
-@pytest.mark.parametrize("crash_after", [[1], [5, 6], [40], [3, 50, 51, 90]])
+@pytest.mark.parametrize("crash_after", [[1], [5, 6], [40], [45], [3, 50, 51, 90]])
 def test_rebuilding_from_checkpoints_after_crashes_changes_nothing(crash_after: list[int]) -> None:
+    """After take 45 the first day has closed: only the rolling window's covered minutes still reach
+    back into it, and the checkpoint must too."""
     messages = make_messages(2)
     assert values(run(messages, crash_after)) == expected(messages)
 
