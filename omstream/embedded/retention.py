@@ -19,6 +19,8 @@ What each topic's readers still need, from `keep_from` (the lowest offset still 
   so that a key written rarely does not hold the topic.
 - admissions (`ops.admitted`), read from the start by the control replicas: a record is needed until
   its command expired and the replay memory forgot it (twice the longest command lifetime).
+- alerts, read from the start by a restarted detector for the alerts of the hours it resumes from,
+  and by users as a feed: kept for the accepted range's days (`OMSTREAM_ACCEPT_DAYS_BACK`).
 A batch is deleted when it ends below `keep_from` and was written more than
 `OMSTREAM_BROKER_RELEASE_S` ago.
 """
@@ -44,7 +46,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from omstream.embedded.store import BUCKET
-from omstream.settings import Settings
+from omstream.settings import DAY_SECONDS, Settings
 from stream.kafka import MAX_MESSAGE_BYTES, kafka_options, read_to_end
 
 log = logging.getLogger("omstream.retention")
@@ -187,7 +189,11 @@ class Plan:
                 settings.ops_commands_topic: [settings.control_group],
             },
             latest_per_key={settings.checkpoints_topic: record_key, settings.processed_topic: processed_key},
-            by_age={settings.ops_admitted_topic: 2.0 * settings.ops_max_lifetime_s},
+            by_age={
+                settings.ops_admitted_topic: 2.0 * settings.ops_max_lifetime_s,
+                # the detector reads back a few hours of alerts; users may want the accepted range's
+                settings.alerts_topic: settings.accept_days_back * DAY_SECONDS,
+            },
         )
 
 

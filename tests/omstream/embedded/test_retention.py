@@ -23,9 +23,10 @@ from omstream.embedded.retention import (
     record_key,
     releasable,
 )
-from omstream.embedded.stack import free_port
+from omstream.embedded.stack import free_port, topic_partitions
 from omstream.embedded.store import BUCKET, Store, start_durable_broker
 from omstream.embedded.supervisor import Supervisor
+from omstream.settings import Settings
 from stream.kafka import MAX_MESSAGE_BYTES, ensure_topics, read_every_partition
 from tests.expected import TAOBAO_WINDOW, behavior_totals, distinct_valid_rows, funnel_daily, hourly_activity
 from tests.omstream.embedded.test_up import TIMEZONE, halves, replay, report
@@ -212,3 +213,12 @@ async def latest_values(bootstrap: str, topic: str) -> dict[bytes | None, bytes 
     async for record in read_every_partition(bootstrap, topic):
         found[record.key] = record.value
     return found
+
+
+def test_every_topic_of_the_stack_has_a_rule_for_what_its_readers_need() -> None:
+    """A topic without one is never released: the broker's disk would grow with it for ever."""
+    settings = Settings()
+    plan = Plan.of(settings, topic_partitions(settings))
+    ruled = plan.readers.keys() | plan.latest_per_key.keys() | plan.by_age.keys()
+    assert ruled == topic_partitions(settings).keys()
+    assert plan.by_age[settings.alerts_topic] == 7 * 86_400
