@@ -81,9 +81,10 @@ class Settings(BaseSettings):
         description="fetches of the events topic per take (each a partition's records of one fetch)",
     )
     take_seconds: float = Field(
-        default=0.5,
+        default=0.2,
         gt=0,
-        description="max wait for a take to fill before it is processed (0.1 in the embedded runtime)",
+        description="max wait for a take to fill before it is processed: what a caught-up stream waits, "
+        "at most, before its events are counted (a backlog fills takes sooner)",
     )
     grace_seconds: int = Field(default=600, ge=0, description="allowed lateness of the real-time windows")
     funnel_conversion_seconds: int = Field(default=86_400, gt=0, description="pv -> buy conversion window")
